@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# build.sh: the one build entry of memba-wasm.
+#   ./build.sh            install what is missing, build the WASM module and the native library
+#   ./build.sh test       build, then run every test (native C tests under ASan+UBSan, node --test)
+#   ./build.sh generate   build, then run the main job (a generation from a model; args pass on)
+#   ./build.sh bench      build, then run the benchmark (WASM vs native, appends to bench/results.md)
+#   ./build.sh wasm | native | deps | clean
+# Unknown arguments are an error.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+OUT=dist
+BUILD=build
+SRC=(src/error.c src/model.c src/state.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c)
+EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize
+  mb_model_weight_bytes mb_model_activation_bytes mb_model_trim mb_forward mb_state_new
+  mb_state_free mb_state_reset mb_state_copy mb_state_batch mb_state_pos mb_state_data
+  mb_state_set_pos mb_step mb_score mb_set_simd mb_get_simd mb_malloc mb_free)
+
+# Flags, each with its reason:
+CFLAGS_COMMON=(
+  -std=c11            # plain C11, same source natively and in WASM
+  -Wall -Wextra       # warnings are bugs waiting
+  -Werror             # ... so they fail the build
+)
+WASM_FLAGS=(
+  -O3                          # speed
+  -msimd128                    # WASM SIMD: the f32x4 kernels in src/simd.h
+  -sMODULARIZE=1 -sEXPORT_ES6=1  # an ES module factory: import createMembaModule from dist/memba.mjs
+  -sEXPORT_NAME=createMembaModule
+  -sENVIRONMENT=web,worker     # Node gets { wasmBinary } from the bindings (emscripten's node ESM output breaks on Node 20)
+  -sALLOW_MEMORY_GROWTH=1      # models of any size up to the limit below
+  -sMAXIMUM_MEMORY=4GB         # the whole wasm32 address space (bindings treat pointers as unsigned)
+  -sINITIAL_MEMORY=16MB        # small start; grows with the model
+  -sABORTING_MALLOC=0          # malloc returns NULL on OOM so the C core reports MB_ERR_OOM
+  -sFILESYSTEM=0               # no emulated FS: bytes come from JS
+  -sTOTAL_STACK=1MB            # the core uses little stack
+  -sEXPORTED_RUNTIME_METHODS=['HEAPU8','HEAPF32','HEAP32','UTF8ToString']
+)
+NATIVE_FLAGS=(
+  -O3                 # speed
+  -march=x86-64       # baseline SSE2: the same 128-bit vectors as WASM SIMD, for a fair comparison
+)
+SAN_FLAGS=(
+  -O1 -g -fno-omit-frame-pointer
+  -fsanitize=address,undefined -fno-sanitize-recover=all  # ASan (+LeakSanitizer) and UBSan, any report fails
+)
+
+need_root() { [ "$(id -u)" = 0 ] || { echo "build.sh: $1 is missing; install it (as root: apt-get install $2)" >&2; exit 1; }; }
+
+apt_install() {
+  need_root "$1" "$2"
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $2 >/dev/null
+}
+
+deps() {
+  command -v node >/dev/null || apt_install node "nodejs npm"
+  command -v npm >/dev/null || apt_install npm npm
+  command -v emcc >/dev/null || apt_install emcc emscripten
+  command -v clang >/dev/null || apt_install clang clang
+  # LeakSanitizer/ASan runtimes for clang
+  if ! echo 'int main(void){return 0;}' | clang -x c -fsanitize=address,undefined -o /tmp/memba-san-check - 2>/dev/null; then
+    apt_install "clang sanitizer runtime" "libclang-rt-14-dev"
+  fi
+  rm -f /tmp/memba-san-check
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than any input
+  local out=$1; shift
+  [ -f "$out" ] || return 0
+  for f in "$@"; do [ "$f" -nt "$out" ] && return 0; done
+  return 1
+}
+
+build_wasm() {
+  mkdir -p "$OUT"
+  local inputs=("${SRC[@]}" src/*.h src/ops/*.c build.sh)
+  stale "$OUT/memba.mjs" "${inputs[@]}" || return 0
+  local exp
+  exp=$(printf "'_%s'," "${EXPORTS[@]}")
+  echo "build.sh: emcc -> $OUT/memba.mjs + memba.wasm"
+  NODE_PATH=${NODE_PATH:-/usr/share/nodejs} emcc "${CFLAGS_COMMON[@]}" "${WASM_FLAGS[@]}" \
+    -sEXPORTED_FUNCTIONS="[${exp%,}]" "${SRC[@]}" -o "$OUT/memba.mjs"
+}
+
+build_native() {
+  mkdir -p "$BUILD"
+  local inputs=("${SRC[@]}" src/*.h build.sh)
+  if stale "$BUILD/libmemba.a" "${inputs[@]}"; then
+    echo "build.sh: cc -> $BUILD/libmemba.a"
+    rm -f "$BUILD"/*.o
+    for f in "${SRC[@]}"; do
+      cc "${CFLAGS_COMMON[@]}" "${NATIVE_FLAGS[@]}" -c "$f" -o "$BUILD/$(basename "${f%.c}").o"
+    done
+    ar rcs "$BUILD/libmemba.a" "$BUILD"/*.o
+  fi
+  for t in tests/c/test_*.c; do
+    local name
+    name=$(basename "${t%.c}")
+    if stale "$BUILD/$name" "$t" tests/c/*.h "${inputs[@]}"; then
+      echo "build.sh: clang (asan+ubsan) -> $BUILD/$name"
+      clang "${CFLAGS_COMMON[@]}" "${SAN_FLAGS[@]}" "$t" "${SRC[@]}" -lm -o "$BUILD/$name"
+    fi
+  done
+}
+
+build_all() { deps; build_wasm; build_native; }
+
+run_tests() {
+  build_all
+  # The native C tests run inside node --test (tests/native.test.mjs), so one runner reports all.
+  node --test --test-reporter=tap tests/
+}
+
+case "${1:-}" in
+  "") build_all ;;
+  test) [ $# -eq 1 ] || { echo "build.sh test takes no arguments" >&2; exit 2; }; run_tests ;;
+  generate) shift; build_all; node bindings/cli.js generate "$@" ;;
+  bench) shift; build_all; node bench/bench.mjs "$@" ;;
+  wasm) deps; build_wasm ;;
+  native) deps; build_native ;;
+  deps) deps ;;
+  clean) rm -rf "$OUT" "$BUILD" ;;
+  -h|--help|help) sed -n '2,9p' "$0" ;;
+  *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;
+esac

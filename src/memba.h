@@ -1,0 +1,126 @@
+/* memba.h: the one public header of the memba C core (Mamba-1 inference).
+ * The JS bindings and the native tests see only this. Opaque handles, status codes and
+ * mb_last_error(); the library never prints, exits or aborts on user input.
+ * Not here: file parsing (the bindings parse safetensors and write weights into the slots
+ * this API hands out), tokenisation and sampling (JS). */
+#ifndef MEMBA_H
+#define MEMBA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+  MB_OK = 0,
+  MB_ERR_INVALID_ARG = 1, /* bad dims, out-of-range ids, NULL where a value is needed */
+  MB_ERR_OOM = 2,         /* an allocation failed; nothing was changed */
+  MB_ERR_SHAPE = 3,       /* sizes that do not fit together (state vs model, batch) */
+  MB_ERR_STATE = 4,       /* a call out of order (model not finalised, ...) */
+} mb_status;
+
+/* Last error message of this thread ("" when none). Valid until the next failing call. */
+const char *mb_last_error(void);
+
+typedef struct {
+  int d_model;    /* d */
+  int n_layer;
+  int vocab_size; /* V: rows of the embedding */
+  int d_state;    /* N */
+  int d_conv;     /* K */
+  int d_inner;    /* E = expand * d */
+  int dt_rank;    /* R */
+  float eps;      /* rmsnorm epsilon */
+  int use_bias;      /* in_proj / out_proj biases */
+  int use_conv_bias; /* conv1d bias */
+  int tied_head;     /* 1: logits use the embedding; 0: a separate lm_head */
+} mb_config;
+
+/* Parameter slots: global ones (layer = -1) and per-layer ones. */
+typedef enum {
+  MB_P_EMBEDDING = 0, /* [V, d] */
+  MB_P_NORM_F,        /* [d] */
+  MB_P_LM_HEAD,       /* [V, d], only when !tied_head */
+  MB_P_NORM,          /* [d]           (per layer from here on) */
+  MB_P_IN_PROJ_W,     /* [2E, d] */
+  MB_P_IN_PROJ_B,     /* [2E], only when use_bias */
+  MB_P_CONV_W,        /* [E, K] (file shape [E, 1, K]) */
+  MB_P_CONV_B,        /* [E], only when use_conv_bias */
+  MB_P_X_PROJ_W,      /* [R + 2N, E] */
+  MB_P_DT_PROJ_W,     /* [E, R] */
+  MB_P_DT_PROJ_B,     /* [E] */
+  MB_P_A_LOG,         /* [E, N] */
+  MB_P_D,             /* [E] */
+  MB_P_OUT_PROJ_W,    /* [d, E] */
+  MB_P_OUT_PROJ_B,    /* [d], only when use_bias */
+  MB_P_COUNT
+} mb_param;
+
+typedef struct mb_model mb_model;
+typedef struct mb_state mb_state;
+
+/* Allocates a model with uninitialised weights (one block). NULL on failure (see mb_last_error). */
+mb_model *mb_model_new(const mb_config *cfg);
+void mb_model_free(mb_model *m);
+const mb_config *mb_model_config(const mb_model *m);
+/* Where to write a parameter (float32, row-major) and how many floats it holds. NULL + *numel = 0
+ * for a slot the config does not have or an out-of-range layer. */
+float *mb_model_param(mb_model *m, mb_param p, int layer, size_t *numel);
+/* Call once all parameters are written (derives A = -exp(A_log)); again after changing weights. */
+mb_status mb_model_finalize(mb_model *m);
+/* Bytes held by weights and by cached activations. */
+size_t mb_model_weight_bytes(const mb_model *m);
+size_t mb_model_activation_bytes(const mb_model *m);
+/* Frees cached activation buffers (they are re-made at the next forward). */
+void mb_model_trim(mb_model *m);
+
+/* Which positions get logits. */
+typedef enum {
+  MB_LOGITS_NONE = 0,
+  MB_LOGITS_LAST = 1, /* logits [B, V] for position L-1 of each sequence */
+  MB_LOGITS_ALL = 2,  /* logits [B, L, V] */
+} mb_logits_mode;
+
+/* Full-sequence forward of B sequences of equal length L (ids [B, L]).
+ * logits: [B, L, V] or [B, V] per mode (may be NULL with MB_LOGITS_NONE).
+ * hidden: optional [n_layer, B, L, d] residual stream after every layer (NULL to skip).
+ * state: optional; when given (batch == B) it receives the recurrent state after the last
+ * position, so decoding can continue from it (prefill). */
+mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mode mode,
+                     float *logits, float *hidden, mb_state *state);
+
+/* Per-token log-likelihoods of B sequences (ids [B, L]): logprobs[b, t] = log p(ids[b, t] |
+ * ids[b, <t]) for t in [from, L), 0 before; from >= 1. Logits are made in small blocks, never
+ * all at once. Summing a range gives a continuation's log-likelihood (spec section 4). */
+mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs);
+
+/* Recurrent decode state for `batch` sequences: per layer conv_state [B, E, K-1] and
+ * ssm_state [B, E, N], plus the number of positions consumed. One flat float block, so it can be
+ * copied out, saved and restored byte for byte. */
+mb_state *mb_state_new(const mb_model *m, int batch);
+void mb_state_free(mb_state *s);
+void mb_state_reset(mb_state *s);
+mb_status mb_state_copy(mb_state *dst, const mb_state *src);
+int mb_state_batch(const mb_state *s);
+int64_t mb_state_pos(const mb_state *s);
+/* The flat block (floats) and its size; its layout is private but stable for a given config. */
+float *mb_state_data(mb_state *s, size_t *numel);
+void mb_state_set_pos(mb_state *s, int64_t pos);
+
+/* One decode step: ids [B] -> logits [B, V] (may be NULL), advancing the state by one position. */
+mb_status mb_step(mb_model *m, mb_state *s, const int32_t *ids, float *logits);
+
+/* Kernel selection, for tests and benchmarks: 1 = SIMD kernels (default), 0 = scalar reference. */
+void mb_set_simd(int on);
+int mb_get_simd(void);
+
+/* malloc/free exported for the bindings (WASM heap buffers). */
+void *mb_malloc(size_t n);
+void mb_free(void *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

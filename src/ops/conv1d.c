@@ -1,0 +1,74 @@
+/* conv1d.c: Mamba's causal depthwise conv1d followed by SiLU, over one sequence, with an optional
+ * history of the K-1 positions before it (the decode state), so prefill, chunked prefill and the
+ * one-token decode step are the same code (spec section 1: x_s = 0 for s < 0 without history).
+ *   x~_t = conv1d.bias + sum_k conv1d.weight[c,0,k] * x_{t-(K-1)+k} ;  u_t = silu(x~_t)
+ * Not here: the backward (later, ops for training). */
+#include "../internal.h"
+#include "../simd.h"
+
+/* x value at time s (may be negative: read from history, or 0). */
+static inline float x_at(const float *x, int x_stride, const float *hist, int s, int c, int E,
+                         int K) {
+  if (s >= 0) return x[(size_t)s * x_stride + c];
+  return hist ? hist[(size_t)(K - 1 + s) * E + c] : 0.0f;
+}
+
+/* hist <- last K-1 positions of (hist, x[0..L-1]) */
+static void hist_update(float *hist, const float *x, int x_stride, int L, int E, int K) {
+  for (int j = 0; j < K - 1; j++) {
+    /* new row j holds time s = L - (K-1) + j */
+    int s = L - (K - 1) + j;
+    if (s >= 0) {
+      memcpy(hist + (size_t)j * E, x + (size_t)s * x_stride, sizeof(float) * (size_t)E);
+    } else {
+      /* still inside the old history: old row K-1+s; rows move towards 0, so j < K-1+s, safe */
+      memmove(hist + (size_t)j * E, hist + (size_t)(K - 1 + s) * E, sizeof(float) * (size_t)E);
+    }
+  }
+}
+
+void conv1d_silu_forward_scalar(float *u, float *hist, const float *x, int x_stride,
+                                const float *w, const float *bias, int L, int E, int K) {
+  for (int t = 0; t < L; t++) {
+    for (int c = 0; c < E; c++) {
+      float acc = bias ? bias[c] : 0.0f;
+      for (int k = 0; k < K; k++) acc += w[c * K + k] * x_at(x, x_stride, hist, t - (K - 1) + k, c, E, K);
+      u[(size_t)t * E + c] = silu_f(acc);
+    }
+  }
+  if (hist) hist_update(hist, x, x_stride, L, E, K);
+}
+
+/* SIMD over channels: needs E % 4 == 0 and K <= 8. Weights are transposed per call into [K, E]
+ * (K*E floats, small) so each tap is a contiguous vector. */
+static void conv1d_silu_forward_simd(float *u, float *hist, const float *x, int x_stride,
+                                     const float *w, const float *bias, int L, int E, int K) {
+  for (int c0 = 0; c0 < E; c0 += 4) {
+    f32x4 wk[8];
+    for (int k = 0; k < K; k++)
+      wk[k] = (f32x4){w[(c0 + 0) * K + k], w[(c0 + 1) * K + k], w[(c0 + 2) * K + k],
+                      w[(c0 + 3) * K + k]};
+    f32x4 b = bias ? v_load(bias + c0) : v_splat(0.0f);
+    for (int t = 0; t < L; t++) {
+      f32x4 acc = b;
+      for (int k = 0; k < K; k++) {
+        int s = t - (K - 1) + k;
+        f32x4 xv;
+        if (s >= 0) xv = v_load(x + (size_t)s * x_stride + c0);
+        else if (hist) xv = v_load(hist + (size_t)(K - 1 + s) * E + c0);
+        else xv = v_splat(0.0f);
+        acc += wk[k] * xv;
+      }
+      v_store(u + (size_t)t * E + c0, v_silu(acc));
+    }
+  }
+  if (hist) hist_update(hist, x, x_stride, L, E, K);
+}
+
+void conv1d_silu_forward(float *u, float *hist, const float *x, int x_stride, const float *w,
+                         const float *bias, int L, int E, int K) {
+  if (mb_simd_enabled && E % 4 == 0 && K <= 8)
+    conv1d_silu_forward_simd(u, hist, x, x_stride, w, bias, L, E, K);
+  else
+    conv1d_silu_forward_scalar(u, hist, x, x_stride, w, bias, L, E, K);
+}

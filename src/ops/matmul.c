@@ -1,0 +1,107 @@
+/* matmul.c: out[t, o] = sum_c inp[t, c] * weight[o, c] (+ bias[o]), weight row-major [OC, C]
+ * (PyTorch nn.Linear layout). The hot loop of prefill (T = B*L) and of decode (T = B, a matvec).
+ * Scalar reference + a SIMD kernel register-tiled 4 output rows x 2 tokens with a scalar tail.
+ * Not here: threading (later: split the o loop), transposed weights, low-precision weights. */
+#include "../internal.h"
+#include "../simd.h"
+
+void matmul_forward_scalar(float *out, const float *inp, const float *weight, const float *bias,
+                           int T, int C, int OC) {
+  for (int t = 0; t < T; t++) {
+    const float *x = inp + (size_t)t * C;
+    for (int o = 0; o < OC; o++) {
+      const float *w = weight + (size_t)o * C;
+      float acc = bias ? bias[o] : 0.0f;
+      for (int c = 0; c < C; c++) acc += x[c] * w[c];
+      out[(size_t)t * OC + o] = acc;
+    }
+  }
+}
+
+/* 4 rows x 2 tokens: 8 accumulators; the 4 weight rows are read once for both tokens. */
+static void tile_4x2(float *out, const float *x0, const float *x1, const float *w,
+                     const float *bias, int o, int C, int OC) {
+  const float *w0 = w, *w1 = w + C, *w2 = w + 2 * (size_t)C, *w3 = w + 3 * (size_t)C;
+  f32x4 a00 = v_splat(0), a01 = v_splat(0), a10 = v_splat(0), a11 = v_splat(0);
+  f32x4 a20 = v_splat(0), a21 = v_splat(0), a30 = v_splat(0), a31 = v_splat(0);
+  int c = 0;
+  for (; c + 4 <= C; c += 4) {
+    f32x4 xa = v_load(x0 + c), xb = v_load(x1 + c), wv;
+    wv = v_load(w0 + c); a00 += wv * xa; a01 += wv * xb;
+    wv = v_load(w1 + c); a10 += wv * xa; a11 += wv * xb;
+    wv = v_load(w2 + c); a20 += wv * xa; a21 += wv * xb;
+    wv = v_load(w3 + c); a30 += wv * xa; a31 += wv * xb;
+  }
+  float r[8] = {v_hsum(a00), v_hsum(a10), v_hsum(a20), v_hsum(a30),
+                v_hsum(a01), v_hsum(a11), v_hsum(a21), v_hsum(a31)};
+  for (; c < C; c++) {
+    r[0] += w0[c] * x0[c]; r[1] += w1[c] * x0[c]; r[2] += w2[c] * x0[c]; r[3] += w3[c] * x0[c];
+    r[4] += w0[c] * x1[c]; r[5] += w1[c] * x1[c]; r[6] += w2[c] * x1[c]; r[7] += w3[c] * x1[c];
+  }
+  for (int i = 0; i < 4; i++) {
+    float b = bias ? bias[o + i] : 0.0f;
+    out[o + i] = r[i] + b;
+    out[(size_t)OC + o + i] = r[4 + i] + b;
+  }
+}
+
+/* 4 rows x 1 token (decode matvec and the odd token). */
+static void tile_4x1(float *out, const float *x0, const float *w, const float *bias, int o,
+                     int C) {
+  const float *w0 = w, *w1 = w + C, *w2 = w + 2 * (size_t)C, *w3 = w + 3 * (size_t)C;
+  f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0);
+  int c = 0;
+  for (; c + 4 <= C; c += 4) {
+    f32x4 xa = v_load(x0 + c);
+    a0 += v_load(w0 + c) * xa;
+    a1 += v_load(w1 + c) * xa;
+    a2 += v_load(w2 + c) * xa;
+    a3 += v_load(w3 + c) * xa;
+  }
+  float r[4] = {v_hsum(a0), v_hsum(a1), v_hsum(a2), v_hsum(a3)};
+  for (; c < C; c++) {
+    r[0] += w0[c] * x0[c]; r[1] += w1[c] * x0[c]; r[2] += w2[c] * x0[c]; r[3] += w3[c] * x0[c];
+  }
+  for (int i = 0; i < 4; i++) out[o + i] = r[i] + (bias ? bias[o + i] : 0.0f);
+}
+
+static float dot_1x1(const float *x, const float *w, int C) {
+  f32x4 a = v_splat(0);
+  int c = 0;
+  for (; c + 4 <= C; c += 4) a += v_load(w + c) * v_load(x + c);
+  float r = v_hsum(a);
+  for (; c < C; c++) r += w[c] * x[c];
+  return r;
+}
+
+/* Tokens are processed in blocks so a block of inputs stays in cache while all weight rows
+ * stream past it once per block. */
+#define T_BLOCK 64
+
+void matmul_forward_simd(float *out, const float *inp, const float *weight, const float *bias,
+                         int T, int C, int OC) {
+  for (int t0 = 0; t0 < T; t0 += T_BLOCK) {
+    int t1 = t0 + T_BLOCK < T ? t0 + T_BLOCK : T;
+    int o = 0;
+    for (; o + 4 <= OC; o += 4) {
+      const float *w = weight + (size_t)o * C;
+      int t = t0;
+      for (; t + 2 <= t1; t += 2)
+        tile_4x2(out + (size_t)t * OC, inp + (size_t)t * C, inp + (size_t)(t + 1) * C, w, bias,
+                 o, C, OC);
+      if (t < t1) tile_4x1(out + (size_t)t * OC, inp + (size_t)t * C, w, bias, o, C);
+    }
+    for (; o < OC; o++)
+      for (int t = t0; t < t1; t++)
+        out[(size_t)t * OC + o] =
+            dot_1x1(inp + (size_t)t * C, weight + (size_t)o * C, C) + (bias ? bias[o] : 0.0f);
+  }
+}
+
+void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T,
+                    int C, int OC) {
+  if (mb_simd_enabled)
+    matmul_forward_simd(out, inp, weight, bias, T, C, OC);
+  else
+    matmul_forward_scalar(out, inp, weight, bias, T, C, OC);
+}

@@ -1,0 +1,74 @@
+/* state.c: the recurrent decode state of B sequences: per layer and sequence the conv history
+ * [K-1, E] (the K-1 pre-conv x before the next token) and the SSM state [E, N], in one flat
+ * float block so callers can copy, save and restore it byte for byte, plus the position count.
+ * Not here: LIM membranes (adapters add their own state later). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static size_t per_seq(const mb_state *s) {
+  return (size_t)(s->K - 1) * s->E + (size_t)s->E * s->N;
+}
+
+mb_state *mb_state_new(const mb_model *m, int batch) {
+  mb_clear_error();
+  if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL"), NULL;
+  if (batch < 1 || batch > 65536) return mb_fail(MB_ERR_INVALID_ARG, "batch %d out of range", batch), NULL;
+  mb_state *s = calloc(1, sizeof *s);
+  if (!s) return mb_fail(MB_ERR_OOM, "out of memory for decode state"), NULL;
+  s->batch = batch;
+  s->n_layer = m->cfg.n_layer;
+  s->E = m->cfg.d_inner;
+  s->K = m->cfg.d_conv;
+  s->N = m->cfg.d_state;
+  s->numel = per_seq(s) * batch * s->n_layer;
+  s->data = calloc(s->numel, sizeof(float));
+  if (!s->data) {
+    free(s);
+    return mb_fail(MB_ERR_OOM, "out of memory for decode state"), NULL;
+  }
+  return s;
+}
+
+void mb_state_free(mb_state *s) {
+  if (!s) return;
+  free(s->data);
+  free(s);
+}
+
+void mb_state_reset(mb_state *s) {
+  if (!s) return;
+  memset(s->data, 0, s->numel * sizeof(float));
+  s->pos = 0;
+}
+
+mb_status mb_state_copy(mb_state *dst, const mb_state *src) {
+  mb_clear_error();
+  if (!dst || !src) return mb_fail(MB_ERR_INVALID_ARG, "state is NULL");
+  if (dst->numel != src->numel || dst->batch != src->batch || dst->E != src->E ||
+      dst->N != src->N || dst->K != src->K || dst->n_layer != src->n_layer)
+    return mb_fail(MB_ERR_SHAPE, "states have different shapes");
+  memcpy(dst->data, src->data, src->numel * sizeof(float));
+  dst->pos = src->pos;
+  return MB_OK;
+}
+
+int mb_state_batch(const mb_state *s) { return s ? s->batch : 0; }
+int64_t mb_state_pos(const mb_state *s) { return s ? s->pos : 0; }
+void mb_state_set_pos(mb_state *s, int64_t pos) {
+  if (s && pos >= 0) s->pos = pos;
+}
+
+float *mb_state_data(mb_state *s, size_t *numel) {
+  if (numel) *numel = s ? s->numel : 0;
+  return s ? s->data : NULL;
+}
+
+float *mb_state_conv(mb_state *s, int layer, int b) {
+  return s->data + ((size_t)layer * s->batch + b) * per_seq(s);
+}
+
+float *mb_state_ssm(mb_state *s, int layer, int b) {
+  return mb_state_conv(s, layer, b) + (size_t)(s->K - 1) * s->E;
+}

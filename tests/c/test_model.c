@@ -1,0 +1,189 @@
+/* test_model.c: the whole forward against the golden vectors (logits and hidden states of
+ * mamba-tiny, both kernel paths), decode steps against the full forward at every position,
+ * batch of 2 against single runs, state copy/reset, and the error paths of the C API.
+ * Run from the repo root (reads tests/fixtures/ and tests/tolerances.json). */
+#include "../../src/memba.h"
+#include "testutil.h"
+#include "tolerance.h"
+
+#define FIX "tests/fixtures/mamba-tiny/"
+/* mamba-tiny: d 32, 2 layers, V 64, N 8, K 4, E 64, R 2 */
+static const mb_config TINY = {32, 2, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
+static const int IDS[2][17] = {{23, 32, 61, 28, 57, 3, 37, 26, 51, 40, 39, 47, 9, 29, 25, 22, 57},
+                               {33, 13, 36, 38, 7, 10, 47, 35, 34, 53, 60, 60, 29, 25, 58, 34, 37}};
+
+static void load_param(mb_model *m, st_file *f, mb_param p, int layer, const char *name) {
+  size_t want = 0, got = 0;
+  float *dst = mb_model_param(m, p, layer, &want);
+  float *src = st_get(f, name, &got);
+  CHECK(dst && src && want == got, "param %s: want %zu got %zu", name, want, got);
+  if (dst && src && want == got) memcpy(dst, src, want * sizeof(float));
+  free(src);
+}
+
+static mb_model *load_tiny(void) {
+  st_file f;
+  if (!st_open(&f, FIX "model.safetensors")) { CHECK(0, "cannot open " FIX); return NULL; }
+  mb_model *m = mb_model_new(&TINY);
+  CHECK(m != NULL, "mb_model_new: %s", mb_last_error());
+  load_param(m, &f, MB_P_EMBEDDING, -1, "backbone.embeddings.weight");
+  load_param(m, &f, MB_P_NORM_F, -1, "backbone.norm_f.weight");
+  static const struct { mb_param p; const char *n; } names[] = {
+      {MB_P_NORM, "norm.weight"}, {MB_P_IN_PROJ_W, "mixer.in_proj.weight"},
+      {MB_P_CONV_W, "mixer.conv1d.weight"}, {MB_P_CONV_B, "mixer.conv1d.bias"},
+      {MB_P_X_PROJ_W, "mixer.x_proj.weight"}, {MB_P_DT_PROJ_W, "mixer.dt_proj.weight"},
+      {MB_P_DT_PROJ_B, "mixer.dt_proj.bias"}, {MB_P_A_LOG, "mixer.A_log"}, {MB_P_D, "mixer.D"},
+      {MB_P_OUT_PROJ_W, "mixer.out_proj.weight"}};
+  for (int l = 0; l < TINY.n_layer; l++)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+      char full[128];
+      snprintf(full, sizeof full, "backbone.layers.%d.%s", l, names[i].n);
+      load_param(m, &f, names[i].p, l, full);
+    }
+  st_close(&f);
+  CHECK(mb_model_finalize(m) == MB_OK, "finalize");
+  return m;
+}
+
+static void compare(const char *what, const float *got, const float *want, size_t n, double t) {
+  float ref = max_abs(want, n), diff = max_abs_diff(got, want, n);
+  float lim = (float)(t * (ref > 1 ? ref : 1));
+  printf("  %-44s maxdiff %.3g (limit %.3g)\n", what, diff, lim);
+  CHECK(diff <= lim, "%s: maxdiff %g > %g", what, diff, lim);
+}
+
+static void test_golden(mb_model *m) {
+  st_file e;
+  CHECK(st_open(&e, FIX "expected.safetensors"), "expected.safetensors");
+  size_t nl, nh0, nh1;
+  float *want = st_get(&e, "logits", &nl), *h0 = st_get(&e, "hidden.0", &nh0),
+        *h1 = st_get(&e, "hidden.1", &nh1);
+  int32_t ids[34];
+  for (int i = 0; i < 34; i++) ids[i] = IDS[i / 17][i % 17];
+  float *logits = malloc(sizeof(float) * 2 * 17 * 64), *hidden = malloc(sizeof(float) * 2 * 34 * 32);
+  for (int simd = 0; simd < 2; simd++) {
+    mb_set_simd(simd);
+    CHECK(mb_forward(m, ids, 2, 17, MB_LOGITS_ALL, logits, hidden, NULL) == MB_OK, "forward: %s", mb_last_error());
+    char name[64];
+    snprintf(name, sizeof name, "golden logits (%s)", simd ? "simd" : "scalar");
+    compare(name, logits, want, nl, tol("logits_rel"));
+    compare("golden hidden.0", hidden, h0, nh0, tol("hidden_rel"));
+    compare("golden hidden.1", hidden + nh0, h1, nh1, tol("hidden_rel"));
+  }
+  free(want); free(h0); free(h1); free(logits); free(hidden);
+  st_close(&e);
+}
+
+static void test_decode_and_batch(mb_model *m) {
+  int32_t ids[34];
+  for (int i = 0; i < 34; i++) ids[i] = IDS[i / 17][i % 17];
+  float full[2 * 17 * 64], one[17 * 64], step[64], step2[2 * 64];
+  CHECK(mb_forward(m, ids, 2, 17, MB_LOGITS_ALL, full, NULL, NULL) == MB_OK, "forward");
+  /* batch of 2 == two single runs */
+  for (int b = 0; b < 2; b++) {
+    CHECK(mb_forward(m, ids + 17 * b, 1, 17, MB_LOGITS_ALL, one, NULL, NULL) == MB_OK, "single");
+    compare("batch row vs single run", full + b * 17 * 64, one, 17 * 64, tol("batch_vs_single_rel"));
+  }
+  /* decode step by step == full forward, at every position */
+  mb_state *s = mb_state_new(m, 1), *s2 = mb_state_new(m, 2), *saved = mb_state_new(m, 1);
+  float worst = 0;
+  for (int t = 0; t < 17; t++) {
+    CHECK(mb_step(m, s, ids + t, step) == MB_OK, "step: %s", mb_last_error());
+    float dd = max_abs_diff(step, full + t * 64, 64);
+    worst = dd > worst ? dd : worst;
+    if (t == 7) mb_state_copy(saved, s);
+  }
+  printf("  %-44s maxdiff %.3g\n", "decode steps vs full forward (17 positions)", worst);
+  CHECK(worst <= tol("decode_vs_forward_rel") * (max_abs(full, 17 * 64) > 1 ? max_abs(full, 17 * 64) : 1),
+        "decode differs: %g", worst);
+  CHECK(mb_state_pos(s) == 17, "pos %lld", (long long)mb_state_pos(s));
+  /* prefill 8 positions into a state, then step: equals the full forward */
+  mb_state *p = mb_state_new(m, 1);
+  CHECK(mb_forward(m, ids, 1, 8, MB_LOGITS_LAST, step, NULL, p) == MB_OK, "prefill");
+  compare("prefill last logits vs full forward", step, full + 7 * 64, 64, tol("decode_vs_forward_rel"));
+  size_t n1, n2;
+  float *d1 = mb_state_data(p, &n1), *d2 = mb_state_data(saved, &n2);
+  CHECK(n1 == n2 && max_abs_diff(d1, d2, n1) <= 1e-5f, "prefill state vs stepped state");
+  CHECK(mb_step(m, p, ids + 8, step) == MB_OK, "step after prefill");
+  compare("step after prefill vs full forward", step, full + 8 * 64, 64, tol("decode_vs_forward_rel"));
+  /* batched decode: both rows at once */
+  for (int t = 0; t < 17; t++) {
+    int32_t pair[2] = {ids[t], ids[17 + t]};
+    CHECK(mb_step(m, s2, pair, step2) == MB_OK, "batched step");
+    if (t == 16) {
+      compare("batched decode row 0 at t=16", step2, full + 16 * 64, 64, tol("decode_vs_forward_rel"));
+      compare("batched decode row 1 at t=16", step2 + 64, full + (17 + 16) * 64, 64, tol("decode_vs_forward_rel"));
+    }
+  }
+  /* reset == fresh */
+  mb_state_reset(s);
+  CHECK(mb_step(m, s, ids, step) == MB_OK, "step after reset");
+  compare("step after reset vs position 0", step, full, 64, tol("decode_vs_forward_rel"));
+  CHECK(mb_state_copy(s, s2) == MB_ERR_SHAPE, "copy between batch sizes must fail");
+  mb_state_free(s); mb_state_free(s2); mb_state_free(saved); mb_state_free(p);
+}
+
+static void test_score(mb_model *m) {
+  st_file e;
+  CHECK(st_open(&e, FIX "expected.safetensors"), "expected.safetensors");
+  size_t n;
+  float *want = st_get(&e, "loglik_after_prompt", &n);
+  int32_t ids[34];
+  for (int i = 0; i < 34; i++) ids[i] = IDS[i / 17][i % 17];
+  float lp[34];
+  CHECK(mb_score(m, ids, 2, 17, 5, lp) == MB_OK, "score: %s", mb_last_error());
+  for (int b = 0; b < 2; b++) {
+    float sum = 0;
+    for (int t = 5; t < 17; t++) sum += lp[b * 17 + t];
+    compare(b ? "loglik_after_prompt row 1" : "loglik_after_prompt row 0", &sum, &want[b], 1, tol("loglik_rel"));
+  }
+  CHECK(lp[0] == 0 && lp[4] == 0, "positions before from must be 0");
+  CHECK(mb_score(m, ids, 2, 17, 0, lp) == MB_ERR_INVALID_ARG, "from=0 accepted");
+  free(want);
+  st_close(&e);
+}
+
+static void test_errors(mb_model *m) {
+  int32_t bad[2] = {3, 64};
+  float logits[2 * 64];
+  CHECK(mb_forward(m, bad, 1, 2, MB_LOGITS_ALL, logits, NULL, NULL) == MB_ERR_INVALID_ARG, "id 64 accepted");
+  CHECK(strstr(mb_last_error(), "out of range") != NULL, "message: %s", mb_last_error());
+  bad[1] = -1;
+  CHECK(mb_forward(m, bad, 1, 2, MB_LOGITS_ALL, logits, NULL, NULL) == MB_ERR_INVALID_ARG, "id -1 accepted");
+  CHECK(mb_forward(m, bad, 1, 0, MB_LOGITS_ALL, logits, NULL, NULL) == MB_ERR_INVALID_ARG, "L=0 accepted");
+  CHECK(mb_forward(m, bad, 0, 1, MB_LOGITS_ALL, logits, NULL, NULL) == MB_ERR_INVALID_ARG, "B=0 accepted");
+  CHECK(mb_forward(m, bad, 1, 1, MB_LOGITS_ALL, NULL, NULL, NULL) == MB_ERR_INVALID_ARG, "NULL logits accepted");
+  mb_state *s = mb_state_new(m, 2);
+  CHECK(mb_forward(m, bad, 1, 1, MB_LOGITS_LAST, logits, NULL, s) == MB_ERR_SHAPE, "state batch mismatch");
+  mb_state_free(s);
+  mb_config c = TINY;
+  c.d_model = 0;
+  CHECK(mb_model_new(&c) == NULL && strlen(mb_last_error()) > 0, "bad config accepted");
+  c = TINY;
+  c.vocab_size = 1 << 24;
+  c.d_model = 1 << 24;
+  mb_model *huge = mb_model_new(&c);
+  CHECK(huge == NULL, "impossible model allocated");
+  mb_model_free(huge);
+  /* the model still works after errors */
+  int32_t ok[1] = {5};
+  CHECK(mb_forward(m, ok, 1, 1, MB_LOGITS_LAST, logits, NULL, NULL) == MB_OK, "usable after errors");
+  mb_model *fresh = mb_model_new(&TINY);
+  CHECK(mb_forward(fresh, ok, 1, 1, MB_LOGITS_LAST, logits, NULL, NULL) == MB_ERR_STATE, "unfinalized accepted");
+  mb_model_free(fresh);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  printf("# test_model\n");
+  mb_model *m = load_tiny();
+  if (!m) return 1;
+  test_golden(m);
+  mb_set_simd(1);
+  test_decode_and_batch(m);
+  test_score(m);
+  test_errors(m);
+  mb_model_free(m);
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}

@@ -11,8 +11,8 @@ cd "$(dirname "$0")"
 
 OUT=dist
 BUILD=build
-SRC=(src/error.c src/model.c src/state.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c)
-EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize
+SRC=(src/error.c src/model.c src/state.c src/init.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c)
+EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize mb_model_init_random
   mb_model_weight_bytes mb_model_activation_bytes mb_model_trim mb_forward mb_state_new
   mb_state_free mb_state_reset mb_state_copy mb_state_batch mb_state_pos mb_state_data
   mb_state_set_pos mb_step mb_score mb_set_simd mb_get_simd mb_malloc mb_free)
@@ -98,6 +98,10 @@ build_native() {
       cc "${CFLAGS_COMMON[@]}" "${NATIVE_FLAGS[@]}" -c "$f" -o "$BUILD/$(basename "${f%.c}").o"
     done
     ar rcs "$BUILD/libmemba.a" "$BUILD"/*.o
+  fi
+  if stale "$BUILD/bench_native" bench/bench_native.c "$BUILD/libmemba.a"; then
+    echo "build.sh: cc -> $BUILD/bench_native"
+    cc "${CFLAGS_COMMON[@]}" "${NATIVE_FLAGS[@]}" bench/bench_native.c "$BUILD/libmemba.a" -lm -o "$BUILD/bench_native"
   fi
   for t in tests/c/test_*.c; do
     local name

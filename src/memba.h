@@ -70,6 +70,9 @@ const mb_config *mb_model_config(const mb_model *m);
 float *mb_model_param(mb_model *m, mb_param p, int layer, size_t *numel);
 /* Call once all parameters are written (derives A = -exp(A_log)); again after changing weights. */
 mb_status mb_model_finalize(mb_model *m);
+/* Fills every parameter with deterministic pseudo-random values of Mamba-like statistics and
+ * finalizes: for benchmarks and stress tests only. */
+mb_status mb_model_init_random(mb_model *m, uint32_t seed);
 /* Bytes held by weights and by cached activations. */
 size_t mb_model_weight_bytes(const mb_model *m);
 size_t mb_model_activation_bytes(const mb_model *m);
@@ -104,10 +107,11 @@ void mb_state_free(mb_state *s);
 void mb_state_reset(mb_state *s);
 mb_status mb_state_copy(mb_state *dst, const mb_state *src);
 int mb_state_batch(const mb_state *s);
-int64_t mb_state_pos(const mb_state *s);
+/* Positions consumed; a double so the WASM ABI needs no 64-bit integers (exact below 2^53). */
+double mb_state_pos(const mb_state *s);
 /* The flat block (floats) and its size; its layout is private but stable for a given config. */
 float *mb_state_data(mb_state *s, size_t *numel);
-void mb_state_set_pos(mb_state *s, int64_t pos);
+void mb_state_set_pos(mb_state *s, double pos);
 
 /* One decode step: ids [B] -> logits [B, V] (may be NULL), advancing the state by one position. */
 mb_status mb_step(mb_model *m, mb_state *s, const int32_t *ids, float *logits);

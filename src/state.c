@@ -55,9 +55,9 @@ mb_status mb_state_copy(mb_state *dst, const mb_state *src) {
 }
 
 int mb_state_batch(const mb_state *s) { return s ? s->batch : 0; }
-int64_t mb_state_pos(const mb_state *s) { return s ? s->pos : 0; }
-void mb_state_set_pos(mb_state *s, int64_t pos) {
-  if (s && pos >= 0) s->pos = pos;
+double mb_state_pos(const mb_state *s) { return s ? (double)s->pos : 0.0; }
+void mb_state_set_pos(mb_state *s, double pos) {
+  if (s && pos >= 0 && pos < 9007199254740992.0) s->pos = (int64_t)pos;
 }
 
 float *mb_state_data(mb_state *s, size_t *numel) {

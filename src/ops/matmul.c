@@ -1,6 +1,7 @@
 /* matmul.c: out[t, o] = sum_c inp[t, c] * weight[o, c] (+ bias[o]), weight row-major [OC, C]
  * (PyTorch nn.Linear layout). The hot loop of prefill (T = B*L) and of decode (T = B, a matvec).
- * Scalar reference + a SIMD kernel register-tiled 4 output rows x 2 tokens with a scalar tail.
+ * Scalar reference + SIMD: for T < 4 a row-streaming matvec, else a kernel register-tiled 4 output
+ * rows x 2 tokens; both with scalar tails.
  * Not here: threading (later: split the o loop), transposed weights, low-precision weights. */
 #include "../internal.h"
 #include "../simd.h"
@@ -65,13 +66,33 @@ static void tile_4x1(float *out, const float *x0, const float *w, const float *b
   for (int i = 0; i < 4; i++) out[o + i] = r[i] + (bias ? bias[o + i] : 0.0f);
 }
 
+/* One row, 4 independent accumulators over 16 floats per iteration. Reading one weight row at a
+ * time keeps a single sequential stream, which measured 2x the bandwidth of 4 interleaved rows
+ * on the decode matvec (bench/results.md). */
 static float dot_1x1(const float *x, const float *w, int C) {
-  f32x4 a = v_splat(0);
+  f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0);
   int c = 0;
-  for (; c + 4 <= C; c += 4) a += v_load(w + c) * v_load(x + c);
-  float r = v_hsum(a);
+  for (; c + 16 <= C; c += 16) {
+    a0 += v_load(w + c) * v_load(x + c);
+    a1 += v_load(w + c + 4) * v_load(x + c + 4);
+    a2 += v_load(w + c + 8) * v_load(x + c + 8);
+    a3 += v_load(w + c + 12) * v_load(x + c + 12);
+  }
+  for (; c + 4 <= C; c += 4) a0 += v_load(w + c) * v_load(x + c);
+  float r = v_hsum((a0 + a1) + (a2 + a3));
   for (; c < C; c++) r += w[c] * x[c];
   return r;
+}
+
+/* Few tokens (decode, small batches): memory-bound, so stream each weight row once and reuse it
+ * from L1 for every token. */
+static void matvec_rows(float *out, const float *inp, const float *weight, const float *bias,
+                        int T, int C, int OC) {
+  for (int o = 0; o < OC; o++) {
+    const float *w = weight + (size_t)o * C;
+    float b = bias ? bias[o] : 0.0f;
+    for (int t = 0; t < T; t++) out[(size_t)t * OC + o] = dot_1x1(inp + (size_t)t * C, w, C) + b;
+  }
 }
 
 /* Tokens are processed in blocks so a block of inputs stays in cache while all weight rows
@@ -80,6 +101,10 @@ static float dot_1x1(const float *x, const float *w, int C) {
 
 void matmul_forward_simd(float *out, const float *inp, const float *weight, const float *bias,
                          int T, int C, int OC) {
+  if (T < 4) {
+    matvec_rows(out, inp, weight, bias, T, C, OC);
+    return;
+  }
   for (int t0 = 0; t0 < T; t0 += T_BLOCK) {
     int t1 = t0 + T_BLOCK < T ? t0 + T_BLOCK : T;
     int o = 0;

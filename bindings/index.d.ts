@@ -1,0 +1,101 @@
+// Type declarations for memba-wasm's public API (hand-written; see bindings/*.js for the code).
+
+export type ErrorCode =
+  | 'bad_format' | 'shape_mismatch' | 'unsupported' | 'not_found' | 'network'
+  | 'invalid_argument' | 'oom' | 'aborted' | 'disposed' | 'internal';
+
+/** Every failure of this library. Cancelled calls have name 'AbortError' and code 'aborted'. */
+export class MembaError extends Error {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown });
+  readonly code: ErrorCode;
+}
+export const ErrorCodes: Readonly<Record<string, ErrorCode>>;
+export function isAbortError(err: unknown): boolean;
+
+export type TokenIds = ArrayLike<number>;
+
+export interface Progress {
+  status: 'download' | 'cache' | 'read' | 'done' | 'load' | 'ready';
+  file: string | null;
+  loaded: number;
+  total?: number;
+}
+
+export interface LoadOptions {
+  onProgress?: (p: Progress) => void;
+  signal?: AbortSignal;
+  /** 'auto' (default) and 'wasm' run the WASM engine; 'webgpu' is not available yet. */
+  backend?: 'auto' | 'wasm' | 'webgpu';
+  /** Hub base URL for hub ids (default https://huggingface.co) and revision (default main). */
+  hubBase?: string;
+  revision?: string;
+  /** Browser Cache API use for URL / hub sources (default on where available), or a {match, put} object. */
+  cache?: boolean | { match(url: string): Promise<Response | undefined>; put(url: string, r: Response): Promise<void> };
+  fetch?: typeof fetch;
+}
+
+/** A directory (Node), a base URL, an HF hub id ('owner/name'), or in-memory files. */
+export type ModelSource =
+  | string
+  | URL
+  | { files: Record<string, Uint8Array | ArrayBuffer | string | object | Blob> }
+  | Map<string, Uint8Array | ArrayBuffer | string | object | Blob>;
+
+export interface MambaConfig {
+  dModel: number; nLayer: number; vocabSize: number; dState: number; dConv: number;
+  expand: number; dInner: number; dtRank: number; eps: number; useBias: boolean;
+  useConvBias: boolean; tieEmbeddings: boolean; layout: 'hf' | 'original' | 'random';
+  eosTokenId: number | null;
+}
+
+export interface Tensor { data: Float32Array; dims: number[] }
+
+export interface GenerateOptions {
+  maxNewTokens?: number;   // default 32
+  temperature?: number;    // default 0 = greedy
+  topK?: number;           // default 0 = off
+  topP?: number;           // default 1 = off
+  seed?: number;
+  signal?: AbortSignal;
+  /** Generation stops after any of these ids (default: the config's eos_token_id). */
+  stopTokens?: number[];
+}
+
+export class DecodeState {
+  readonly batch: number;
+  readonly position: number;
+  prefill(ids: TokenIds | TokenIds[]): Float32Array;
+  step(ids: number | TokenIds): Float32Array;
+  clone(): DecodeState;
+  save(): { batch: number; position: number; data: Float32Array };
+  restore(snapshot: { batch: number; position: number; data: Float32Array }): void;
+  reset(): void;
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+export class Mamba {
+  static load(source: ModelSource, options?: LoadOptions): Promise<Mamba>;
+  static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
+  readonly config: Readonly<MambaConfig>;
+  readonly info: Readonly<{ source: string; layout: string; backend: 'wasm'; weightBytes: number }>;
+  readonly hasTokenizer: boolean;
+  forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean }): Promise<Tensor & { hidden?: Tensor }>;
+  scoreTokens(ids: TokenIds | TokenIds[], from?: number): Promise<Tensor>;
+  loglikelihood(contextIds: TokenIds, continuationIds: TokenIds): Promise<number>;
+  createState(options?: { batch?: number }): DecodeState;
+  generate(promptIds: TokenIds, options?: GenerateOptions): Promise<number[]>;
+  stream(promptIds: TokenIds, options?: GenerateOptions): AsyncGenerator<number, void, void>;
+  encode(text: string): number[];
+  decode(ids: TokenIds): string;
+  memory(): { weights: number; activations: number };
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+export function parseSafetensors(bytes: Uint8Array, fileName?: string): {
+  tensors: Map<string, { name: string; dtype: string; shape: number[]; numel: number; data: Uint8Array }>;
+  metadata: Record<string, string>;
+};
+export function writeSafetensors(entries: Record<string, { dtype: string; shape: number[]; data: ArrayBufferView }>, metadata?: Record<string, string>): Uint8Array;
+export function tensorToFloat32(tensor: { dtype: string; numel: number; data: Uint8Array }, out?: Float32Array): Float32Array;

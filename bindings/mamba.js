@@ -1,0 +1,486 @@
+// mamba.js: the public Mamba class: load a checkpoint into the C core, run forward passes,
+// decode with an explicit recurrent state, generate and stream tokens, score log-likelihoods,
+// tokenize. Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
+// any error the model stays usable. Deliberately not here: file formats (checkpoint.js,
+// safetensors.js, source.js), sampling math (sampler.js), adapters and training (later).
+import { Tokenizer } from '@huggingface/tokenizers';
+import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
+import { getEngine, Param, Logits } from './engine.js';
+import { openSource } from './source.js';
+import { readCheckpoint, planWeights } from './checkpoint.js';
+import { createSampler } from './sampler.js';
+
+const SLOT_OF = {
+  'embeddings.weight': Param.EMBEDDING,
+  'norm_f.weight': Param.NORM_F,
+  'lm_head.weight': Param.LM_HEAD,
+  'norm.weight': Param.NORM,
+  'mixer.in_proj.weight': Param.IN_PROJ_W,
+  'mixer.in_proj.bias': Param.IN_PROJ_B,
+  'mixer.conv1d.weight': Param.CONV_W,
+  'mixer.conv1d.bias': Param.CONV_B,
+  'mixer.x_proj.weight': Param.X_PROJ_W,
+  'mixer.dt_proj.weight': Param.DT_PROJ_W,
+  'mixer.dt_proj.bias': Param.DT_PROJ_B,
+  'mixer.A_log': Param.A_LOG,
+  'mixer.D': Param.D,
+  'mixer.out_proj.weight': Param.OUT_PROJ_W,
+  'mixer.out_proj.bias': Param.OUT_PROJ_B,
+};
+const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
+
+/** Lets timers, I/O and abort signals run between tokens. */
+const yieldToEventLoop =
+  typeof setImmediate === 'function'
+    ? () => new Promise((resolve) => setImmediate(resolve))
+    : () =>
+        new Promise((resolve) => {
+          const ch = new MessageChannel();
+          ch.port1.onmessage = () => {
+            ch.port1.close();
+            resolve();
+          };
+          ch.port2.postMessage(0);
+        });
+
+function invalid(msg) {
+  return new MembaError(ErrorCodes.INVALID_ARGUMENT, msg);
+}
+
+/**
+ * Normalises `ids` (one sequence, or an array of equal-length sequences) to a flat Int32Array.
+ * @returns {{ flat: Int32Array, B: number, L: number }}
+ */
+export function toIdBatch(ids, vocabSize, what = 'ids') {
+  if (ids == null || typeof ids !== 'object' || typeof ids.length !== 'number')
+    throw invalid(`${what} must be an array or Int32Array of token ids (or an array of such)`);
+  const nested = ids.length > 0 && typeof ids[0] === 'object' && ids[0] !== null;
+  const rows = nested ? Array.from(ids) : [ids];
+  const B = rows.length;
+  const L = rows[0]?.length ?? 0;
+  if (B === 0 || L === 0) throw invalid(`${what} is empty`);
+  const flat = new Int32Array(B * L);
+  rows.forEach((row, b) => {
+    if (row == null || typeof row.length !== 'number' || typeof row === 'string')
+      throw invalid(`${what}[${b}] is not a sequence of token ids`);
+    if (row.length !== L) throw invalid(`${what}: sequences must have equal length (${row.length} vs ${L})`);
+    for (let t = 0; t < L; t++) {
+      const v = row[t];
+      if (typeof v !== 'number' || !Number.isInteger(v))
+        throw invalid(`${what}${nested ? `[${b}]` : ''}[${t}] = ${String(v)} is not an integer token id`);
+      if (v < 0 || v >= vocabSize)
+        throw invalid(`token id ${v} at ${what}${nested ? `[${b}]` : ''}[${t}] is out of range [0, ${vocabSize})`);
+      flat[b * L + t] = v;
+    }
+  });
+  return { flat, B, L };
+}
+
+export class Mamba {
+  /** @private use Mamba.load */
+  constructor(engine, handle, config, tokenizer, info) {
+    this._engine = engine;
+    this._handle = handle;
+    this._tokenizer = tokenizer;
+    this._states = new Set();
+    /** Normalised configuration (dModel, nLayer, vocabSize, dState, dConv, expand, dInner, dtRank, ...). */
+    this.config = Object.freeze({ ...config });
+    /** Where the model came from, its layout, the backend in use and memory figures. */
+    this.info = Object.freeze(info);
+  }
+
+  /**
+   * Loads a Mamba-1 checkpoint (safetensors, HF or original layout, F32/F16/BF16, sharded or not).
+   * @param {string|URL|{files: object}|Map} source a directory (Node), a base URL, an HF hub id or in-memory files
+   * @param {{ onProgress?: Function, signal?: AbortSignal, backend?: 'auto'|'wasm'|'webgpu',
+   *           hubBase?: string, revision?: string, cache?: boolean|object, fetch?: Function }} [opts]
+   */
+  static async load(source, opts = {}) {
+    if (opts === null || typeof opts !== 'object') throw invalid('options must be an object');
+    const { onProgress, signal, backend = 'auto' } = opts;
+    if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${backend}`);
+    if (backend === 'webgpu')
+      throw new MembaError(ErrorCodes.UNSUPPORTED, "the WebGPU backend is not available yet; use backend 'wasm' or 'auto'");
+    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
+    throwIfAborted(signal);
+    const src = await openSource(source, opts);
+    const ckpt = await readCheckpoint(src, { signal, onProgress });
+    const plan = planWeights(ckpt.config, ckpt.tensors);
+    const engine = await getEngine(opts);
+    throwIfAborted(signal);
+    const handle = Mamba._create(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
+    try {
+      await Mamba._writeWeights(engine, handle, plan, { signal, onProgress });
+      engine.check(engine.mod._mb_model_finalize(handle), 'finalize');
+    } catch (err) {
+      engine.mod._mb_model_free(handle);
+      throw err;
+    }
+    let tokenizer = null;
+    if (ckpt.tokenizerJson) {
+      try {
+        tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
+      } catch (err) {
+        engine.mod._mb_model_free(handle);
+        throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
+      }
+    }
+    const info = {
+      source: src.description,
+      layout: ckpt.config.layout,
+      backend: 'wasm',
+      weightBytes: Number(engine.mod._mb_model_weight_bytes(handle)) >>> 0,
+    };
+    onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
+    const eos = ckpt.rawConfig?.eos_token_id;
+    const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+    return new Mamba(engine, handle, config, tokenizer, info);
+  }
+
+  /**
+   * A model of any Mamba-1 shape with deterministic pseudo-random weights (no checkpoint): for
+   * benchmarks and stress tests. It runs like a real model but says nothing meaningful.
+   * @param {{ dModel: number, nLayer: number, vocabSize: number, dState?: number, dConv?: number,
+   *           expand?: number, dtRank?: number }} shape
+   */
+  static async createRandom(shape, { seed = 1234 } = {}) {
+    const int = (v, name) => {
+      if (!Number.isInteger(v) || v < 1) throw invalid(`${name} must be a positive integer, got ${v}`);
+      return v;
+    };
+    const dModel = int(shape?.dModel, 'dModel');
+    const expand = int(shape.expand ?? 2, 'expand');
+    const config = {
+      dModel, nLayer: int(shape.nLayer, 'nLayer'), vocabSize: int(shape.vocabSize, 'vocabSize'),
+      dState: int(shape.dState ?? 16, 'dState'), dConv: int(shape.dConv ?? 4, 'dConv'), expand,
+      dInner: expand * dModel, dtRank: int(shape.dtRank ?? Math.ceil(dModel / 16), 'dtRank'),
+      eps: 1e-5, useBias: false, useConvBias: true, tieEmbeddings: true, layout: 'random', eosTokenId: null,
+    };
+    const engine = await getEngine();
+    const handle = Mamba._create(engine, config, false);
+    try {
+      engine.check(engine.mod._mb_model_init_random(handle, seed >>> 0), 'init');
+    } catch (err) {
+      engine.mod._mb_model_free(handle);
+      throw err;
+    }
+    const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mod._mb_model_weight_bytes(handle) >>> 0 };
+    return new Mamba(engine, handle, config, null, info);
+  }
+
+  static _create(engine, c, hasLmHead) {
+    const fields = [c.dModel, c.nLayer, c.vocabSize, c.dState, c.dConv, c.dInner, c.dtRank];
+    return engine.withAlloc(44, (p) => {
+      engine.i32(p, 11).set([...fields, 0, c.useBias ? 1 : 0, c.useConvBias ? 1 : 0, hasLmHead ? 0 : 1]);
+      engine.f32(p + 28, 1)[0] = c.eps;
+      const h = engine.mod._mb_model_new(p) >>> 0;
+      if (!h) {
+        const msg = engine.lastError();
+        throw new MembaError(/out of memory|too large/.test(msg) ? ErrorCodes.OOM : ErrorCodes.BAD_FORMAT, `cannot create model: ${msg}`);
+      }
+      return h;
+    });
+  }
+
+  static async _writeWeights(engine, handle, plan, { signal, onProgress }) {
+    const { tensorToFloat32 } = await import('./safetensors.js');
+    let lastYield = Date.now();
+    for (let i = 0; i < plan.length; i++) {
+      const { name, layer, tensor } = plan[i];
+      const key = layer >= 0 ? name.replace(/^layers\.\d+\./, '') : name;
+      const slot = SLOT_OF[key];
+      if (slot === undefined) continue; // a tensor the engine does not use
+      const ptr = engine.withAlloc(4, (np) => {
+        const p = engine.mod._mb_model_param(handle, slot, layer, np) >>> 0;
+        const numel = engine.readSize(np);
+        if (!p) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
+        if (numel !== tensor.numel)
+          throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
+        return p;
+      });
+      tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+      if (Date.now() - lastYield > 50) {
+        onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
+        await yieldToEventLoop();
+        throwIfAborted(signal);
+        lastYield = Date.now();
+      }
+    }
+  }
+
+  _alive() {
+    if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this model has been disposed');
+  }
+
+  /** True when the model has a tokenizer (encode/decode work). */
+  get hasTokenizer() {
+    return this._tokenizer !== null;
+  }
+
+  /**
+   * Full-sequence forward. ids: one sequence or an array of equal-length sequences.
+   * @returns {Promise<{data: Float32Array, dims: number[], hidden?: {data: Float32Array, dims: number[]}}>}
+   */
+  async forward(ids, { outputHidden = false } = {}) {
+    this._alive();
+    const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
+    const { vocabSize: V, dModel: d, nLayer } = this.config;
+    const e = this._engine;
+    const idp = e.putIds(flat);
+    let lp = 0;
+    let hp = 0;
+    try {
+      lp = e.malloc(B * L * V * 4);
+      if (outputHidden) hp = e.malloc(nLayer * B * L * d * 4);
+      e.check(e.mod._mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0), 'forward');
+      const out = { data: e.f32(lp, B * L * V).slice(), dims: [B, L, V] };
+      if (outputHidden) out.hidden = { data: e.f32(hp, nLayer * B * L * d).slice(), dims: [nLayer, B, L, d] };
+      return out;
+    } finally {
+      e.free(idp);
+      e.free(lp);
+      e.free(hp);
+    }
+  }
+
+  /**
+   * Per-token log-probabilities: out[b][t] = log p(ids[b][t] | ids[b][<t]) for t >= from (0 before).
+   * @returns {Promise<{data: Float32Array, dims: number[]}>}
+   */
+  async scoreTokens(ids, from = 1) {
+    this._alive();
+    const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
+    if (!Number.isInteger(from) || from < 1 || from > L) throw invalid(`from must be an integer in [1, ${L}]`);
+    const e = this._engine;
+    const idp = e.putIds(flat);
+    try {
+      return e.withAlloc(B * L * 4, (op) => {
+        e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
+        return { data: e.f32(op, B * L).slice(), dims: [B, L] };
+      });
+    } finally {
+      e.free(idp);
+    }
+  }
+
+  /**
+   * Log-likelihood of a continuation given a context (spec section 4): the sum over the
+   * continuation's tokens of log softmax(logits at the previous position).
+   */
+  async loglikelihood(contextIds, continuationIds) {
+    this._alive();
+    const ctx = toIdBatch(contextIds, this.config.vocabSize, 'contextIds');
+    const cont = toIdBatch(continuationIds, this.config.vocabSize, 'continuationIds');
+    if (ctx.B !== 1 || cont.B !== 1) throw invalid('loglikelihood takes one context and one continuation');
+    const ids = new Int32Array(ctx.L + cont.L);
+    ids.set(ctx.flat);
+    ids.set(cont.flat, ctx.L);
+    const { data } = await this.scoreTokens(ids, ctx.L);
+    let sum = 0;
+    for (let t = ctx.L; t < ids.length; t++) sum += data[t];
+    return sum;
+  }
+
+  /** A recurrent decode state for `batch` sequences (see DecodeState). */
+  createState({ batch = 1 } = {}) {
+    this._alive();
+    if (!Number.isInteger(batch) || batch < 1) throw invalid(`batch must be a positive integer, got ${batch}`);
+    return new DecodeState(this, batch);
+  }
+
+  /**
+   * Generates tokens after a prompt. temperature 0 (default) = greedy.
+   * @returns {Promise<number[]>} the new token ids
+   */
+  async generate(promptIds, opts = {}) {
+    const out = [];
+    for await (const id of this.stream(promptIds, opts)) out.push(id);
+    return out;
+  }
+
+  /**
+   * The same as generate, as an async iterator of token ids (one per decode step).
+   * @param {{ maxNewTokens?: number, temperature?: number, topK?: number, topP?: number,
+   *           seed?: number, signal?: AbortSignal, stopTokens?: number[] }} [opts]
+   */
+  async *stream(promptIds, opts = {}) {
+    this._alive();
+    const { maxNewTokens = 32, signal, stopTokens } = opts ?? {};
+    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
+      throw invalid(`maxNewTokens must be an integer >= 0, got ${maxNewTokens}`);
+    const sample = createSampler(opts);
+    const stop = new Set(stopTokens ?? (Number.isInteger(this.config.eosTokenId) ? [this.config.eosTokenId] : []));
+    const { flat, B } = toIdBatch(promptIds, this.config.vocabSize, 'promptIds');
+    if (B !== 1) throw invalid('generate takes one prompt');
+    throwIfAborted(signal);
+    if (maxNewTokens === 0) return;
+    const state = this.createState();
+    try {
+      let logits = state.prefill(flat);
+      for (let i = 0; i < maxNewTokens; i++) {
+        await yieldToEventLoop();
+        throwIfAborted(signal);
+        this._alive();
+        const id = sample(logits);
+        yield id;
+        if (stop.has(id) || i + 1 === maxNewTokens) break;
+        logits = state.step([id]);
+      }
+    } finally {
+      state.dispose();
+    }
+  }
+
+  /** Text -> token ids (needs a tokenizer.json with the model). */
+  encode(text) {
+    this._alive();
+    if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'this model was loaded without a tokenizer.json');
+    if (typeof text !== 'string') throw invalid('encode takes a string');
+    if (text.length === 0) return [];
+    return Array.from(this._tokenizer.encode(text, { add_special_tokens: false }).ids);
+  }
+
+  /** Token ids -> text (special tokens skipped). */
+  decode(ids) {
+    this._alive();
+    if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'this model was loaded without a tokenizer.json');
+    const arr = Array.from(ids ?? [], (v) => {
+      if (!Number.isInteger(v) || v < 0) throw invalid(`decode: ${v} is not a token id`);
+      return v;
+    });
+    if (arr.length === 0) return '';
+    return this._tokenizer.decode(arr, { skip_special_tokens: true });
+  }
+
+  /** Bytes held in the WASM heap by weights and cached activations. */
+  memory() {
+    this._alive();
+    const m = this._engine.mod;
+    return { weights: m._mb_model_weight_bytes(this._handle) >>> 0, activations: m._mb_model_activation_bytes(this._handle) >>> 0 };
+  }
+
+  /** Frees the model and its states; later calls throw 'disposed'. Safe to call twice. */
+  dispose() {
+    if (!this._handle) return;
+    for (const s of [...this._states]) s.dispose();
+    this._engine.mod._mb_model_free(this._handle);
+    this._handle = 0;
+  }
+
+  [Symbol.dispose]() {
+    this.dispose();
+  }
+}
+
+/**
+ * Explicit recurrent state of `batch` sequences (conv + SSM state of every layer): prefill it
+ * with a prompt, step it one token at a time (O(1) per token), clone, save, restore, reset.
+ */
+export class DecodeState {
+  constructor(model, batch) {
+    const e = model._engine;
+    this._model = model;
+    this._engine = e;
+    this.batch = batch;
+    const h = e.mod._mb_state_new(model._handle, batch) >>> 0;
+    if (!h) throw new MembaError(ErrorCodes.OOM, `cannot create decode state: ${e.lastError()}`);
+    this._handle = h;
+    try {
+      this._logits = e.malloc(batch * model.config.vocabSize * 4);
+    } catch (err) {
+      e.mod._mb_state_free(h);
+      throw err;
+    }
+    model._states.add(this);
+  }
+
+  _alive() {
+    if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this decode state has been disposed');
+    this._model._alive();
+  }
+
+  /** Positions consumed so far. */
+  get position() {
+    this._alive();
+    return Number(this._engine.mod._mb_state_pos(this._handle));
+  }
+
+  _run(flat, B, L) {
+    if (B !== this.batch) throw invalid(`this state holds ${this.batch} sequence(s), got ${B}`);
+    const e = this._engine;
+    const idp = e.putIds(flat);
+    try {
+      e.check(e.mod._mb_forward(this._model._handle, idp, B, L, Logits.LAST, this._logits, 0, this._handle), 'decode');
+      return e.f32(this._logits, B * this._model.config.vocabSize).slice();
+    } finally {
+      e.free(idp);
+    }
+  }
+
+  /** Feeds a prompt ([L] or [B][L]) and returns the logits after its last position ([B * V]). */
+  prefill(ids) {
+    this._alive();
+    const { flat, B, L } = toIdBatch(ids, this._model.config.vocabSize);
+    return this._run(flat, B, L);
+  }
+
+  /** Feeds one token per sequence (a number, or an array of B ids); returns logits [B * V]. */
+  step(ids) {
+    this._alive();
+    const row = typeof ids === 'number' ? [ids] : Array.from(ids ?? []);
+    const { flat } = toIdBatch(row.map((v) => [v]), this._model.config.vocabSize);
+    return this._run(flat, row.length, 1);
+  }
+
+  /** An independent copy of this state. */
+  clone() {
+    this._alive();
+    const c = new DecodeState(this._model, this.batch);
+    this._engine.check(this._engine.mod._mb_state_copy(c._handle, this._handle), 'clone');
+    return c;
+  }
+
+  /** A snapshot ({ position, data }) that restore() accepts, here or in another state of the same shape. */
+  save() {
+    this._alive();
+    const e = this._engine;
+    return e.withAlloc(4, (np) => {
+      const p = e.mod._mb_state_data(this._handle, np) >>> 0;
+      return { batch: this.batch, position: this.position, data: e.f32(p, e.readSize(np)).slice() };
+    });
+  }
+
+  /** Restores a snapshot from save(). */
+  restore(snapshot) {
+    this._alive();
+    const e = this._engine;
+    if (!snapshot || !(snapshot.data instanceof Float32Array) || !Number.isInteger(snapshot.position) || snapshot.position < 0)
+      throw invalid('restore takes a snapshot from DecodeState.save()');
+    e.withAlloc(4, (np) => {
+      const p = e.mod._mb_state_data(this._handle, np) >>> 0;
+      const n = e.readSize(np);
+      if (snapshot.data.length !== n || snapshot.batch !== this.batch)
+        throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `snapshot holds ${snapshot.data.length} values, this state ${n}`);
+      e.f32(p, n).set(snapshot.data);
+      e.mod._mb_state_set_pos(this._handle, snapshot.position);
+    });
+  }
+
+  /** Back to the empty state (position 0). */
+  reset() {
+    this._alive();
+    this._engine.mod._mb_state_reset(this._handle);
+  }
+
+  dispose() {
+    if (!this._handle) return;
+    this._engine.mod._mb_state_free(this._handle);
+    this._engine.free(this._logits);
+    this._handle = 0;
+    this._model._states.delete(this);
+  }
+
+  [Symbol.dispose]() {
+    this.dispose();
+  }
+}

@@ -1,0 +1,127 @@
+// sampler.js: picks the next token from a row of logits: greedy (temperature 0), or temperature
+// + top-k + top-p (nucleus) sampling with a seeded PRNG so a seed reproduces a generation exactly.
+// Deliberately not here: repetition penalties and beam search (not yet offered).
+import { MembaError, ErrorCodes } from './errors.js';
+
+/** Mulberry32: a small, fast, seedable 32-bit PRNG (uniform floats in [0, 1)). */
+export function createRng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Index of the largest value (the first one on ties, as torch.argmax). */
+export function argmax(row) {
+  let best = 0;
+  let bv = row[0];
+  for (let i = 1; i < row.length; i++) {
+    if (row[i] > bv) {
+      bv = row[i];
+      best = i;
+    }
+  }
+  return best;
+}
+
+/** Indices of the k largest values, sorted by value descending (ties: lower index first). */
+export function topIndices(row, k) {
+  k = Math.min(k, row.length);
+  // min-heap of size k over (value, index)
+  const hv = new Float64Array(k);
+  const hi = new Int32Array(k);
+  let n = 0;
+  const less = (va, ia, vb, ib) => va < vb || (va === vb && ia > ib);
+  const siftDown = (i) => {
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < n && less(hv[l], hi[l], hv[m], hi[m])) m = l;
+      if (r < n && less(hv[r], hi[r], hv[m], hi[m])) m = r;
+      if (m === i) return;
+      [hv[i], hv[m]] = [hv[m], hv[i]];
+      [hi[i], hi[m]] = [hi[m], hi[i]];
+      i = m;
+    }
+  };
+  for (let i = 0; i < row.length; i++) {
+    const v = row[i];
+    if (n < k) {
+      let j = n++;
+      hv[j] = v;
+      hi[j] = i;
+      while (j > 0) {
+        const p = (j - 1) >> 1;
+        if (!less(hv[j], hi[j], hv[p], hi[p])) break;
+        [hv[j], hv[p]] = [hv[p], hv[j]];
+        [hi[j], hi[p]] = [hi[p], hi[j]];
+        j = p;
+      }
+    } else if (less(hv[0], hi[0], v, i)) {
+      hv[0] = v;
+      hi[0] = i;
+      siftDown(0);
+    }
+  }
+  const out = Array.from(hi.subarray(0, n));
+  out.sort((a, b) => row[b] - row[a] || a - b);
+  return out;
+}
+
+/**
+ * Validates sampling options and returns a function logits -> token id.
+ * @param {{ temperature?: number, topK?: number, topP?: number, seed?: number }} opts
+ */
+export function createSampler({ temperature = 0, topK = 0, topP = 1, seed } = {}) {
+  if (typeof temperature !== 'number' || !(temperature >= 0) || !Number.isFinite(temperature))
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `temperature must be a finite number >= 0, got ${temperature}`);
+  if (!Number.isInteger(topK) || topK < 0)
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `topK must be an integer >= 0 (0 = off), got ${topK}`);
+  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `topP must be in (0, 1], got ${topP}`);
+  if (seed !== undefined && !Number.isInteger(seed))
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `seed must be an integer, got ${seed}`);
+  if (temperature === 0) return (row) => argmax(row);
+  const rng = createRng(seed ?? Math.floor(Math.random() * 2 ** 32));
+  return (row) => {
+    // Candidates: the top-k (or, for top-p alone, a growing top set until it covers topP).
+    let k = topK > 0 ? topK : topP < 1 ? 256 : row.length;
+    for (;;) {
+      // sorted candidates whenever top-k or top-p needs an order; null = the whole row as is
+      const cand = k < row.length || topP < 1 ? topIndices(row, k) : null;
+      const idx = cand ?? Array.from(row.keys());
+      const mx = cand ? row[cand[0]] : row[argmax(row)];
+      let total = 0;
+      const p = new Float64Array(idx.length);
+      for (let i = 0; i < idx.length; i++) total += p[i] = Math.exp((row[idx[i]] - mx) / temperature);
+      let keep = idx.length;
+      if (topP < 1) {
+        // full softmax mass, to know whether the candidates cover topP of it
+        let all = total;
+        if (cand && topK === 0) {
+          all = 0;
+          for (let i = 0; i < row.length; i++) all += Math.exp((row[i] - mx) / temperature);
+        }
+        let acc = 0;
+        keep = 0;
+        while (keep < idx.length && acc < topP * all) acc += p[keep++];
+        if (acc < topP * all && topK === 0 && k < row.length) {
+          k *= 4; // the nucleus is larger than the candidates: widen and retry
+          continue;
+        }
+        total = acc;
+      }
+      let r = rng() * total;
+      for (let i = 0; i < keep; i++) {
+        r -= p[i];
+        if (r < 0) return idx[i];
+      }
+      return idx[keep - 1];
+    }
+  };
+}

@@ -58,9 +58,9 @@ test('top-p alone on a large vocabulary widens its candidate set until it covers
   const row = new Float32Array(V).fill(0); // flat: the nucleus for p=0.5 is 2500 tokens
   const sample = createSampler({ temperature: 1, topP: 0.5, seed: 3 });
   const seen = new Set();
-  for (let i = 0; i < 20000; i++) seen.add(sample(row));
+  for (let i = 0; i < 3000; i++) seen.add(sample(row)); // ~1750 distinct expected
   for (const id of seen) assert.ok(id < 2500, `token ${id} is outside the nucleus`);
-  assert.ok(seen.size > 2000, `only ${seen.size} distinct tokens drawn`);
+  assert.ok(seen.size > 1400, `only ${seen.size} distinct tokens drawn`);
 });
 
 test('same seed, same tokens; greedy ignores the seed', () => {

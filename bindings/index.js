@@ -1,4 +1,5 @@
 // index.js: the package entry (package.json "exports"). Re-exports the public API only.
 export { Mamba, DecodeState } from './mamba.js';
+export { Adapter } from './adapter.js';
 export { MembaError, ErrorCodes, isAbortError } from './errors.js';
 export { parseSafetensors, writeSafetensors, tensorToFloat32 } from './safetensors.js';

@@ -9,6 +9,7 @@ import { getEngine, Param, Logits } from './engine.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
+import { Adapter, normalizeLora, normalizeLim, loraFromPeftConfig, checkAdapterTensors, cAdapterConfig } from './adapter.js';
 
 const SLOT_OF = {
   'embeddings.weight': Param.EMBEDDING,
@@ -83,6 +84,9 @@ export class Mamba {
     this._handle = handle;
     this._tokenizer = tokenizer;
     this._states = new Set();
+    this._adapters = new Set();
+    this._adapter = null; // the active adapter (JS view)
+    this._bound = null; // the adapter the C model currently has active
     /** Normalised configuration (dModel, nLayer, vocabSize, dState, dConv, expand, dInner, dtRank, ...). */
     this.config = Object.freeze({ ...config });
     /** Where the model came from, its layout, the backend in use and memory figures. */
@@ -230,6 +234,7 @@ export class Mamba {
     let lp = 0;
     let hp = 0;
     try {
+      this._bind(this._adapter);
       lp = e.malloc(B * L * V * 4);
       if (outputHidden) hp = e.malloc(nLayer * B * L * d * 4);
       e.check(e.mod._mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0), 'forward');
@@ -255,6 +260,7 @@ export class Mamba {
     const idp = e.putIds(flat);
     try {
       return e.withAlloc(B * L * 4, (op) => {
+        this._bind(this._adapter);
         e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
         return { data: e.f32(op, B * L).slice(), dims: [B, L] };
       });
@@ -281,11 +287,152 @@ export class Mamba {
     return sum;
   }
 
-  /** A recurrent decode state for `batch` sequences (see DecodeState). */
+  /** Makes the C model use `adapter` (null = base) for the next call. */
+  _bind(adapter) {
+    if (this._bound === adapter) return;
+    this._engine.check(this._engine.mod._mb_model_set_adapter(this._handle, adapter ? adapter._handle : 0), 'set adapter');
+    this._bound = adapter;
+  }
+
+  /**
+   * A recurrent decode state for `batch` sequences (see DecodeState), tied to the adapter active
+   * now. Needs a causal adapter (no LIM, or LIM with chunk_size and cross_layer first/none).
+   */
   createState({ batch = 1 } = {}) {
     this._alive();
     if (!Number.isInteger(batch) || batch < 1) throw invalid(`batch must be a positive integer, got ${batch}`);
-    return new DecodeState(this, batch);
+    if (this._adapter && !this._adapter.causal)
+      throw new MembaError(ErrorCodes.UNSUPPORTED, 'the active adapter\'s LIM gate is not causal (chunks, or mean transfer): a recurrent state cannot reproduce it; generate() recomputes the full forward instead');
+    return new DecodeState(this, batch, this._adapter);
+  }
+
+  /** The active adapter, or null for the base model. */
+  get adapter() {
+    return this._adapter;
+  }
+
+  /** Makes `adapter` (one of this model's) active; null returns to the base model. */
+  setAdapter(adapter) {
+    this._alive();
+    if (adapter !== null && !(adapter instanceof Adapter && this._adapters.has(adapter)))
+      throw invalid('setAdapter takes an adapter of this model (or null)');
+    this._adapter = adapter;
+    this._bind(adapter);
+  }
+
+  _newAdapter(lora, lim, name) {
+    const e = this._engine;
+    const handle = e.withAlloc(56, (p) => {
+      e.i32(p, 14).set(cAdapterConfig(lora, lim));
+      const h = e.mod._mb_adapter_new(this._handle, p) >>> 0;
+      if (!h) {
+        const msg = e.lastError();
+        throw new MembaError(/out of memory/.test(msg) ? ErrorCodes.OOM : ErrorCodes.INVALID_ARGUMENT, `cannot create adapter: ${msg}`);
+      }
+      return h;
+    });
+    const a = new Adapter(this, handle, lora, lim, name);
+    this._adapters.add(a);
+    return a;
+  }
+
+  /**
+   * A new adapter for this model, active from now on: LoRA with PEFT initialisation (lora_A
+   * kaiming-uniform, lora_B = 0, so it starts as an exact no-op) and/or a LIM gate.
+   * @param {{ lora?: { r?: number, alpha?: number, targets?: string[], dropout?: number, rslora?: boolean } | null,
+   *           lim?: boolean | object | null, seed?: number, name?: string }} [opts]
+   */
+  createAdapter({ lora = {}, lim = null, seed = 0, name = 'adapter' } = {}) {
+    this._alive();
+    const l = normalizeLora(lora, this.config);
+    const m = normalizeLim(lim);
+    if (!l && !m) throw invalid('an adapter needs LoRA, a LIM gate, or both');
+    if (!Number.isInteger(seed)) throw invalid(`seed must be an integer, got ${seed}`);
+    const a = this._newAdapter(l, m, name);
+    this._engine.check(this._engine.mod._mb_adapter_init(a._handle, seed >>> 0), 'adapter init');
+    this.setAdapter(a);
+    return a;
+  }
+
+  /**
+   * Loads an adapter (HF PEFT adapter_config.json + adapter_model.safetensors, optional
+   * memba_config.json) from a directory, URL, hub id or in-memory files; it becomes active.
+   */
+  async loadAdapter(source, opts = {}) {
+    this._alive();
+    const { signal, onProgress } = opts;
+    throwIfAborted(signal);
+    const src = await openSource(source, opts);
+    const files = await src.read(['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'], {
+      optional: ['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'], signal, onProgress,
+    });
+    const json = (name) => {
+      const b = files.get(name);
+      if (!b) return null;
+      try {
+        return JSON.parse(new TextDecoder().decode(b));
+      } catch (err) {
+        throw new MembaError(ErrorCodes.BAD_FORMAT, `${name} is not valid JSON: ${err.message}`);
+      }
+    };
+    const peft = json('adapter_config.json');
+    const memba = json('memba_config.json');
+    if (!peft && !memba) throw new MembaError(ErrorCodes.NOT_FOUND, `no adapter_config.json or memba_config.json in ${src.description}`);
+    const lora = peft ? loraFromPeftConfig(peft) : null;
+    if (memba !== null && (typeof memba !== 'object' || Array.isArray(memba))) throw new MembaError(ErrorCodes.BAD_FORMAT, 'memba_config.json is not a JSON object');
+    const lim = memba ? normalizeLim(memba.lim ?? null, ErrorCodes.BAD_FORMAT) : null;
+    let tensors = null;
+    if (lora) {
+      const bytes = files.get('adapter_model.safetensors');
+      if (!bytes) throw new MembaError(ErrorCodes.NOT_FOUND, `adapter_model.safetensors missing in ${src.description}`);
+      tensors = checkAdapterTensors(bytes, lora, this.config);
+    }
+    this._alive();
+    const a = this._newAdapter(lora, lim, opts.name ?? src.description);
+    if (lora) {
+      try {
+        a._setTensors(tensors);
+      } catch (err) {
+        a.dispose();
+        throw err;
+      }
+    }
+    this.setAdapter(a);
+    return a;
+  }
+
+  /**
+   * Runs the forward pass with the active adapter and returns what its LIM gate saw: per layer
+   * the gate input v [B, L, E] and the membrane the layer started from [B, c, E] (the transferred one).
+   */
+  async inspect(ids) {
+    this._alive();
+    const a = this._adapter;
+    if (!a || !a.config.lim) throw new MembaError(ErrorCodes.UNSUPPORTED, 'inspect needs an active adapter with a LIM gate');
+    const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
+    const { nLayer, dInner: E } = this.config;
+    const c = a.config.lim.chunk_size ?? Math.max(1, Math.floor(L / a.config.lim.chunks));
+    const e = this._engine;
+    const idp = e.putIds(flat);
+    let vp = 0;
+    let up = 0;
+    try {
+      vp = e.malloc(nLayer * B * L * E * 4);
+      up = e.malloc(nLayer * B * c * E * 4);
+      this._bind(a);
+      e.withAlloc(4, (cp) => e.check(e.mod._mb_inspect(this._handle, idp, B, L, vp, up, cp), 'inspect'));
+      const layers = [];
+      for (let l = 0; l < nLayer; l++)
+        layers.push({
+          limV: { data: e.f32(vp + l * B * L * E * 4, B * L * E).slice(), dims: [B, L, E] },
+          membrane: { data: e.f32(up + l * B * c * E * 4, B * c * E).slice(), dims: [B, c, E] },
+        });
+      return { chunkLength: c, layers };
+    } finally {
+      e.free(idp);
+      e.free(vp);
+      e.free(up);
+    }
   }
 
   /**
@@ -314,7 +461,24 @@ export class Mamba {
     if (B !== 1) throw invalid('generate takes one prompt');
     throwIfAborted(signal);
     if (maxNewTokens === 0) return;
-    const state = this.createState();
+    const adapter = this._adapter; // the whole generation uses the adapter active at its start
+    if (adapter && !adapter.causal) {
+      // A non-causal LIM gate (paper chunks, or mean transfer) depends on the whole sequence:
+      // exact generation recomputes the full forward for every new token (O(L) per token).
+      const ids = Array.from(flat);
+      for (let i = 0; i < maxNewTokens; i++) {
+        await yieldToEventLoop();
+        throwIfAborted(signal);
+        this._alive();
+        if (!adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, 'the adapter was disposed during generation');
+        const id = sample(this._lastLogits(Int32Array.from(ids), adapter));
+        yield id;
+        if (stop.has(id)) break;
+        ids.push(id);
+      }
+      return;
+    }
+    const state = new DecodeState(this, 1, adapter);
     try {
       let logits = state.prefill(flat);
       for (let i = 0; i < maxNewTokens; i++) {
@@ -328,6 +492,22 @@ export class Mamba {
       }
     } finally {
       state.dispose();
+    }
+  }
+
+  /** Logits [V] of the last position of one sequence, from a full forward with `adapter`. */
+  _lastLogits(flat, adapter) {
+    const e = this._engine;
+    const V = this.config.vocabSize;
+    const idp = e.putIds(flat);
+    try {
+      return e.withAlloc(V * 4, (lp) => {
+        this._bind(adapter);
+        e.check(e.mod._mb_forward(this._handle, idp, 1, flat.length, Logits.LAST, lp, 0, 0), 'forward');
+        return e.f32(lp, V).slice();
+      });
+    } finally {
+      e.free(idp);
     }
   }
 
@@ -363,6 +543,7 @@ export class Mamba {
   dispose() {
     if (!this._handle) return;
     for (const s of [...this._states]) s.dispose();
+    for (const a of [...this._adapters]) a.dispose();
     this._engine.mod._mb_model_free(this._handle);
     this._handle = 0;
   }
@@ -377,11 +558,13 @@ export class Mamba {
  * with a prompt, step it one token at a time (O(1) per token), clone, save, restore, reset.
  */
 export class DecodeState {
-  constructor(model, batch) {
+  constructor(model, batch, adapter = null) {
     const e = model._engine;
     this._model = model;
     this._engine = e;
+    this._adapter = adapter;
     this.batch = batch;
+    model._bind(adapter);
     const h = e.mod._mb_state_new(model._handle, batch) >>> 0;
     if (!h) throw new MembaError(ErrorCodes.OOM, `cannot create decode state: ${e.lastError()}`);
     this._handle = h;
@@ -397,6 +580,7 @@ export class DecodeState {
   _alive() {
     if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this decode state has been disposed');
     this._model._alive();
+    if (this._adapter && !this._adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, "this decode state's adapter has been disposed");
   }
 
   /** Positions consumed so far. */
@@ -410,6 +594,7 @@ export class DecodeState {
     const e = this._engine;
     const idp = e.putIds(flat);
     try {
+      this._model._bind(this._adapter);
       e.check(e.mod._mb_forward(this._model._handle, idp, B, L, Logits.LAST, this._logits, 0, this._handle), 'decode');
       return e.f32(this._logits, B * this._model.config.vocabSize).slice();
     } finally {
@@ -435,7 +620,7 @@ export class DecodeState {
   /** An independent copy of this state. */
   clone() {
     this._alive();
-    const c = new DecodeState(this._model, this.batch);
+    const c = new DecodeState(this._model, this.batch, this._adapter);
     this._engine.check(this._engine.mod._mb_state_copy(c._handle, this._handle), 'clone');
     return c;
   }

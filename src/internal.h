@@ -39,9 +39,29 @@ void conv1d_silu_forward_scalar(float *u, float *hist, const float *x, int x_str
 void conv1d_silu_forward(float *u, float *hist, const float *x, int x_stride, const float *w,
                          const float *bias, int L, int E, int K);
 
-/* delta[t, e] = softplus(dt[t, :] @ dt_proj_w[e, :] + dt_proj_b[e]) with dt = dbc[t, 0:R] */
+/* delta[t, e] = dt[t, :] @ dt_proj_w[e, :] + dt_proj_b[e] with dt = dbc[t, 0:R] (before softplus) */
 void dt_forward(float *delta, const float *dbc, int dbc_stride, const float *dt_proj_w,
                 const float *dt_proj_b, int T, int E, int R);
+/* x[i] = softplus(x[i]) */
+void softplus_forward(float *x, size_t n);
+
+/* LoRA (PEFT): out[t, o] (rows of stride out_stride) += scale * sum_k B[o, k] * h[t, k] with
+ * h = inp @ A^T written to tmp [T, r]. A [r, C], B [OC, r]. */
+void lora_forward(float *out, int out_stride, float *tmp, const float *inp, const float *A,
+                  const float *B, float scale, int T, int C, int OC, int r);
+/* W[o, c] += sign * scale * (B @ A)[o, c] for W [OC, C] */
+void lora_merge(float *W, const float *A, const float *B, float scale, int OC, int C, int r);
+
+/* LIM gate (spec section 3) for one sequence: tokens t at absolute positions pos0+t, slot
+ * j = (pos0+t) % c, membrane U [c, E] in/out, gate input z rows of stride z_stride.
+ *   A = tau*U[j] + z_t ; S = A > v_th ; U[j] = A*(1-S) ; v_t = U[j] (post) or A (pre)
+ * prev_post [L, E] (or NULL): the previous layer's post-update values, used instead of U[j] while
+ * pos0+t < c (the `first` transfer, causal). Writes v [L, E] and post [L, E] (U[j] after update). */
+void lim_forward(float *v, float *post, float *U, const float *z, int z_stride,
+                 const float *prev_post, int L, int E, int c, int64_t pos0, float tau,
+                 float v_th, int pre_reset);
+/* The `mean` transfer: U0[j] = mean over the full chunks i of post[i*c + j]; zeros if none. */
+void lim_transfer_mean(float *U0, const float *post, int L, int E, int c);
 
 /* Selective scan over one sequence (spec section 1):
  *   s_t = exp(delta_t * A) * s_{t-1} + delta_t * B_t * u_t ;  y_t = s_t @ C_t + D * u_t
@@ -79,7 +99,8 @@ typedef struct {
 } mb_layer;
 
 typedef struct {
-  size_t cap_bt;   /* capacity in tokens (B*L) the buffers are sized for */
+  size_t caps[14]; /* capacity in floats of each buffer below (model.c's table order) */
+  size_t cap_u0;
   float *h;        /* [BT, d] residual stream */
   float *a;        /* [BT, d] normed input */
   float *xz;       /* [BT, 2E] in_proj output: x = cols 0..E-1, z = cols E..2E-1 */
@@ -89,8 +110,28 @@ typedef struct {
   float *y;        /* [BT, E] scan output, gated in place */
   float *tmp;      /* [BT, d] out_proj output */
   float *ssm_tmp;  /* [E, N] scan state when no decode state is kept */
+  float *lora_h;   /* [BT, r] LoRA hidden (r = lora_r) */
+  float *lim_v;    /* [BT, E] LIM gate values */
+  float *lim_post[2]; /* [BT, E] post-update membranes of this and the previous layer */
+  float *lim_u;    /* [BT, E] >= [B, c, E] membranes of the current layer */
+  float *lim_u0;   /* [BT, E] >= [B, c, E] transferred membranes (mean) */
+  int lora_r;      /* rank lora_h is sized for */
   size_t bytes;
 } mb_acts;
+
+struct mb_adapter {
+  mb_adapter_config cfg;
+  const mb_model *model;
+  float scale;        /* alpha / r, or alpha / sqrt(r) with rslora */
+  int merged;
+  float *block;       /* all LoRA tensors, one allocation */
+  size_t block_numel;
+  float **A, **B;     /* [n_layer * MB_T_COUNT]: lora_A [r, in], lora_B [out, r] or NULL */
+};
+
+/* chunk length of an adapter's LIM for a sequence of length L */
+int lim_chunk_len(const mb_adapter_config *c, int L);
+void lora_shape(const mb_config *c, mb_target t, int *in, int *out);
 
 struct mb_model {
   mb_config cfg;
@@ -101,17 +142,20 @@ struct mb_model {
   float *lm_head;   /* [V, d]: embedding when tied */
   mb_layer *layers; /* [n_layer] */
   int finalized;
+  mb_adapter *adapter; /* active adapter or NULL */
   mb_acts acts;
 };
 
 struct mb_state {
   int batch, n_layer, E, K, N;
+  int lim_c;   /* membrane slots per sequence (causal LIM adapters), 0 without */
   int64_t pos;
   size_t numel;
-  float *data; /* per layer, per sequence: conv hist [K-1, E], then ssm [E, N] */
+  float *data; /* per layer, per sequence: conv hist [K-1, E], ssm [E, N], membrane [lim_c, E] */
 };
 
 float *mb_state_conv(mb_state *s, int layer, int b);
 float *mb_state_ssm(mb_state *s, int layer, int b);
+float *mb_state_lim(mb_state *s, int layer, int b);
 
 #endif

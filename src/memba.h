@@ -100,7 +100,8 @@ mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mo
 mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs);
 
 /* Recurrent decode state for `batch` sequences: per layer conv_state [B, E, K-1] and
- * ssm_state [B, E, N], plus the number of positions consumed. One flat float block, so it can be
+ * ssm_state [B, E, N] (plus, when the active adapter has a causal LIM gate, the membrane
+ * [B, c, E]; such a state only works with that adapter shape), and the positions consumed. One flat float block, so it can be
  * copied out, saved and restored byte for byte. */
 mb_state *mb_state_new(const mb_model *m, int batch);
 void mb_state_free(mb_state *s);
@@ -115,6 +116,68 @@ void mb_state_set_pos(mb_state *s, double pos);
 
 /* One decode step: ids [B] -> logits [B, V] (may be NULL), advancing the state by one position. */
 mb_status mb_step(mb_model *m, mb_state *s, const int32_t *ids, float *logits);
+
+/* ---- Memba adapters (spec sections 2 and 3): LoRA + LIM gate + cross-layer transfer ---- */
+
+/* LoRA targets. IN_PROJ_X / IN_PROJ_Z put a LoRA on only the x or the z half of in_proj's output
+ * (not expressible in PEFT). IN_PROJ excludes the two halves. */
+typedef enum {
+  MB_T_IN_PROJ = 0,   /* [2E, d] */
+  MB_T_IN_PROJ_X = 1, /* rows 0..E-1 of in_proj */
+  MB_T_IN_PROJ_Z = 2, /* rows E..2E-1 of in_proj */
+  MB_T_OUT_PROJ = 3,  /* [d, E] */
+  MB_T_X_PROJ = 4,    /* [R + 2N, E] */
+  MB_T_DT_PROJ = 5,   /* [E, R] */
+  MB_T_COUNT
+} mb_target;
+
+typedef enum { MB_LIM_POST_RESET = 0, MB_LIM_PRE_RESET = 1 } mb_lim_output;
+typedef enum { MB_LIM_MASK = 0, MB_LIM_TRIANGLE = 1 } mb_lim_reset_grad;
+typedef enum { MB_LIM_MEAN = 0, MB_LIM_FIRST = 1, MB_LIM_NONE = 2 } mb_lim_cross;
+
+/* All fields 4 bytes, so the bindings write it as a flat array. */
+typedef struct {
+  int32_t r;              /* LoRA rank (0 = no LoRA, LIM only) */
+  float alpha;            /* lora_alpha */
+  int32_t rslora;         /* scale alpha/sqrt(r) instead of alpha/r */
+  int32_t targets;        /* bit mask of (1 << mb_target) */
+  float dropout;          /* training only */
+  int32_t lim;            /* 1: LIM gate on */
+  int32_t chunks;         /* paper mode T (> 0), or 0 when chunk_size is used */
+  int32_t chunk_size;     /* fixed chunk length (> 0), or 0 when chunks is used */
+  float tau;              /* leak, in (0, 1] */
+  float v_th;             /* threshold */
+  int32_t output;         /* mb_lim_output */
+  int32_t reset_grad;     /* mb_lim_reset_grad */
+  float surrogate_width;  /* triangle surrogate width (> 0) */
+  int32_t cross_layer;    /* mb_lim_cross */
+} mb_adapter_config;
+
+typedef struct mb_adapter mb_adapter;
+
+/* An adapter for model m (shapes come from m's config); all LoRA tensors zero. NULL on failure. */
+mb_adapter *mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg);
+void mb_adapter_free(mb_adapter *a);
+/* lora_A [r, in] (which = 0) or lora_B [out, r] (which = 1) of a target in a layer. */
+float *mb_adapter_param(mb_adapter *a, mb_target t, int layer, int which, size_t *numel);
+/* PEFT initialisation: lora_A kaiming-uniform (a = sqrt(5), bound 1/sqrt(in)), lora_B = 0. */
+mb_status mb_adapter_init(mb_adapter *a, uint32_t seed);
+/* 1 when decoding token by token is exact and O(1) (no LIM, or chunk_size with first/none). */
+int mb_adapter_causal(const mb_adapter *a);
+/* The active adapter of m used by every forward, step and score (NULL = the base model). An
+ * adapter must belong to m. Switching away from a merged adapter unmerges it first. */
+mb_status mb_model_set_adapter(mb_model *m, mb_adapter *a);
+/* Folds the active adapter's LoRA into the base weights (W += scale * B @ A) / takes it out again
+ * (W -= scale * B @ A: restores W up to float rounding). LIM stays on. */
+mb_status mb_adapter_merge(mb_model *m, mb_adapter *a);
+mb_status mb_adapter_unmerge(mb_model *m, mb_adapter *a);
+int mb_adapter_merged(const mb_adapter *a);
+
+/* Forward with the active adapter, returning what its LIM gate saw: lim_v [n_layer, B, L, E] the
+ * gate inputs v, lim_u0 [n_layer, B, c, E] the membrane each layer started from (the transferred
+ * one), and the chunk length c. Either output may be NULL. Needs an active adapter with LIM. */
+mb_status mb_inspect(mb_model *m, const int32_t *ids, int B, int L, float *lim_v, float *lim_u0,
+                     int32_t *chunk_len);
 
 /* Kernel selection, for tests and benchmarks: 1 = SIMD kernels (default), 0 = scalar reference. */
 void mb_set_simd(int on);

@@ -95,16 +95,27 @@ mb_model *mb_model_new(const mb_config *cfg) {
   return m;
 }
 
-static void acts_free(mb_acts *a) {
-  float **bufs[] = {&a->h, &a->a, &a->xz, &a->u, &a->dbc, &a->delta, &a->y, &a->tmp, &a->ssm_tmp};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-    free(*bufs[i]);
-    *bufs[i] = NULL;
-  }
-  a->cap_bt = 0;
-  a->bytes = 0;
+/* The activation buffers, in one table so sizing and freeing treat them alike. */
+#define N_ACTS 14
+static void act_slots(mb_acts *a, float **slots[N_ACTS]) {
+  float **list[N_ACTS] = {&a->h, &a->a, &a->xz, &a->u, &a->dbc, &a->delta, &a->y, &a->tmp,
+                          &a->ssm_tmp, &a->lora_h, &a->lim_v, &a->lim_post[0], &a->lim_post[1],
+                          &a->lim_u};
+  memcpy(slots, list, sizeof list);
 }
 
+static void acts_free(mb_acts *a) {
+  float **slots[N_ACTS];
+  act_slots(a, slots);
+  for (int i = 0; i < N_ACTS; i++) {
+    free(*slots[i]);
+    *slots[i] = NULL;
+    a->caps[i] = 0;
+  }
+  free(a->lim_u0);
+  a->lim_u0 = NULL;
+  a->bytes = 0;
+}
 void mb_model_free(mb_model *m) {
   if (!m) return;
   acts_free(&m->acts);
@@ -116,6 +127,13 @@ void mb_model_free(mb_model *m) {
 void mb_model_trim(mb_model *m) {
   if (m) acts_free(&m->acts);
 }
+
+static inline int lora_on(const mb_adapter *ad, mb_target t) {
+  return ad && !ad->merged && (ad->cfg.targets & (1 << t));
+}
+
+static inline const float *lora_A(const mb_adapter *ad, int l, mb_target t) { return ad->A[l * MB_T_COUNT + t]; }
+static inline const float *lora_B(const mb_adapter *ad, int l, mb_target t) { return ad->B[l * MB_T_COUNT + t]; }
 
 const mb_config *mb_model_config(const mb_model *m) { return m ? &m->cfg : NULL; }
 
@@ -156,43 +174,110 @@ mb_status mb_model_finalize(mb_model *m) {
 size_t mb_model_weight_bytes(const mb_model *m) { return m ? m->block_numel * sizeof(float) : 0; }
 size_t mb_model_activation_bytes(const mb_model *m) { return m ? m->acts.bytes : 0; }
 
-/* Sizes the activation buffers for bt tokens; keeps old buffers on failure. */
+/* Sizes the activation buffers for bt tokens (and the active adapter's LoRA rank and LIM);
+ * grows only what is too small; on failure the old buffers stay and nothing changes. */
 static mb_status acts_ensure(mb_model *m, size_t bt) {
   mb_acts *a = &m->acts;
-  if (bt <= a->cap_bt) return MB_OK;
   const mb_config *c = &m->cfg;
+  const mb_adapter *ad = m->adapter;
   size_t d = c->d_model, E = c->d_inner, DBC = c->dt_rank + 2 * c->d_state;
-  size_t sizes[] = {bt * d, bt * d, bt * 2 * E, bt * E, bt * DBC, bt * E, bt * E, bt * d,
-                    E * c->d_state};
-  float *bufs[9] = {0};
-  size_t bytes = 0;
-  for (int i = 0; i < 9; i++) {
-    bufs[i] = malloc(sizes[i] * sizeof(float));
-    bytes += sizes[i] * sizeof(float);
-    if (!bufs[i]) {
-      for (int j = 0; j <= i; j++) free(bufs[j]);
-      return mb_fail(MB_ERR_OOM, "out of memory for activations of %zu tokens (%zu MB)", bt,
-                     bytes >> 20);
+  size_t r = ad ? (size_t)ad->cfg.r : 0, lim = ad && ad->cfg.lim ? bt * E : 0;
+  size_t need[N_ACTS] = {bt * d, bt * d, bt * 2 * E, bt * E, bt * DBC, bt * E, bt * E, bt * d,
+                         E * c->d_state, bt * r, lim, lim, lim, lim};
+  float **slots[N_ACTS];
+  act_slots(a, slots);
+  float *fresh[N_ACTS] = {0};
+  for (int i = 0; i < N_ACTS; i++) {
+    if (need[i] <= a->caps[i]) continue;
+    fresh[i] = malloc(need[i] * sizeof(float));
+    if (!fresh[i]) {
+      for (int j = 0; j < i; j++) free(fresh[j]);
+      return mb_fail(MB_ERR_OOM, "out of memory for activations of %zu tokens", bt);
     }
   }
-  acts_free(a);
-  a->h = bufs[0]; a->a = bufs[1]; a->xz = bufs[2]; a->u = bufs[3]; a->dbc = bufs[4];
-  a->delta = bufs[5]; a->y = bufs[6]; a->tmp = bufs[7]; a->ssm_tmp = bufs[8];
-  a->cap_bt = bt;
-  a->bytes = bytes;
+  if (lim && lim > a->cap_u0) {
+    float *u0 = malloc(lim * sizeof(float));
+    if (!u0) {
+      for (int j = 0; j < N_ACTS; j++) free(fresh[j]);
+      return mb_fail(MB_ERR_OOM, "out of memory for LIM membranes of %zu tokens", bt);
+    }
+    free(a->lim_u0);
+    a->lim_u0 = u0;
+    a->bytes += (lim - a->cap_u0) * sizeof(float);
+    a->cap_u0 = lim;
+  }
+  for (int i = 0; i < N_ACTS; i++) {
+    if (!fresh[i]) continue;
+    free(*slots[i]);
+    *slots[i] = fresh[i];
+    a->bytes += (need[i] - a->caps[i]) * sizeof(float);
+    a->caps[i] = need[i];
+  }
   return MB_OK;
 }
 
-/* One Mamba block over B sequences of length L, h += mixer(rmsnorm(h)). */
-static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st) {
+/* Optional per-layer outputs of a forward pass. */
+typedef struct {
+  float *hidden; /* [n_layer, B, L, d] */
+  float *lim_v;  /* [n_layer, B, L, E] */
+  float *lim_u0; /* [n_layer, B, c, E] */
+} fwd_out;
+
+/* LIM over one layer (spec section 3): the gate input z becomes the membrane output v in
+ * a->lim_v; the transfer to the next layer is prepared (mean: a->lim_u0; first: the post values
+ * stay in a->lim_post[l % 2]). */
+static void layer_lim(mb_model *m, int l, int B, int L, mb_state *st, float *u0_out) {
+  const mb_adapter_config *lc = &m->adapter->cfg;
+  mb_acts *a = &m->acts;
+  int E = m->cfg.d_inner, c = lim_chunk_len(lc, L);
+  size_t cE = (size_t)c * E;
+  float *post = a->lim_post[l % 2];
+  const float *prev = (lc->cross_layer == MB_LIM_FIRST && l > 0) ? a->lim_post[(l + 1) % 2] : NULL;
+  int64_t pos0 = st ? st->pos : 0;
+  for (int b = 0; b < B; b++) {
+    size_t off = (size_t)b * L;
+    float *U = st ? mb_state_lim(st, l, b) : a->lim_u + b * cE;
+    if (!st) {
+      /* U0: zeros in layer 0 and for none/first; the mean transfer of the layer below */
+      if (lc->cross_layer == MB_LIM_MEAN && l > 0) memcpy(U, a->lim_u0 + b * cE, cE * sizeof(float));
+      else memset(U, 0, cE * sizeof(float));
+    }
+    if (u0_out) { /* what this layer starts from, for inspection */
+      float *dst = u0_out + b * cE;
+      if (prev) {
+        memset(dst, 0, cE * sizeof(float));
+        memcpy(dst, prev + off * E, (size_t)(L < c ? L : c) * E * sizeof(float));
+      } else {
+        memcpy(dst, U, cE * sizeof(float));
+      }
+    }
+    lim_forward(a->lim_v + off * E, post + off * E, U, a->xz + off * 2 * E + E, 2 * E,
+                prev ? prev + off * E : NULL, L, E, c, pos0, lc->tau, lc->v_th,
+                lc->output == MB_LIM_PRE_RESET);
+  }
+  if (lc->cross_layer == MB_LIM_MEAN)
+    for (int b = 0; b < B; b++) lim_transfer_mean(a->lim_u0 + b * cE, post + (size_t)b * L * E, L, E, c);
+}
+
+/* One Mamba block over B sequences of length L, h += mixer(rmsnorm(h)), with the active adapter's
+ * LoRA (unless merged) and LIM gate. */
+static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st, float *u0_out) {
   const mb_config *c = &m->cfg;
   const mb_layer *W = &m->layers[l];
+  const mb_adapter *ad = m->adapter;
   mb_acts *a = &m->acts;
   int d = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank;
-  int DBC = R + 2 * N, BT = B * L;
-  /* a_t = rmsnorm(h_t) * norm.weight ; [x_t; z_t] = in_proj.weight @ a_t (+ bias) */
+  int DBC = R + 2 * N, BT = B * L, r = ad ? ad->cfg.r : 0;
+  float sc = ad ? ad->scale : 0.0f;
+  /* a_t = rmsnorm(h_t) * norm.weight ; [x_t; z_t] = in_proj.weight @ a_t (+ bias) (+ LoRA) */
   rmsnorm_forward(a->a, a->h, W->norm, BT, d, c->eps);
   matmul_forward(a->xz, a->a, W->in_proj_w, W->in_proj_b, BT, d, 2 * E);
+  if (lora_on(ad, MB_T_IN_PROJ))
+    lora_forward(a->xz, 2 * E, a->lora_h, a->a, lora_A(ad, l, MB_T_IN_PROJ), lora_B(ad, l, MB_T_IN_PROJ), sc, BT, d, 2 * E, r);
+  if (lora_on(ad, MB_T_IN_PROJ_X))
+    lora_forward(a->xz, 2 * E, a->lora_h, a->a, lora_A(ad, l, MB_T_IN_PROJ_X), lora_B(ad, l, MB_T_IN_PROJ_X), sc, BT, d, E, r);
+  if (lora_on(ad, MB_T_IN_PROJ_Z))
+    lora_forward(a->xz + E, 2 * E, a->lora_h, a->a, lora_A(ad, l, MB_T_IN_PROJ_Z), lora_B(ad, l, MB_T_IN_PROJ_Z), sc, BT, d, E, r);
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
     /* u_t = silu(conv1d(x)_t), causal, continuing from the state's history when kept */
@@ -201,7 +286,14 @@ static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st) {
   }
   /* [dl; B; C] = x_proj.weight @ u_t ; delta_t = softplus(dt_proj(dl)) */
   matmul_forward(a->dbc, a->u, W->x_proj_w, NULL, BT, E, DBC);
+  if (lora_on(ad, MB_T_X_PROJ))
+    lora_forward(a->dbc, DBC, a->lora_h, a->u, lora_A(ad, l, MB_T_X_PROJ), lora_B(ad, l, MB_T_X_PROJ), sc, BT, E, DBC, r);
   dt_forward(a->delta, a->dbc, DBC, W->dt_proj_w, W->dt_proj_b, BT, E, R);
+  if (lora_on(ad, MB_T_DT_PROJ)) {
+    for (int t = 0; t < BT; t++) memcpy(a->tmp + (size_t)t * R, a->dbc + (size_t)t * DBC, R * sizeof(float));
+    lora_forward(a->delta, E, a->lora_h, a->tmp, lora_A(ad, l, MB_T_DT_PROJ), lora_B(ad, l, MB_T_DT_PROJ), sc, BT, R, E, r);
+  }
+  softplus_forward(a->delta, (size_t)BT * E);
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
     float *s = st ? mb_state_ssm(st, l, b) : a->ssm_tmp;
@@ -209,16 +301,23 @@ static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st) {
     selective_scan_forward(a->y + off * E, s, a->u + off * E, a->delta + off * E,
                            a->dbc + off * DBC + R, DBC, W->A, W->D, L, E, N);
   }
-  /* o_t = y_t * silu(z_t) ; h_t += out_proj.weight @ o_t */
-  gate_forward(a->y, a->xz + E, 2 * E, BT, E);
+  /* o_t = y_t * silu(g_t), g = z, or the LIM membrane v with Memba ; h_t += out_proj.weight @ o_t */
+  if (ad && ad->cfg.lim) {
+    layer_lim(m, l, B, L, st, u0_out);
+    gate_forward(a->y, a->lim_v, E, BT, E);
+  } else {
+    gate_forward(a->y, a->xz + E, 2 * E, BT, E);
+  }
   matmul_forward(a->tmp, a->y, W->out_proj_w, W->out_proj_b, BT, E, d);
+  if (lora_on(ad, MB_T_OUT_PROJ))
+    lora_forward(a->tmp, d, a->lora_h, a->y, lora_A(ad, l, MB_T_OUT_PROJ), lora_B(ad, l, MB_T_OUT_PROJ), sc, BT, E, d, r);
   for (size_t i = 0; i < (size_t)BT * d; i++) a->h[i] += a->tmp[i];
 }
 
 /* Validates inputs, sizes activations, embeds ids and runs every layer; the final residual
  * stream is left in m->acts.h. On failure nothing (state included) has changed. */
-static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L, float *hidden,
-                                mb_state *state) {
+static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L,
+                                const fwd_out *out, mb_state *state) {
   if (!m || !ids) return mb_fail(MB_ERR_INVALID_ARG, "model or ids is NULL");
   if (!m->finalized) return mb_fail(MB_ERR_STATE, "model weights not finalized");
   if (B < 1 || L < 1) return mb_fail(MB_ERR_INVALID_ARG, "empty input (B=%d, L=%d)", B, L);
@@ -228,6 +327,14 @@ static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L, f
                 state->K != c->d_conv || state->N != c->d_state))
     return mb_fail(MB_ERR_SHAPE, "state (batch %d) does not fit this model/batch %d",
                    state->batch, B);
+  const mb_adapter *ad = m->adapter;
+  if (state && !mb_adapter_causal(ad))
+    return mb_fail(MB_ERR_STATE, "the active adapter's LIM gate is not causal (chunks or mean "
+                                 "transfer): decode by recomputing the full forward");
+  int want_c = ad && ad->cfg.lim ? ad->cfg.chunk_size : 0;
+  if (state && state->lim_c != want_c)
+    return mb_fail(MB_ERR_SHAPE, "the state was made for another adapter (membrane slots %d, "
+                                 "active adapter needs %d)", state->lim_c, want_c);
   size_t BT = (size_t)B * L, d = c->d_model;
   for (size_t i = 0; i < BT; i++)
     if (ids[i] < 0 || ids[i] >= c->vocab_size)
@@ -238,9 +345,13 @@ static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L, f
   mb_acts *a = &m->acts;
   for (size_t i = 0; i < BT; i++)
     memcpy(a->h + i * d, m->embedding + (size_t)ids[i] * d, d * sizeof(float));
+  int clen = ad && ad->cfg.lim ? lim_chunk_len(&ad->cfg, L) : 0;
+  size_t E = c->d_inner;
   for (int l = 0; l < c->n_layer; l++) {
-    layer_forward(m, l, B, L, state);
-    if (hidden) memcpy(hidden + (size_t)l * BT * d, a->h, BT * d * sizeof(float));
+    float *u0 = out && out->lim_u0 ? out->lim_u0 + (size_t)l * B * clen * E : NULL;
+    layer_forward(m, l, B, L, state, u0);
+    if (out && out->hidden) memcpy(out->hidden + (size_t)l * BT * d, a->h, BT * d * sizeof(float));
+    if (out && out->lim_v) memcpy(out->lim_v + (size_t)l * BT * E, a->lim_v, BT * E * sizeof(float));
   }
   if (state) state->pos += L;
   return MB_OK;
@@ -251,7 +362,8 @@ mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mo
   mb_clear_error();
   if (mode < MB_LOGITS_NONE || mode > MB_LOGITS_ALL) return mb_fail(MB_ERR_INVALID_ARG, "bad logits mode");
   if (mode != MB_LOGITS_NONE && !logits) return mb_fail(MB_ERR_INVALID_ARG, "logits is NULL");
-  mb_status st = forward_layers(m, ids, B, L, hidden, state);
+  fwd_out out = {hidden, NULL, NULL};
+  mb_status st = forward_layers(m, ids, B, L, &out, state);
   if (st) return st;
   const mb_config *c = &m->cfg;
   mb_acts *a = &m->acts;
@@ -304,6 +416,18 @@ mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, floa
   }
   free(scratch);
   return MB_OK;
+}
+
+mb_status mb_inspect(mb_model *m, const int32_t *ids, int B, int L, float *lim_v, float *lim_u0,
+                     int32_t *chunk_len) {
+  mb_clear_error();
+  if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
+  if (!m->adapter || !m->adapter->cfg.lim)
+    return mb_fail(MB_ERR_STATE, "inspect needs an active adapter with a LIM gate");
+  if (L < 1) return mb_fail(MB_ERR_INVALID_ARG, "empty input (L=%d)", L);
+  fwd_out out = {NULL, lim_v, lim_u0};
+  if (chunk_len) *chunk_len = lim_chunk_len(&m->adapter->cfg, L);
+  return forward_layers(m, ids, B, L, &out, NULL);
 }
 
 mb_status mb_step(mb_model *m, mb_state *s, const int32_t *ids, float *logits) {

@@ -1,14 +1,14 @@
 /* state.c: the recurrent decode state of B sequences: per layer and sequence the conv history
  * [K-1, E] (the K-1 pre-conv x before the next token) and the SSM state [E, N], in one flat
  * float block so callers can copy, save and restore it byte for byte, plus the position count.
- * Not here: LIM membranes (adapters add their own state later). */
+ * A causal LIM adapter (chunk_size with first/none) adds its membrane [c, E] per layer and sequence. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 static size_t per_seq(const mb_state *s) {
-  return (size_t)(s->K - 1) * s->E + (size_t)s->E * s->N;
+  return (size_t)(s->K - 1) * s->E + (size_t)s->E * s->N + (size_t)s->lim_c * s->E;
 }
 
 mb_state *mb_state_new(const mb_model *m, int batch) {
@@ -22,6 +22,9 @@ mb_state *mb_state_new(const mb_model *m, int batch) {
   s->E = m->cfg.d_inner;
   s->K = m->cfg.d_conv;
   s->N = m->cfg.d_state;
+  /* a causal LIM adapter keeps its membrane [c, E] per layer and sequence */
+  const mb_adapter *ad = m->adapter;
+  if (ad && ad->cfg.lim && mb_adapter_causal(ad)) s->lim_c = ad->cfg.chunk_size;
   s->numel = per_seq(s) * batch * s->n_layer;
   s->data = calloc(s->numel, sizeof(float));
   if (!s->data) {
@@ -47,7 +50,8 @@ mb_status mb_state_copy(mb_state *dst, const mb_state *src) {
   mb_clear_error();
   if (!dst || !src) return mb_fail(MB_ERR_INVALID_ARG, "state is NULL");
   if (dst->numel != src->numel || dst->batch != src->batch || dst->E != src->E ||
-      dst->N != src->N || dst->K != src->K || dst->n_layer != src->n_layer)
+      dst->N != src->N || dst->K != src->K || dst->n_layer != src->n_layer ||
+      dst->lim_c != src->lim_c)
     return mb_fail(MB_ERR_SHAPE, "states have different shapes");
   memcpy(dst->data, src->data, src->numel * sizeof(float));
   dst->pos = src->pos;
@@ -71,4 +75,8 @@ float *mb_state_conv(mb_state *s, int layer, int b) {
 
 float *mb_state_ssm(mb_state *s, int layer, int b) {
   return mb_state_conv(s, layer, b) + (size_t)(s->K - 1) * s->E;
+}
+
+float *mb_state_lim(mb_state *s, int layer, int b) {
+  return mb_state_ssm(s, layer, b) + (size_t)s->E * s->N;
 }

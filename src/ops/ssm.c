@@ -1,5 +1,6 @@
 /* ssm.c: the selective-state-space part of a Mamba-1 mixer (spec section 1):
- *   delta_t = softplus(dt_proj.weight @ dl_t + dt_proj.bias)
+ *   delta_t = softplus(dt_proj.weight @ dl_t + dt_proj.bias)   (dt_forward, then softplus_forward,
+ *   so a LoRA on dt_proj can add in between)
  *   s_t = exp(delta_t*A) * s_{t-1} + delta_t*B_t*u_t ;  y_t = s_t @ C_t + D*u_t
  *   o_t = y_t * silu(g_t)
  * The scan runs over one sequence from a given state (zeros, or the decode state), so prefill and
@@ -19,9 +20,13 @@ void dt_forward(float *delta, const float *dbc, int dbc_stride, const float *dt_
       const float *w = dt_proj_w + (size_t)e * R;
       float acc = dt_proj_b[e];
       for (int r = 0; r < R; r++) acc += w[r] * dl[r];
-      out[e] = softplus_f(acc);
+      out[e] = acc;
     }
   }
+}
+
+void softplus_forward(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = softplus_f(x[i]);
 }
 
 void selective_scan_forward_scalar(float *y, float *s, const float *u, const float *delta,

@@ -5,45 +5,13 @@
 #include "../../src/memba.h"
 #include "testutil.h"
 #include "tolerance.h"
+#include "testmodel.h"
 
 #define FIX "tests/fixtures/mamba-tiny/"
 /* mamba-tiny: d 32, 2 layers, V 64, N 8, K 4, E 64, R 2 */
 static const mb_config TINY = {32, 2, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
 static const int IDS[2][17] = {{23, 32, 61, 28, 57, 3, 37, 26, 51, 40, 39, 47, 9, 29, 25, 22, 57},
                                {33, 13, 36, 38, 7, 10, 47, 35, 34, 53, 60, 60, 29, 25, 58, 34, 37}};
-
-static void load_param(mb_model *m, st_file *f, mb_param p, int layer, const char *name) {
-  size_t want = 0, got = 0;
-  float *dst = mb_model_param(m, p, layer, &want);
-  float *src = st_get(f, name, &got);
-  CHECK(dst && src && want == got, "param %s: want %zu got %zu", name, want, got);
-  if (dst && src && want == got) memcpy(dst, src, want * sizeof(float));
-  free(src);
-}
-
-static mb_model *load_tiny(void) {
-  st_file f;
-  if (!st_open(&f, FIX "model.safetensors")) { CHECK(0, "cannot open " FIX); return NULL; }
-  mb_model *m = mb_model_new(&TINY);
-  CHECK(m != NULL, "mb_model_new: %s", mb_last_error());
-  load_param(m, &f, MB_P_EMBEDDING, -1, "backbone.embeddings.weight");
-  load_param(m, &f, MB_P_NORM_F, -1, "backbone.norm_f.weight");
-  static const struct { mb_param p; const char *n; } names[] = {
-      {MB_P_NORM, "norm.weight"}, {MB_P_IN_PROJ_W, "mixer.in_proj.weight"},
-      {MB_P_CONV_W, "mixer.conv1d.weight"}, {MB_P_CONV_B, "mixer.conv1d.bias"},
-      {MB_P_X_PROJ_W, "mixer.x_proj.weight"}, {MB_P_DT_PROJ_W, "mixer.dt_proj.weight"},
-      {MB_P_DT_PROJ_B, "mixer.dt_proj.bias"}, {MB_P_A_LOG, "mixer.A_log"}, {MB_P_D, "mixer.D"},
-      {MB_P_OUT_PROJ_W, "mixer.out_proj.weight"}};
-  for (int l = 0; l < TINY.n_layer; l++)
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-      char full[128];
-      snprintf(full, sizeof full, "backbone.layers.%d.%s", l, names[i].n);
-      load_param(m, &f, names[i].p, l, full);
-    }
-  st_close(&f);
-  CHECK(mb_model_finalize(m) == MB_OK, "finalize");
-  return m;
-}
 
 static void compare(const char *what, const float *got, const float *want, size_t n, double t) {
   float ref = max_abs(want, n), diff = max_abs_diff(got, want, n);
@@ -176,7 +144,7 @@ static void test_errors(mb_model *m) {
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   printf("# test_model\n");
-  mb_model *m = load_tiny();
+  mb_model *m = load_model(FIX "model.safetensors", &TINY);
   if (!m) return 1;
   test_golden(m);
   mb_set_simd(1);

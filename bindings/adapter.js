@@ -1,0 +1,264 @@
+// adapter.js: Memba adapters in JS: the settings (PEFT adapter_config.json + memba_config.json,
+// or createAdapter options) validated into one normalised form, the Adapter class over a C
+// adapter (LoRA tensors, merge/unmerge, save in the PEFT format), and loading from files.
+// Deliberately not here: the math (src/adapter.c, src/ops/lora.c, src/ops/lim.c) and training.
+import { MembaError, ErrorCodes } from './errors.js';
+import { parseSafetensors, writeSafetensors, tensorToFloat32 } from './safetensors.js';
+
+/** LoRA targets, in the order of src/memba.h's mb_target. */
+export const TARGETS = ['in_proj', 'in_proj.x', 'in_proj.z', 'out_proj', 'x_proj', 'dt_proj'];
+export const LIM_DEFAULTS = Object.freeze({ chunks: 4, tau: 0.5, v_th: 1.0, output: 'post_reset', reset_grad: 'mask', surrogate_width: 1.0, cross_layer: 'mean' });
+const LIM_ENUMS = { output: ['post_reset', 'pre_reset'], reset_grad: ['mask', 'triangle'], cross_layer: ['mean', 'first', 'none'] };
+const LIM_KEYS = new Set(['chunks', 'chunk_size', 'tau', 'v_th', 'output', 'reset_grad', 'surrogate_width', 'cross_layer']);
+const PREFIX = 'base_model.model.backbone.layers.';
+
+/** LoRA tensor shapes [in, out] of a target for a model config. */
+export function loraShape(cfg, target) {
+  const { dModel: d, dInner: E, dtRank: R, dState: N } = cfg;
+  return { in_proj: [d, 2 * E], 'in_proj.x': [d, E], 'in_proj.z': [d, E], out_proj: [E, d], x_proj: [E, R + 2 * N], dt_proj: [R, E] }[target];
+}
+
+/**
+ * Validates LIM settings (memba_config.json's "lim" object, spec section 3) and fills defaults.
+ * `true` means every default. Returns null for no LIM.
+ */
+export function normalizeLim(lim, code = ErrorCodes.INVALID_ARGUMENT) {
+  if (lim === undefined || lim === null || lim === false) return null;
+  const bad = (msg) => new MembaError(code, `LIM: ${msg}`);
+  if (lim === true) lim = {};
+  if (typeof lim !== 'object' || Array.isArray(lim)) throw bad('settings must be an object');
+  for (const k of Object.keys(lim)) if (!LIM_KEYS.has(k)) throw bad(`unknown setting '${k}'`);
+  const hasChunks = lim.chunks !== undefined && lim.chunks !== null;
+  const hasSize = lim.chunk_size !== undefined && lim.chunk_size !== null;
+  if (hasChunks && hasSize) throw bad('give exactly one of chunks and chunk_size, not both');
+  const out = { ...LIM_DEFAULTS, ...lim };
+  if (hasSize) delete out.chunks; // neither given: the paper default (chunks 4) applies
+  if (out.chunks !== undefined && (!Number.isInteger(out.chunks) || out.chunks < 1)) throw bad(`chunks must be an integer >= 1, got ${out.chunks}`);
+  if (out.chunk_size !== undefined && (!Number.isInteger(out.chunk_size) || out.chunk_size < 1)) throw bad(`chunk_size must be an integer >= 1, got ${out.chunk_size}`);
+  if (typeof out.tau !== 'number' || !(out.tau > 0 && out.tau <= 1)) throw bad(`tau must be in (0, 1], got ${out.tau}`);
+  if (typeof out.v_th !== 'number' || !Number.isFinite(out.v_th)) throw bad(`v_th must be a finite number, got ${out.v_th}`);
+  if (typeof out.surrogate_width !== 'number' || !(out.surrogate_width > 0) || !Number.isFinite(out.surrogate_width))
+    throw bad(`surrogate_width must be > 0, got ${out.surrogate_width}`);
+  for (const [k, allowed] of Object.entries(LIM_ENUMS))
+    if (!allowed.includes(out[k])) throw bad(`${k} must be one of ${allowed.join(', ')}, got ${JSON.stringify(out[k])}`);
+  return Object.freeze(out);
+}
+
+/** Validates createAdapter's `lora` options; null for no LoRA. */
+export function normalizeLora(lora, cfg, code = ErrorCodes.INVALID_ARGUMENT) {
+  if (lora === undefined || lora === null || lora === false) return null;
+  const bad = (msg) => new MembaError(code, `LoRA: ${msg}`);
+  if (typeof lora !== 'object') throw bad('settings must be an object');
+  const { r = 8, alpha = 8, targets = ['in_proj', 'out_proj'], dropout = 0, rslora = false } = lora;
+  if (!Number.isInteger(r) || r < 1 || r > 4096) throw bad(`r must be an integer in [1, 4096], got ${r}`);
+  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw bad(`alpha must be a finite number, got ${alpha}`);
+  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) throw bad(`dropout must be in [0, 1), got ${dropout}`);
+  const list = typeof targets === 'string' ? [targets] : targets;
+  if (!Array.isArray(list) || list.length === 0) throw bad('targets must be a non-empty list');
+  for (const t of list)
+    if (!TARGETS.includes(t))
+      throw new MembaError(code === ErrorCodes.INVALID_ARGUMENT ? code : ErrorCodes.UNSUPPORTED, `LoRA: unknown target '${t}' (supported: ${TARGETS.join(', ')})`);
+  const uniq = [...new Set(list)].sort((a, b) => TARGETS.indexOf(a) - TARGETS.indexOf(b));
+  if (uniq.includes('in_proj') && (uniq.includes('in_proj.x') || uniq.includes('in_proj.z')))
+    throw bad('in_proj overlaps in_proj.x / in_proj.z: use either the whole projection or its halves');
+  return Object.freeze({ r, alpha, targets: Object.freeze(uniq), dropout, rslora: !!rslora });
+}
+
+/**
+ * Reads a PEFT adapter_config.json: the keys that matter, and a clear error for every PEFT
+ * feature that would change the math and is not supported.
+ */
+export function loraFromPeftConfig(pc) {
+  const unsupported = (msg) => new MembaError(ErrorCodes.UNSUPPORTED, `adapter_config.json: ${msg}`);
+  if (pc === null || typeof pc !== 'object' || Array.isArray(pc)) throw new MembaError(ErrorCodes.BAD_FORMAT, 'adapter_config.json is not a JSON object');
+  if (pc.peft_type !== undefined && pc.peft_type !== 'LORA') throw unsupported(`peft_type ${pc.peft_type} (only LORA)`);
+  if (pc.use_dora) throw unsupported('DoRA (use_dora) is not supported');
+  if ((pc.bias ?? 'none') !== 'none') throw unsupported(`bias '${pc.bias}' is not supported (only 'none')`);
+  if (pc.lora_bias) throw unsupported('lora_bias is not supported');
+  if (pc.fan_in_fan_out) throw unsupported('fan_in_fan_out is not supported');
+  if (pc.layers_to_transform !== undefined && pc.layers_to_transform !== null) throw unsupported('layers_to_transform is not supported (LoRA on every layer only)');
+  if (pc.modules_to_save) throw unsupported('modules_to_save is not supported');
+  if (pc.exclude_modules) throw unsupported('exclude_modules is not supported');
+  if (pc.use_qalora || pc.use_bdlora) throw unsupported('QALoRA / BD-LoRA are not supported');
+  if (pc.target_parameters) throw unsupported('target_parameters is not supported');
+  for (const [key, base] of [['rank_pattern', pc.r], ['alpha_pattern', pc.lora_alpha]]) {
+    const pat = pc[key] ?? {};
+    if (typeof pat !== 'object') throw new MembaError(ErrorCodes.BAD_FORMAT, `adapter_config.json: ${key} is not an object`);
+    for (const [k, v] of Object.entries(pat)) if (v !== base) throw unsupported(`${key} entry ${k}: ${v} differs from ${base}`);
+  }
+  const targets = pc.target_modules;
+  if (typeof targets === 'string' && !TARGETS.includes(targets))
+    throw unsupported(`target_modules as a pattern ('${targets}') is not supported; list the module names`);
+  return normalizeLora({ r: pc.r, alpha: pc.lora_alpha ?? 8, targets, dropout: pc.lora_dropout ?? 0, rslora: !!pc.use_rslora }, null, ErrorCodes.BAD_FORMAT);
+}
+
+/** The flat mb_adapter_config (14 x 4 bytes) for the C core. */
+export function cAdapterConfig(lora, lim) {
+  const i = new Int32Array(14);
+  const f = new Float32Array(i.buffer);
+  if (lora) {
+    i[0] = lora.r;
+    f[1] = lora.alpha;
+    i[2] = lora.rslora ? 1 : 0;
+    i[3] = lora.targets.reduce((m, t) => m | (1 << TARGETS.indexOf(t)), 0);
+    f[4] = lora.dropout;
+  }
+  if (lim) {
+    i[5] = 1;
+    i[6] = lim.chunks ?? 0;
+    i[7] = lim.chunk_size ?? 0;
+    f[8] = lim.tau;
+    f[9] = lim.v_th;
+    i[10] = LIM_ENUMS.output.indexOf(lim.output);
+    i[11] = LIM_ENUMS.reset_grad.indexOf(lim.reset_grad);
+    f[12] = lim.surrogate_width;
+    i[13] = LIM_ENUMS.cross_layer.indexOf(lim.cross_layer);
+  } else {
+    f[12] = 1;
+  }
+  return i;
+}
+
+/** PEFT tensor name of a LoRA matrix. */
+export function peftName(layer, target, which) {
+  return `${PREFIX}${layer}.mixer.${target}.lora_${which}.weight`;
+}
+
+/**
+ * Checks an adapter_model.safetensors against the LoRA settings and the model: every expected
+ * tensor present with the right shape, nothing else. Returns Map name -> tensor.
+ */
+export function checkAdapterTensors(bytes, lora, cfg) {
+  const { tensors } = parseSafetensors(bytes, 'adapter_model.safetensors');
+  const want = new Map();
+  for (let l = 0; l < cfg.nLayer; l++)
+    for (const t of lora.targets) {
+      const [inDim, outDim] = loraShape(cfg, t);
+      want.set(peftName(l, t, 'A'), [lora.r, inDim]);
+      want.set(peftName(l, t, 'B'), [outDim, lora.r]);
+    }
+  for (const name of tensors.keys()) {
+    if (want.has(name)) continue;
+    const m = /^base_model\.model\.backbone\.layers\.(\d+)\.mixer\.(.+)\.lora_[AB]\.weight$/.exec(name);
+    if (m && Number(m[1]) >= cfg.nLayer)
+      throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `adapter has layer ${m[1]} but the model has ${cfg.nLayer} layers (made for another base model?)`);
+    if (m && !lora.targets.includes(m[2]))
+      throw new MembaError(ErrorCodes.BAD_FORMAT, `adapter tensor ${name} is for a target not in target_modules`);
+    throw new MembaError(ErrorCodes.UNSUPPORTED, `adapter tensor ${name} is not a LoRA matrix this engine knows`);
+  }
+  for (const [name, shape] of want) {
+    const t = tensors.get(name);
+    if (!t) throw new MembaError(ErrorCodes.BAD_FORMAT, `adapter_model.safetensors lacks ${name}`);
+    if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1])
+      throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has shape [${t.shape}] but this model and r=${lora.r} need [${shape}] (adapter made for another base model?)`);
+  }
+  return tensors;
+}
+
+/** A Memba adapter (LoRA + LIM) bound to one model. Create with model.createAdapter / loadAdapter. */
+export class Adapter {
+  /** @private */
+  constructor(model, handle, lora, lim, name) {
+    this._model = model;
+    this._engine = model._engine;
+    this._handle = handle;
+    /** Normalised settings: { lora: {r, alpha, targets, dropout, rslora} | null, lim: {...} | null }. */
+    this.config = Object.freeze({ lora, lim });
+    this.name = name;
+  }
+
+  _alive() {
+    if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this adapter has been disposed');
+    this._model._alive();
+  }
+
+  /** True when token-by-token decoding is exact and O(1) per token (no LIM, or chunk_size with first/none). */
+  get causal() {
+    const lim = this.config.lim;
+    return !lim || (lim.chunk_size !== undefined && lim.cross_layer !== 'mean');
+  }
+
+  get merged() {
+    this._alive();
+    return this._engine.mod._mb_adapter_merged(this._handle) === 1;
+  }
+
+  _param(target, layer, which) {
+    const e = this._engine;
+    return e.withAlloc(4, (np) => {
+      const p = e.mod._mb_adapter_param(this._handle, TARGETS.indexOf(target), layer, which === 'B' ? 1 : 0, np) >>> 0;
+      if (!p) throw new MembaError(ErrorCodes.INTERNAL, `no LoRA ${which} for ${target} in layer ${layer}`);
+      return e.f32(p, e.readSize(np));
+    });
+  }
+
+  /** LoRA tensors by PEFT name (copies). */
+  tensors() {
+    this._alive();
+    const out = {};
+    const lora = this.config.lora;
+    if (!lora) return out;
+    for (let l = 0; l < this._model.config.nLayer; l++)
+      for (const t of lora.targets) for (const w of ['A', 'B']) out[peftName(l, t, w)] = this._param(t, l, w).slice();
+    return out;
+  }
+
+  /** Writes LoRA tensors (Map name -> safetensors tensor) into the C adapter. */
+  _setTensors(tensors) {
+    const lora = this.config.lora;
+    for (let l = 0; l < this._model.config.nLayer; l++)
+      for (const t of lora.targets) for (const w of ['A', 'B']) tensorToFloat32(tensors.get(peftName(l, t, w)), this._param(t, l, w));
+  }
+
+  /** The adapter in the HF PEFT format (+ memba_config.json when it has a LIM gate). */
+  save() {
+    this._alive();
+    const { lora, lim } = this.config;
+    const files = {};
+    if (lora) {
+      const cfg = {
+        peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: this._model.info.source ?? null, revision: null,
+        r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: [...lora.targets],
+        use_rslora: lora.rslora, use_dora: false, bias: 'none', fan_in_fan_out: false, init_lora_weights: true,
+        inference_mode: true, modules_to_save: null, layers_to_transform: null, layers_pattern: null,
+        rank_pattern: {}, alpha_pattern: {},
+      };
+      files['adapter_config.json'] = JSON.stringify(cfg, null, 2);
+      const entries = {};
+      for (const [name, data] of Object.entries(this.tensors())) {
+        const [target, w] = /mixer\.(.+)\.lora_([AB])/.exec(name).slice(1);
+        const [inDim, outDim] = loraShape(this._model.config, target);
+        entries[name] = { dtype: 'F32', shape: w === 'A' ? [lora.r, inDim] : [outDim, lora.r], data };
+      }
+      files['adapter_model.safetensors'] = writeSafetensors(entries, { format: 'pt' });
+    }
+    if (lim) files['memba_config.json'] = JSON.stringify({ lim }, null, 2);
+    return files;
+  }
+
+  /** Folds the LoRA into the base weights (faster decode); makes this adapter active. */
+  merge() {
+    this._alive();
+    this._model.setAdapter(this);
+    this._engine.check(this._engine.mod._mb_adapter_merge(this._model._handle, this._handle), 'merge');
+  }
+
+  /** Takes the LoRA out of the base weights again (restores them up to float rounding). */
+  unmerge() {
+    this._alive();
+    this._engine.check(this._engine.mod._mb_adapter_unmerge(this._model._handle, this._handle), 'unmerge');
+  }
+
+  /** Frees the adapter (unmerging it and deactivating it first). Safe to call twice. */
+  dispose() {
+    if (!this._handle) return;
+    if (this._model._adapter === this) this._model._adapter = null;
+    this._engine.mod._mb_adapter_free(this._handle);
+    this._handle = 0;
+    this._model._adapters.delete(this);
+  }
+
+  [Symbol.dispose]() {
+    this.dispose();
+  }
+}

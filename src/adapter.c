@@ -1,0 +1,190 @@
+/* adapter.c: a Memba adapter bound to one model: its settings (LoRA rank, scale, targets; LIM
+ * options), its LoRA tensors in one block, PEFT initialisation, and merging into the base
+ * weights. The forward pass that uses it lives in model.c; file formats in the bindings.
+ * Not here: optimizer state and gradients (training). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void lora_shape(const mb_config *c, mb_target t, int *in, int *out) {
+  int d = c->d_model, E = c->d_inner, R = c->dt_rank, N = c->d_state;
+  switch (t) {
+    case MB_T_IN_PROJ: *in = d; *out = 2 * E; break;
+    case MB_T_IN_PROJ_X:
+    case MB_T_IN_PROJ_Z: *in = d; *out = E; break;
+    case MB_T_OUT_PROJ: *in = E; *out = d; break;
+    case MB_T_X_PROJ: *in = E; *out = R + 2 * N; break;
+    case MB_T_DT_PROJ: *in = R; *out = E; break;
+    default: *in = *out = 0;
+  }
+}
+
+int lim_chunk_len(const mb_adapter_config *c, int L) {
+  if (c->chunk_size > 0) return c->chunk_size;
+  int len = L / c->chunks; /* paper mode: c = max(1, floor(L / T)) */
+  return len < 1 ? 1 : len;
+}
+
+static int config_valid(const mb_adapter_config *c) {
+  if (c->r < 0 || c->r > 4096) return mb_fail(MB_ERR_INVALID_ARG, "LoRA rank %d out of range", c->r), 0;
+  if (c->targets < 0 || c->targets >= (1 << MB_T_COUNT))
+    return mb_fail(MB_ERR_INVALID_ARG, "unknown LoRA target bits 0x%x", c->targets), 0;
+  if ((c->targets & (1 << MB_T_IN_PROJ)) && (c->targets & ((1 << MB_T_IN_PROJ_X) | (1 << MB_T_IN_PROJ_Z))))
+    return mb_fail(MB_ERR_INVALID_ARG, "in_proj overlaps in_proj.x / in_proj.z"), 0;
+  if (c->r > 0 && c->targets == 0) return mb_fail(MB_ERR_INVALID_ARG, "LoRA rank > 0 but no target"), 0;
+  if (c->r == 0 && c->targets != 0) return mb_fail(MB_ERR_INVALID_ARG, "LoRA targets but rank 0"), 0;
+  if (c->r > 0 && !isfinite(c->alpha)) return mb_fail(MB_ERR_INVALID_ARG, "lora_alpha not finite"), 0;
+  if (!(c->dropout >= 0.0f && c->dropout < 1.0f)) return mb_fail(MB_ERR_INVALID_ARG, "dropout must be in [0, 1)"), 0;
+  if (!c->lim) return 1;
+  if ((c->chunks > 0) == (c->chunk_size > 0) || c->chunks < 0 || c->chunk_size < 0)
+    return mb_fail(MB_ERR_INVALID_ARG, "LIM needs exactly one of chunks >= 1 and chunk_size >= 1"), 0;
+  if (!(c->tau > 0.0f && c->tau <= 1.0f)) return mb_fail(MB_ERR_INVALID_ARG, "LIM tau must be in (0, 1]"), 0;
+  if (!isfinite(c->v_th)) return mb_fail(MB_ERR_INVALID_ARG, "LIM v_th not finite"), 0;
+  if (c->output < 0 || c->output > 1 || c->reset_grad < 0 || c->reset_grad > 1 ||
+      c->cross_layer < 0 || c->cross_layer > 2)
+    return mb_fail(MB_ERR_INVALID_ARG, "unknown LIM option value"), 0;
+  if (!(c->surrogate_width > 0.0f) || !isfinite(c->surrogate_width))
+    return mb_fail(MB_ERR_INVALID_ARG, "LIM surrogate_width must be > 0"), 0;
+  return 1;
+}
+
+mb_adapter *mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg) {
+  mb_clear_error();
+  if (!m || !cfg) return mb_fail(MB_ERR_INVALID_ARG, "model or config is NULL"), NULL;
+  if (!config_valid(cfg)) return NULL;
+  int nl = m->cfg.n_layer;
+  mb_adapter *a = calloc(1, sizeof *a);
+  if (!a) return mb_fail(MB_ERR_OOM, "out of memory for adapter"), NULL;
+  a->cfg = *cfg;
+  a->model = m;
+  a->scale = cfg->r ? (cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r) : 0.0f;
+  size_t total = 0;
+  for (int t = 0; t < MB_T_COUNT; t++) {
+    if (!(cfg->targets & (1 << t))) continue;
+    int in, out;
+    lora_shape(&m->cfg, (mb_target)t, &in, &out);
+    total += (size_t)nl * cfg->r * ((size_t)in + out);
+  }
+  a->A = calloc((size_t)nl * MB_T_COUNT, sizeof(float *));
+  a->B = calloc((size_t)nl * MB_T_COUNT, sizeof(float *));
+  a->block = calloc(total ? total : 1, sizeof(float));
+  if (!a->A || !a->B || !a->block) {
+    mb_adapter_free(a);
+    return mb_fail(MB_ERR_OOM, "out of memory for adapter tensors"), NULL;
+  }
+  a->block_numel = total;
+  float *p = a->block;
+  for (int l = 0; l < nl; l++)
+    for (int t = 0; t < MB_T_COUNT; t++) {
+      if (!(cfg->targets & (1 << t))) continue;
+      int in, out;
+      lora_shape(&m->cfg, (mb_target)t, &in, &out);
+      a->A[l * MB_T_COUNT + t] = p;
+      p += (size_t)cfg->r * in;
+      a->B[l * MB_T_COUNT + t] = p;
+      p += (size_t)out * cfg->r;
+    }
+  return a;
+}
+
+void mb_adapter_free(mb_adapter *a) {
+  if (!a) return;
+  mb_model *m = (mb_model *)a->model; /* the model outlives its adapters */
+  if (m && m->adapter == a) mb_model_set_adapter(m, NULL);
+  free(a->block);
+  free(a->A);
+  free(a->B);
+  free(a);
+}
+
+float *mb_adapter_param(mb_adapter *a, mb_target t, int layer, int which, size_t *numel) {
+  if (numel) *numel = 0;
+  if (!a || t < 0 || t >= MB_T_COUNT || layer < 0 || layer >= a->model->cfg.n_layer) return NULL;
+  float *p = (which ? a->B : a->A)[layer * MB_T_COUNT + t];
+  if (p && numel) {
+    int in, out;
+    lora_shape(&a->model->cfg, t, &in, &out);
+    *numel = (size_t)a->cfg.r * (which ? out : in);
+  }
+  return p;
+}
+
+mb_status mb_adapter_init(mb_adapter *a, uint32_t seed) {
+  mb_clear_error();
+  if (!a) return mb_fail(MB_ERR_INVALID_ARG, "adapter is NULL");
+  if (a->merged) return mb_fail(MB_ERR_STATE, "unmerge the adapter before re-initialising it");
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (int l = 0; l < a->model->cfg.n_layer; l++)
+    for (int t = 0; t < MB_T_COUNT; t++) {
+      float *A = a->A[l * MB_T_COUNT + t], *B = a->B[l * MB_T_COUNT + t];
+      if (!A) continue;
+      int in, out;
+      lora_shape(&a->model->cfg, (mb_target)t, &in, &out);
+      /* kaiming_uniform_(a=sqrt(5)): bound = sqrt(6 / ((1 + 5) * fan_in)) = 1/sqrt(fan_in) */
+      float bound = 1.0f / sqrtf((float)in);
+      for (size_t i = 0; i < (size_t)a->cfg.r * in; i++) {
+        s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+        float u = (float)((s * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+        A[i] = bound * (2.0f * u - 1.0f);
+      }
+      memset(B, 0, sizeof(float) * (size_t)out * a->cfg.r);
+    }
+  return MB_OK;
+}
+
+int mb_adapter_causal(const mb_adapter *a) {
+  if (!a || !a->cfg.lim) return 1;
+  return a->cfg.chunk_size > 0 && a->cfg.cross_layer != MB_LIM_MEAN;
+}
+
+int mb_adapter_merged(const mb_adapter *a) { return a ? a->merged : 0; }
+
+/* W += sign * scale * B @ A for every target of every layer */
+static void merge_all(mb_model *m, mb_adapter *a, float sign) {
+  const mb_config *c = &m->cfg;
+  for (int l = 0; l < c->n_layer; l++) {
+    mb_layer *W = &m->layers[l];
+    for (int t = 0; t < MB_T_COUNT; t++) {
+      const float *A = a->A[l * MB_T_COUNT + t], *B = a->B[l * MB_T_COUNT + t];
+      if (!A) continue;
+      int in, out;
+      lora_shape(c, (mb_target)t, &in, &out);
+      float *w = t == MB_T_OUT_PROJ  ? W->out_proj_w
+                 : t == MB_T_X_PROJ  ? W->x_proj_w
+                 : t == MB_T_DT_PROJ ? W->dt_proj_w
+                 : t == MB_T_IN_PROJ_Z ? W->in_proj_w + (size_t)c->d_inner * c->d_model
+                                       : W->in_proj_w;
+      lora_merge(w, A, B, sign * a->scale, out, in, a->cfg.r);
+    }
+  }
+}
+
+mb_status mb_adapter_merge(mb_model *m, mb_adapter *a) {
+  mb_clear_error();
+  if (!m || !a || a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter does not belong to this model");
+  if (m->adapter != a) return mb_fail(MB_ERR_STATE, "only the active adapter can be merged");
+  if (a->merged) return MB_OK;
+  merge_all(m, a, 1.0f);
+  a->merged = 1;
+  return MB_OK;
+}
+
+mb_status mb_adapter_unmerge(mb_model *m, mb_adapter *a) {
+  mb_clear_error();
+  if (!m || !a || a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter does not belong to this model");
+  if (!a->merged) return MB_OK;
+  merge_all(m, a, -1.0f);
+  a->merged = 0;
+  return MB_OK;
+}
+
+mb_status mb_model_set_adapter(mb_model *m, mb_adapter *a) {
+  mb_clear_error();
+  if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
+  if (a && a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter belongs to another model");
+  if (m->adapter && m->adapter != a && m->adapter->merged) mb_adapter_unmerge(m, m->adapter);
+  m->adapter = a;
+  return MB_OK;
+}

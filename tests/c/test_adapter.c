@@ -1,0 +1,209 @@
+/* test_adapter.c: Memba adapters in the C core against the golden vectors of memba-tiny-paper,
+ * -stream and -short: logits, LIM gate inputs lim_v.{l}, log-likelihoods; the causal streaming
+ * decode (stream case) against the full forward at every position; merge vs unmerged; a fresh
+ * adapter without LIM equals the base model bit for bit; adapter switching; bad configs. */
+#include "../../src/memba.h"
+#include "testmodel.h"
+#include "testutil.h"
+#include "tolerance.h"
+
+typedef struct {
+  const char *dir;
+  int n_layer, B, L, P;
+  const int32_t *ids;
+  mb_adapter_config ac;
+} gcase;
+
+static const int32_t PAPER_IDS[] = {14, 8, 20, 38, 58, 14, 30, 40, 2, 33, 44, 35, 1, 21, 27, 54, 48, 18,
+                                    17, 22, 2, 15, 19, 24, 34, 36, 45, 13, 8, 22, 42, 45, 25, 21, 43, 32};
+static const int32_t STREAM_IDS[] = {18, 11, 58, 38, 55, 63, 38, 49, 31, 58, 11, 45, 3, 54, 57, 63};
+static const int32_t SHORT_IDS[] = {55, 43, 19, 38, 37, 63};
+#define BIT(t) (1 << (t))
+
+static const gcase CASES[] = {
+    {"tests/fixtures/memba-tiny-paper/", 2, 2, 18, 6, PAPER_IDS,
+     {4, 8.0f, 0, BIT(MB_T_IN_PROJ) | BIT(MB_T_OUT_PROJ), 0, 1, 4, 0, 0.5f, 1.0f, MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, MB_LIM_MEAN}},
+    {"tests/fixtures/memba-tiny-stream/", 3, 1, 16, 4, STREAM_IDS,
+     {4, 4.0f, 0, BIT(MB_T_IN_PROJ) | BIT(MB_T_OUT_PROJ) | BIT(MB_T_X_PROJ) | BIT(MB_T_DT_PROJ), 0, 1, 0, 3, 0.8f, 0.7f,
+      MB_LIM_PRE_RESET, MB_LIM_TRIANGLE, 1.0f, MB_LIM_FIRST}},
+    {"tests/fixtures/memba-tiny-short/", 2, 2, 3, 1, SHORT_IDS,
+     {2, 2.0f, 0, BIT(MB_T_OUT_PROJ), 0, 1, 4, 0, 0.5f, 0.5f, MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, MB_LIM_MEAN}},
+};
+static const char *TNAME[MB_T_COUNT] = {"in_proj", "in_proj.x", "in_proj.z", "out_proj", "x_proj", "dt_proj"};
+
+static void compare(const char *what, const float *got, const float *want, size_t n, double t) {
+  float ref = max_abs(want, n), diff = max_abs_diff(got, want, n);
+  float lim = (float)(t * (ref > 1 ? ref : 1));
+  printf("  %-48s maxdiff %.3g (limit %.3g)\n", what, diff, lim);
+  CHECK(diff <= lim, "%s: maxdiff %g > %g", what, diff, lim);
+}
+
+static mb_adapter *load_adapter(mb_model *m, const gcase *gc) {
+  mb_adapter *a = mb_adapter_new(m, &gc->ac);
+  CHECK(a != NULL, "adapter_new: %s", mb_last_error());
+  char path[256];
+  snprintf(path, sizeof path, "%sadapter_model.safetensors", gc->dir);
+  st_file f;
+  CHECK(st_open(&f, path), "open %s", path);
+  for (int l = 0; l < gc->n_layer; l++)
+    for (int t = 0; t < MB_T_COUNT; t++) {
+      if (!(gc->ac.targets & BIT(t))) continue;
+      for (int w = 0; w < 2; w++) {
+        char name[160];
+        snprintf(name, sizeof name, "base_model.model.backbone.layers.%d.mixer.%s.lora_%c.weight", l, TNAME[t], w ? 'B' : 'A');
+        size_t want, got;
+        float *dst = mb_adapter_param(a, (mb_target)t, l, w, &want), *src = st_get(&f, name, &got);
+        CHECK(dst && src && want == got, "%s: %zu vs %zu", name, want, got);
+        if (dst && src && want == got) memcpy(dst, src, want * sizeof(float));
+        free(src);
+      }
+    }
+  st_close(&f);
+  return a;
+}
+
+static void test_case(const gcase *gc) {
+  printf(" %s\n", gc->dir);
+  mb_config cfg = {32, gc->n_layer, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
+  char path[256];
+  snprintf(path, sizeof path, "%smodel.safetensors", gc->dir);
+  mb_model *m = load_model(path, &cfg);
+  mb_adapter *a = load_adapter(m, gc);
+  CHECK(mb_model_set_adapter(m, a) == MB_OK, "set_adapter");
+  int B = gc->B, L = gc->L, V = 64, E = 64;
+  size_t BLV = (size_t)B * L * V, BLE = (size_t)B * L * E;
+  float *logits = malloc(sizeof(float) * BLV), *v = malloc(sizeof(float) * gc->n_layer * BLE);
+  float *u0 = malloc(sizeof(float) * gc->n_layer * BLE);
+  snprintf(path, sizeof path, "%sexpected.safetensors", gc->dir);
+  st_file e;
+  CHECK(st_open(&e, path), "open %s", path);
+  size_t n;
+  float *want = st_get(&e, "logits", &n);
+  for (int simd = 0; simd < 2; simd++) {
+    mb_set_simd(simd);
+    CHECK(mb_forward(m, gc->ids, B, L, MB_LOGITS_ALL, logits, NULL, NULL) == MB_OK, "forward: %s", mb_last_error());
+    compare(simd ? "logits (simd)" : "logits (scalar)", logits, want, n, tol("logits_rel"));
+  }
+  int32_t clen = 0;
+  CHECK(mb_inspect(m, gc->ids, B, L, v, u0, &clen) == MB_OK, "inspect: %s", mb_last_error());
+  for (int l = 0; l < gc->n_layer; l++) {
+    char name[32];
+    snprintf(name, sizeof name, "lim_v.%d", l);
+    float *wv = st_get(&e, name, &n);
+    compare(name, v + l * BLE, wv, n, tol("hidden_rel"));
+    free(wv);
+  }
+  /* log-likelihood after the prompt */
+  float *ll = st_get(&e, "loglik_after_prompt", &n), *lp = malloc(sizeof(float) * B * L);
+  CHECK(mb_score(m, gc->ids, B, L, gc->P, lp) == MB_OK, "score");
+  for (int b = 0; b < B; b++) {
+    float sum = 0;
+    for (int t = gc->P; t < L; t++) sum += lp[b * L + t];
+    char what[64];
+    snprintf(what, sizeof what, "loglik_after_prompt[%d] = %.5f", b, sum);
+    compare(what, &sum, &ll[b], 1, tol("loglik_rel"));
+  }
+  /* merged == unmerged */
+  CHECK(mb_adapter_merge(m, a) == MB_OK && mb_adapter_merged(a), "merge");
+  float *merged = malloc(sizeof(float) * BLV);
+  CHECK(mb_forward(m, gc->ids, B, L, MB_LOGITS_ALL, merged, NULL, NULL) == MB_OK, "merged forward");
+  compare("merged vs unmerged logits", merged, logits, BLV, tol("merge_rel"));
+  CHECK(mb_adapter_unmerge(m, a) == MB_OK && !mb_adapter_merged(a), "unmerge");
+  /* causal LIM: token by token with the state equals the full forward */
+  if (mb_adapter_causal(a)) {
+    mb_state *s = mb_state_new(m, B);
+    float step[64 * 2], worst = 0;
+    for (int t = 0; t < L; t++) {
+      int32_t col[2];
+      for (int b = 0; b < B; b++) col[b] = gc->ids[b * L + t];
+      CHECK(mb_step(m, s, col, step) == MB_OK, "step: %s", mb_last_error());
+      for (int b = 0; b < B; b++) {
+        float dd = max_abs_diff(step + b * V, logits + ((size_t)b * L + t) * V, V);
+        worst = dd > worst ? dd : worst;
+      }
+    }
+    printf("  %-48s maxdiff %.3g\n", "streaming decode vs full forward (every position)", worst);
+    CHECK(worst <= tol("decode_vs_forward_rel") * max_abs(logits, BLV), "streaming decode differs: %g", worst);
+    /* the state belongs to this adapter: without it the shapes differ */
+    mb_model_set_adapter(m, NULL);
+    CHECK(mb_step(m, s, gc->ids, step) == MB_ERR_SHAPE, "state of another adapter accepted");
+    mb_model_set_adapter(m, a);
+    mb_state_free(s);
+  } else {
+    mb_state *s = mb_state_new(m, B);
+    float step[64 * 2];
+    CHECK(mb_step(m, s, gc->ids, step) == MB_ERR_STATE, "non-causal LIM decoded with a state");
+    mb_state_free(s);
+  }
+  free(want); free(ll); free(lp); free(merged);
+  st_close(&e);
+  free(logits); free(v); free(u0);
+  mb_adapter_free(a); /* while active: the model drops it */
+  CHECK(mb_forward(m, gc->ids, B, L, MB_LOGITS_ALL, NULL, NULL, NULL) == MB_ERR_INVALID_ARG, "NULL logits");
+  mb_model_free(m);
+}
+
+static void test_fresh_and_errors(void) {
+  printf(" fresh adapter / switching / errors\n");
+  mb_config cfg = {32, 2, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
+  mb_model *m = load_model("tests/fixtures/mamba-tiny/model.safetensors", &cfg);
+  const int32_t *ids = PAPER_IDS;
+  float base[18 * 64], with[18 * 64];
+  mb_set_simd(1);
+  CHECK(mb_forward(m, ids, 1, 18, MB_LOGITS_ALL, base, NULL, NULL) == MB_OK, "base");
+  mb_adapter_config ac = {8, 16.0f, 0, BIT(MB_T_IN_PROJ) | BIT(MB_T_OUT_PROJ) | BIT(MB_T_X_PROJ) | BIT(MB_T_DT_PROJ), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+  mb_adapter *a = mb_adapter_new(m, &ac);
+  CHECK(mb_adapter_init(a, 7) == MB_OK, "init");
+  size_t n;
+  float *A = mb_adapter_param(a, MB_T_IN_PROJ, 0, 0, &n);
+  CHECK(A && n == 8 * 32 && max_abs(A, n) > 0 && max_abs(A, n) <= 1.0f / sqrtf(32.0f), "lora_A init bound");
+  mb_model_set_adapter(m, a);
+  CHECK(mb_forward(m, ids, 1, 18, MB_LOGITS_ALL, with, NULL, NULL) == MB_OK, "fresh");
+  CHECK(memcmp(base, with, sizeof base) == 0, "a fresh adapter (lora_B = 0) must equal the base bit for bit");
+  /* half targets: a LoRA on in_proj.z changes only the gate path */
+  mb_adapter_config hz = {2, 2.0f, 1, BIT(MB_T_IN_PROJ_X) | BIT(MB_T_IN_PROJ_Z), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+  mb_adapter *h = mb_adapter_new(m, &hz);
+  CHECK(h != NULL, "half targets: %s", mb_last_error());
+  mb_adapter_init(h, 3);
+  float *Bz = mb_adapter_param(h, MB_T_IN_PROJ_Z, 1, 1, &n);
+  CHECK(Bz && n == 64 * 2, "in_proj.z lora_B is [E, r]");
+  for (size_t i = 0; i < n; i++) Bz[i] = 0.01f * (float)(i % 7);
+  mb_model_set_adapter(m, h);
+  float hz1[18 * 64], hz2[18 * 64];
+  mb_forward(m, ids, 1, 18, MB_LOGITS_ALL, hz1, NULL, NULL);
+  CHECK(max_abs_diff(hz1, base, 18 * 64) > 0, "in_proj.z LoRA had no effect");
+  mb_adapter_merge(m, h);
+  mb_forward(m, ids, 1, 18, MB_LOGITS_ALL, hz2, NULL, NULL);
+  compare("in_proj.z merged vs unmerged (rsLoRA)", hz2, hz1, 18 * 64, tol("merge_rel"));
+  /* switching away from a merged adapter unmerges it; the base comes back within rounding */
+  mb_model_set_adapter(m, NULL);
+  CHECK(!mb_adapter_merged(h), "switching did not unmerge");
+  mb_forward(m, ids, 1, 18, MB_LOGITS_ALL, with, NULL, NULL);
+  compare("base after merge + switch", with, base, 18 * 64, tol("merge_rel"));
+  CHECK(mb_adapter_merge(m, h) == MB_ERR_STATE, "merging an inactive adapter");
+  /* bad configs */
+  mb_adapter_config bad = hz;
+  bad.targets |= BIT(MB_T_IN_PROJ);
+  CHECK(mb_adapter_new(m, &bad) == NULL, "in_proj + in_proj.x accepted");
+  bad = hz; bad.lim = 1; bad.chunks = 4; bad.chunk_size = 2; bad.tau = 0.5f; bad.surrogate_width = 1;
+  CHECK(mb_adapter_new(m, &bad) == NULL, "both chunks and chunk_size accepted");
+  bad.chunk_size = 0; bad.tau = 1.5f;
+  CHECK(mb_adapter_new(m, &bad) == NULL, "tau 1.5 accepted");
+  bad.tau = 0.5f; bad.cross_layer = 7;
+  CHECK(mb_adapter_new(m, &bad) == NULL, "cross_layer 7 accepted");
+  bad.cross_layer = 0; bad.chunks = 0;
+  CHECK(mb_adapter_new(m, &bad) == NULL, "neither chunks nor chunk_size accepted");
+  CHECK(mb_inspect(m, ids, 1, 18, with, NULL, NULL) == MB_ERR_STATE, "inspect without LIM");
+  mb_adapter_free(a);
+  mb_adapter_free(h);
+  mb_model_free(m);
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IONBF, 0);
+  printf("# test_adapter\n");
+  for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) test_case(&CASES[i]);
+  test_fresh_and_errors();
+  printf("%d passed, %d failed\n", g_pass, g_fail);
+  return g_fail ? 1 : 0;
+}

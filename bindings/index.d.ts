@@ -62,6 +62,7 @@ export interface GenerateOptions {
 }
 
 export class DecodeState {
+  /** tied to the adapter active when it was created */
   readonly batch: number;
   readonly position: number;
   prefill(ids: TokenIds | TokenIds[]): Float32Array;
@@ -70,6 +71,28 @@ export class DecodeState {
   save(): { batch: number; position: number; data: Float32Array };
   restore(snapshot: { batch: number; position: number; data: Float32Array }): void;
   reset(): void;
+  dispose(): void;
+  [Symbol.dispose](): void;
+}
+
+export type LoraTarget = 'in_proj' | 'in_proj.x' | 'in_proj.z' | 'out_proj' | 'x_proj' | 'dt_proj';
+export interface LoraConfig { r: number; alpha: number; targets: LoraTarget[]; dropout: number; rslora: boolean }
+export interface LimConfig {
+  chunks?: number; chunk_size?: number; tau: number; v_th: number;
+  output: 'post_reset' | 'pre_reset'; reset_grad: 'mask' | 'triangle'; surrogate_width: number;
+  cross_layer: 'mean' | 'first' | 'none';
+}
+
+export class Adapter {
+  readonly config: Readonly<{ lora: LoraConfig | null; lim: LimConfig | null }>;
+  readonly name: string;
+  /** true when token-by-token decoding is exact and O(1) (no LIM, or chunk_size with first/none) */
+  readonly causal: boolean;
+  readonly merged: boolean;
+  tensors(): Record<string, Float32Array>;
+  save(): Record<string, Uint8Array | string>;
+  merge(): void;
+  unmerge(): void;
   dispose(): void;
   [Symbol.dispose](): void;
 }
@@ -89,6 +112,11 @@ export class Mamba {
   encode(text: string): number[];
   decode(ids: TokenIds): string;
   memory(): { weights: number; activations: number };
+  readonly adapter: Adapter | null;
+  setAdapter(adapter: Adapter | null): void;
+  createAdapter(options?: { lora?: Partial<LoraConfig> | null; lim?: boolean | Partial<LimConfig> | null; seed?: number; name?: string }): Adapter;
+  loadAdapter(source: ModelSource, options?: LoadOptions & { name?: string }): Promise<Adapter>;
+  inspect(ids: TokenIds | TokenIds[]): Promise<{ chunkLength: number; layers: { limV: Tensor; membrane: Tensor }[] }>;
   dispose(): void;
   [Symbol.dispose](): void;
 }

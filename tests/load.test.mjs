@@ -83,6 +83,20 @@ test('directory, base URL, hub id, in-memory files and shards all give the same 
   assert.equal(done.loaded, done.total);
 });
 
+test('adapters load from a base URL and a hub id too', async () => {
+  const c = readCase('memba-tiny-paper');
+  const model = await Mamba.load(`${origin}/base/memba-tiny-paper/`);
+  await model.loadAdapter(fixture('memba-tiny-paper'));
+  const want = (await model.forward(c.ids)).data;
+  for (const src of [[`${origin}/base/memba-tiny-paper/`, {}], ['someone/memba-tiny-paper', { hubBase: origin }]]) {
+    const a = await model.loadAdapter(...src);
+    assert.equal(maxDiff((await model.forward(c.ids)).data, want), 0, `adapter from ${src[0]}`);
+    assert.ok(a.config.lim && a.config.lora);
+  }
+  await assert.rejects(model.loadAdapter(`${origin}/base/nothing-here/`), (e) => e.code === 'not_found');
+  model.dispose();
+});
+
 test('abort during a slow download rejects with AbortError quickly', async () => {
   slow = true;
   try {

@@ -11,13 +11,15 @@ cd "$(dirname "$0")"
 
 OUT=dist
 BUILD=build
-SRC=(src/error.c src/model.c src/state.c src/init.c src/adapter.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c src/ops/lora.c src/ops/lim.c)
+SRC=(src/error.c src/model.c src/state.c src/init.c src/adapter.c src/train.c src/optim.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c src/ops/lora.c src/ops/lim.c)
 EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize mb_model_init_random
   mb_model_weight_bytes mb_model_activation_bytes mb_model_trim mb_forward mb_state_new
   mb_state_free mb_state_reset mb_state_copy mb_state_batch mb_state_pos mb_state_data
   mb_state_set_pos mb_step mb_score mb_set_simd mb_get_simd mb_malloc mb_free
   mb_adapter_new mb_adapter_free mb_adapter_param mb_adapter_init mb_adapter_causal
-  mb_model_set_adapter mb_adapter_merge mb_adapter_unmerge mb_adapter_merged mb_inspect)
+  mb_model_set_adapter mb_adapter_merge mb_adapter_unmerge mb_adapter_merged mb_inspect
+  mb_train_backward mb_adapter_zero_grad mb_adapter_grad mb_adapter_block mb_adapter_grad_norm
+  mb_adamw_step mb_adapter_reset_optimizer)
 
 # Flags, each with its reason:
 CFLAGS_COMMON=(

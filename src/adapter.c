@@ -94,6 +94,9 @@ void mb_adapter_free(mb_adapter *a) {
   mb_model *m = (mb_model *)a->model; /* the model outlives its adapters */
   if (m && m->adapter == a) mb_model_set_adapter(m, NULL);
   free(a->block);
+  free(a->grad);
+  free(a->m1);
+  free(a->m2);
   free(a->A);
   free(a->B);
   free(a);

@@ -56,8 +56,9 @@ void lora_merge(float *W, const float *A, const float *B, float scale, int OC, i
  * j = (pos0+t) % c, membrane U [c, E] in/out, gate input z rows of stride z_stride.
  *   A = tau*U[j] + z_t ; S = A > v_th ; U[j] = A*(1-S) ; v_t = U[j] (post) or A (pre)
  * prev_post [L, E] (or NULL): the previous layer's post-update values, used instead of U[j] while
- * pos0+t < c (the `first` transfer, causal). Writes v [L, E] and post [L, E] (U[j] after update). */
-void lim_forward(float *v, float *post, float *U, const float *z, int z_stride,
+ * pos0+t < c (the `first` transfer, causal). Writes v [L, E], post [L, E] (U[j] after update)
+ * and, when apre is not NULL, the pre-reset A [L, E] (kept by training). */
+void lim_forward(float *v, float *post, float *apre, float *U, const float *z, int z_stride,
                  const float *prev_post, int L, int E, int c, int64_t pos0, float tau,
                  float v_th, int pre_reset);
 /* The `mean` transfer: U0[j] = mean over the full chunks i of post[i*c + j]; zeros if none. */
@@ -80,6 +81,34 @@ void selective_scan_forward(float *y, float *s, const float *u, const float *del
 /* Gate: y[t, e] *= silu(g[t, e]) with g rows of stride g_stride. */
 void gate_forward_scalar(float *y, const float *g, int g_stride, int T, int E);
 void gate_forward(float *y, const float *g, int g_stride, int T, int E);
+
+/* ---- backward ops (training): input gradients through frozen weights, LoRA gradients ---- */
+void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
+                           int OC);
+void rmsnorm_backward(float *dinp, const float *dout, const float *inp, const float *weight, int T,
+                      int C, float eps);
+void conv1d_forward(float *xc, const float *x, int x_stride, const float *w, const float *bias,
+                    int L, int E, int K);
+void conv1d_silu_backward(float *dx, int x_stride, const float *du, const float *xc,
+                          const float *w, int L, int E, int K);
+void selective_scan_forward_save(float *y, float *states, const float *s0, const float *u,
+                                 const float *delta, const float *bc, int bc_stride,
+                                 const float *A, const float *D, int L, int E, int N);
+void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                             const float *states, const float *s0, const float *u,
+                             const float *delta, const float *bc, int bc_stride, const float *A,
+                             const float *D, int L, int E, int N);
+void softplus_backward(float *ddlin, const float *ddelta, const float *dlin, size_t n);
+void dt_backward(float *dbc, int dbc_stride, const float *ddlin, const float *dt_proj_w, int T,
+                 int E, int R);
+void gate_backward(float *dy, float *dg, const float *dout, const float *y, const float *g,
+                   int g_stride, int T, int E);
+void lora_backward(float *dA, float *dB, float *dinp, float *tmp_h, float *tmp_g,
+                   const float *dout, int dout_stride, const float *inp, const float *A,
+                   const float *B, float scale, int T, int C, int OC, int r);
+void lim_backward(float *dz, int dz_stride, float *dU0, float *dU, const float *dv,
+                  const float *dpost, const float *Apre, int L, int E, int c, float tau,
+                  float v_th, int pre_reset, int triangle, float width);
 
 /* ---- model ---- */
 typedef struct {
@@ -127,7 +156,14 @@ struct mb_adapter {
   float *block;       /* all LoRA tensors, one allocation */
   size_t block_numel;
   float **A, **B;     /* [n_layer * MB_T_COUNT]: lora_A [r, in], lora_B [out, r] or NULL */
+  float *grad;        /* [block_numel] gradients (training), same layout as block, or NULL */
+  float *m1, *m2;     /* [block_numel] AdamW moments, or NULL */
 };
+
+mb_status mb_adapter_grad_ensure(mb_adapter *a);
+typedef struct mb_train_ws mb_train_ws;
+void mb_train_ws_free(mb_model *m);
+size_t mb_train_ws_bytes(const mb_model *m);
 
 /* chunk length of an adapter's LIM for a sequence of length L */
 int lim_chunk_len(const mb_adapter_config *c, int L);
@@ -143,6 +179,7 @@ struct mb_model {
   mb_layer *layers; /* [n_layer] */
   int finalized;
   mb_adapter *adapter; /* active adapter or NULL */
+  mb_train_ws *train;  /* training workspace (train.c), NULL until the first training step */
   mb_acts acts;
 };
 

@@ -179,6 +179,33 @@ int mb_adapter_merged(const mb_adapter *a);
 mb_status mb_inspect(mb_model *m, const int32_t *ids, int B, int L, float *lim_v, float *lim_u0,
                      int32_t *chunk_len);
 
+/* ---- Training the active adapter (spec section 4) ---- */
+
+/* Mean cross-entropy over labels != -100 (labels [B, L]: the inputs shifted left by one, as the
+ * caller prepares them) of the model with its active adapter, and the gradient of every LoRA tensor
+ * of that adapter accumulated (+=) into the adapter's gradient block. `seed` draws the LoRA
+ * dropout masks of this step (no effect without dropout). The base weights get no gradients. */
+mb_status mb_train_backward(mb_model *m, const int32_t *ids, const int32_t *labels, int B, int L,
+                            uint32_t seed, float *loss);
+mb_status mb_adapter_zero_grad(mb_adapter *a);
+/* Gradient of one LoRA tensor (same shape as mb_adapter_param's). */
+float *mb_adapter_grad(mb_adapter *a, mb_target t, int layer, int which, size_t *numel);
+/* Whole blocks in mb_adapter_param's layout: which = 0 tensors, 1 gradients, 2 and 3 the AdamW
+ * moments (NULL before the first step). For saving and restoring training state. */
+float *mb_adapter_block(mb_adapter *a, int which, size_t *numel);
+double mb_adapter_grad_norm(mb_adapter *a);
+
+typedef struct {
+  float lr, beta1, beta2, eps, weight_decay;
+  float clip; /* global-norm clipping threshold, 0 = none */
+} mb_adamw;
+/* One AdamW step (PyTorch semantics: decoupled weight decay, bias correction with step >= 1) on the
+ * adapter's tensors from its gradient block, after global-norm clipping. grad_norm receives the
+ * norm before clipping. A non-finite gradient changes nothing and is an error. */
+mb_status mb_adamw_step(mb_adapter *a, const mb_adamw *opt, int step, float *grad_norm);
+/* Drops the AdamW moments (they are re-made as zeros at the next step). */
+mb_status mb_adapter_reset_optimizer(mb_adapter *a);
+
 /* Kernel selection, for tests and benchmarks: 1 = SIMD kernels (default), 0 = scalar reference. */
 void mb_set_simd(int on);
 int mb_get_simd(void);

@@ -119,13 +119,16 @@ static void acts_free(mb_acts *a) {
 void mb_model_free(mb_model *m) {
   if (!m) return;
   acts_free(&m->acts);
+  mb_train_ws_free(m);
   free(m->block);
   free(m->layers);
   free(m);
 }
 
 void mb_model_trim(mb_model *m) {
-  if (m) acts_free(&m->acts);
+  if (!m) return;
+  acts_free(&m->acts);
+  mb_train_ws_free(m);
 }
 
 static inline int lora_on(const mb_adapter *ad, mb_target t) {
@@ -172,7 +175,9 @@ mb_status mb_model_finalize(mb_model *m) {
 }
 
 size_t mb_model_weight_bytes(const mb_model *m) { return m ? m->block_numel * sizeof(float) : 0; }
-size_t mb_model_activation_bytes(const mb_model *m) { return m ? m->acts.bytes : 0; }
+size_t mb_model_activation_bytes(const mb_model *m) {
+  return m ? m->acts.bytes + mb_train_ws_bytes(m) : 0;
+}
 
 /* Sizes the activation buffers for bt tokens (and the active adapter's LoRA rank and LIM);
  * grows only what is too small; on failure the old buffers stay and nothing changes. */
@@ -251,7 +256,7 @@ static void layer_lim(mb_model *m, int l, int B, int L, mb_state *st, float *u0_
         memcpy(dst, U, cE * sizeof(float));
       }
     }
-    lim_forward(a->lim_v + off * E, post + off * E, U, a->xz + off * 2 * E + E, 2 * E,
+    lim_forward(a->lim_v + off * E, post + off * E, NULL, U, a->xz + off * 2 * E + E, 2 * E,
                 prev ? prev + off * E : NULL, L, E, c, pos0, lc->tau, lc->v_th,
                 lc->output == MB_LIM_PRE_RESET);
   }

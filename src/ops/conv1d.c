@@ -2,7 +2,10 @@
  * history of the K-1 positions before it (the decode state), so prefill, chunked prefill and the
  * one-token decode step are the same code (spec section 1: x_s = 0 for s < 0 without history).
  *   x~_t = conv1d.bias + sum_k conv1d.weight[c,0,k] * x_{t-(K-1)+k} ;  u_t = silu(x~_t)
- * Not here: the backward (later, ops for training). */
+ * Training uses conv1d_forward (pre-activation kept) and conv1d_silu_backward (input gradient;
+ * the conv weights are frozen; training always starts from an empty history). */
+#include <math.h>
+
 #include "../internal.h"
 #include "../simd.h"
 
@@ -71,4 +74,30 @@ void conv1d_silu_forward(float *u, float *hist, const float *x, int x_stride, co
     conv1d_silu_forward_simd(u, hist, x, x_stride, w, bias, L, E, K);
   else
     conv1d_silu_forward_scalar(u, hist, x, x_stride, w, bias, L, E, K);
+}
+
+/* Pre-activation conv x~ (no SiLU, no history), kept by training for the backward. */
+void conv1d_forward(float *xc, const float *x, int x_stride, const float *w, const float *bias,
+                    int L, int E, int K) {
+  for (int t = 0; t < L; t++)
+    for (int c = 0; c < E; c++) {
+      float acc = bias ? bias[c] : 0.0f;
+      for (int k = 0; k < K; k++) acc += w[c * K + k] * x_at(x, x_stride, NULL, t - (K - 1) + k, c, E, K);
+      xc[(size_t)t * E + c] = acc;
+    }
+}
+
+/* dx (rows of stride x_stride) += d/dx of u = silu(conv(x)), given du and the pre-activation xc:
+ *   dxc = du * silu'(xc) ; dx[t-(K-1)+k, c] += w[c, k] * dxc[t, c] */
+void conv1d_silu_backward(float *dx, int x_stride, const float *du, const float *xc,
+                          const float *w, int L, int E, int K) {
+  for (int t = 0; t < L; t++)
+    for (int c = 0; c < E; c++) {
+      float v = xc[(size_t)t * E + c], sg = 1.0f / (1.0f + expf(-v));
+      float g = du[(size_t)t * E + c] * sg * (1.0f + v * (1.0f - sg));
+      for (int k = 0; k < K; k++) {
+        int s = t - (K - 1) + k;
+        if (s >= 0) dx[(size_t)s * x_stride + c] += w[c * K + k] * g;
+      }
+    }
 }

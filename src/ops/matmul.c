@@ -130,3 +130,25 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
   else
     matmul_forward_scalar(out, inp, weight, bias, T, C, OC);
 }
+
+/* dinp[t, c] += sum_o dout[t, o] * weight[o, c]: the input gradient through a frozen linear layer
+ * (no weight gradient: base weights are never trained). Rows of dout that are all zero (masked
+ * positions) cost nothing. */
+void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
+                           int OC) {
+  for (int t = 0; t < T; t++) {
+    float *dx = dinp + (size_t)t * C;
+    const float *dy = dout + (size_t)t * OC;
+    for (int o = 0; o < OC; o++) {
+      float g = dy[o];
+      if (g == 0.0f) continue;
+      const float *w = weight + (size_t)o * C;
+      int c = 0;
+      if (mb_simd_enabled) {
+        f32x4 gv = v_splat(g);
+        for (; c + 4 <= C; c += 4) v_store(dx + c, v_load(dx + c) + gv * v_load(w + c));
+      }
+      for (; c < C; c++) dx[c] += g * w[c];
+    }
+  }
+}

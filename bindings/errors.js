@@ -13,6 +13,7 @@
  * - oom:              memory for a buffer could not be allocated.
  * - aborted:          an AbortSignal fired (such errors also have name 'AbortError').
  * - disposed:         an object was used after dispose().
+ * - non_finite:       a training batch gave a NaN/Inf loss or gradient (rejected, nothing changed).
  * - internal:         a bug in memba-wasm.
  */
 export const ErrorCodes = Object.freeze({
@@ -25,6 +26,7 @@ export const ErrorCodes = Object.freeze({
   OOM: 'oom',
   ABORTED: 'aborted',
   DISPOSED: 'disposed',
+  NON_FINITE: 'non_finite',
   INTERNAL: 'internal',
 });
 

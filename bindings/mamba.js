@@ -9,6 +9,7 @@ import { getEngine, Param, Logits } from './engine.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
+import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, loraFromPeftConfig, checkAdapterTensors, cAdapterConfig } from './adapter.js';
 
 const SLOT_OF = {
@@ -399,6 +400,17 @@ export class Mamba {
     }
     this.setAdapter(a);
     return a;
+  }
+
+  /**
+   * A trainer for the active adapter (only its LoRA tensors are updated). Options: lr (1e-3),
+   * betas ([0.9, 0.999]), eps (1e-8), weightDecay (0), clipNorm (0 = none), accumulate (1),
+   * schedule ('constant' | { type: 'constant' | 'cosine', warmupSteps, totalSteps, minLr }), seed (0).
+   */
+  createTrainer(opts = {}) {
+    this._alive();
+    if (!this._adapter) throw new MembaError(ErrorCodes.UNSUPPORTED, 'create or load an adapter first: the trainer trains the active adapter');
+    return new Trainer(this, this._adapter, opts, toIdBatch);
   }
 
   /**

@@ -191,7 +191,7 @@ mb_status mb_adapter_zero_grad(mb_adapter *a);
 /* Gradient of one LoRA tensor (same shape as mb_adapter_param's). */
 float *mb_adapter_grad(mb_adapter *a, mb_target t, int layer, int which, size_t *numel);
 /* Whole blocks in mb_adapter_param's layout: which = 0 tensors, 1 gradients, 2 and 3 the AdamW
- * moments (NULL before the first step). For saving and restoring training state. */
+ * moments (made as zeros when asked for). For saving and restoring training state. NULL on OOM. */
 float *mb_adapter_block(mb_adapter *a, int which, size_t *numel);
 double mb_adapter_grad_norm(mb_adapter *a);
 

@@ -37,8 +37,11 @@ float *mb_adapter_block(mb_adapter *a, int which, size_t *numel) {
   switch (which) {
     case 0: return a->block;
     case 1: return mb_adapter_grad_ensure(a) ? NULL : a->grad;
-    case 2: return a->m1;
-    case 3: return a->m2;
+    case 2:
+    case 3:
+      if (!a->m1) a->m1 = calloc(a->block_numel ? a->block_numel : 1, sizeof(float));
+      if (!a->m2) a->m2 = calloc(a->block_numel ? a->block_numel : 1, sizeof(float));
+      return which == 2 ? a->m1 : a->m2;
     default: return NULL;
   }
 }

@@ -17,7 +17,7 @@ test('package entry exports the contract names and the documented error codes', 
   assert.ok(entry, `package self-import failed; exports = ${JSON.stringify(pkg.exports)}`);
   assert.equal(entry.Mamba, Mamba);
   assert.equal(entry.MembaError, MembaError);
-  assert.deepEqual(Object.values(ErrorCodes).sort(), ['aborted', 'bad_format', 'disposed', 'internal', 'invalid_argument', 'network', 'not_found', 'oom', 'shape_mismatch', 'unsupported']);
+  assert.deepEqual(Object.values(ErrorCodes).sort(), ['aborted', 'bad_format', 'disposed', 'internal', 'invalid_argument', 'network', 'non_finite', 'not_found', 'oom', 'shape_mismatch', 'unsupported']);
 });
 
 test('bad inputs to forward / generate / loglikelihood are invalid_argument, and the model stays usable', async () => {

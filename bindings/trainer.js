@@ -1,0 +1,263 @@
+// trainer.js: fine-tuning the active Memba adapter on the client: one step at a time (loss,
+// gradients, AdamW with PyTorch semantics, global-norm clipping, gradient accumulation, constant or
+// warmup + cosine schedule, seeded dropout), a `fit` loop over text, and save/restore of the whole
+// training state so a resumed run reproduces the uninterrupted one exactly.
+// Deliberately not here: the math (src/train.c, src/optim.c) and the Worker transport (worker.js).
+import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
+import { createRng } from './sampler.js';
+import { TARGETS, peftName } from './adapter.js';
+
+const invalid = (msg) => new MembaError(ErrorCodes.INVALID_ARGUMENT, msg);
+
+/** Learning rate at optimizer step k (1-based) for a schedule. */
+export function scheduleLr(lr, schedule, k) {
+  if (!schedule || schedule === 'constant' || schedule.type === 'constant') {
+    const warm = schedule?.warmupSteps ?? 0;
+    return warm > 0 && k <= warm ? (lr * k) / warm : lr;
+  }
+  const { warmupSteps = 0, totalSteps, minLr = 0 } = schedule;
+  if (k <= warmupSteps) return (lr * k) / warmupSteps;
+  const p = Math.min(1, (k - warmupSteps) / Math.max(1, totalSteps - warmupSteps));
+  return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * p));
+}
+
+function checkSchedule(s) {
+  if (s === undefined || s === null || s === 'constant') return s ?? 'constant';
+  if (typeof s !== 'object') throw invalid(`schedule must be 'constant' or { type: 'constant' | 'cosine', ... }`);
+  if (!['constant', 'cosine'].includes(s.type)) throw invalid(`schedule.type must be 'constant' or 'cosine', got ${s.type}`);
+  const w = s.warmupSteps ?? 0;
+  if (!Number.isInteger(w) || w < 0) throw invalid('schedule.warmupSteps must be an integer >= 0');
+  if (s.type === 'cosine' && (!Number.isInteger(s.totalSteps) || s.totalSteps < 1)) throw invalid('a cosine schedule needs totalSteps (an integer >= 1)');
+  if (s.minLr !== undefined && !(s.minLr >= 0)) throw invalid('schedule.minLr must be >= 0');
+  return Object.freeze({ ...s });
+}
+
+/** ids [B][L] (or [L]) and labels of the same shape; labels default to ids shifted left, -100 last. */
+function batchOf({ ids, labels } = {}, vocabSize, toIdBatch) {
+  const x = toIdBatch(ids, vocabSize, 'ids');
+  let y;
+  if (labels === undefined) {
+    y = new Int32Array(x.flat.length);
+    for (let b = 0; b < x.B; b++)
+      for (let t = 0; t < x.L; t++) y[b * x.L + t] = t + 1 < x.L ? x.flat[b * x.L + t + 1] : -100;
+  } else {
+    const rows = x.B === 1 && !(typeof labels[0] === 'object') ? [labels] : Array.from(labels ?? []);
+    if (rows.length !== x.B) throw invalid(`labels has ${rows.length} rows, ids ${x.B}`);
+    y = new Int32Array(x.flat.length);
+    rows.forEach((row, b) => {
+      if (!row || row.length !== x.L) throw invalid(`labels[${b}] must have length ${x.L}`);
+      for (let t = 0; t < x.L; t++) {
+        const v = row[t];
+        if (!Number.isInteger(v) || (v !== -100 && (v < 0 || v >= vocabSize))) throw invalid(`label ${v} at [${b}][${t}] is not a token id or -100`);
+        y[b * x.L + t] = v;
+      }
+    });
+  }
+  return { ...x, labels: y };
+}
+
+export class Trainer {
+  /** @private use model.createTrainer */
+  constructor(model, adapter, opts, toIdBatch) {
+    const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0, clipNorm = 0, accumulate = 1, schedule = 'constant', seed = 0 } = opts ?? {};
+    if (!(typeof lr === 'number' && lr >= 0 && Number.isFinite(lr))) throw invalid(`lr must be a finite number >= 0, got ${lr}`);
+    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => b >= 0 && b < 1)) throw invalid('betas must be two numbers in [0, 1)');
+    if (!(eps > 0)) throw invalid('eps must be > 0');
+    if (!(weightDecay >= 0)) throw invalid('weightDecay must be >= 0');
+    if (!(clipNorm >= 0)) throw invalid('clipNorm must be >= 0 (0 = no clipping)');
+    if (!Number.isInteger(accumulate) || accumulate < 1) throw invalid('accumulate must be an integer >= 1');
+    if (!Number.isInteger(seed)) throw invalid('seed must be an integer');
+    if (!adapter?.config.lora) throw new MembaError(ErrorCodes.UNSUPPORTED, 'the active adapter has no LoRA tensors to train');
+    this._model = model;
+    this._engine = model._engine;
+    this.adapter = adapter;
+    this.options = Object.freeze({ lr, betas: [...betas], eps, weightDecay, clipNorm, accumulate, schedule: checkSchedule(schedule), seed });
+    this._toIdBatch = toIdBatch;
+    this.stepCount = 0; // optimizer steps done
+    this._micro = 0; // micro-batches accumulated towards the next step
+    this._calls = 0; // backward passes done (dropout seeds)
+    this._dataRng = seed >>> 0; // the state of fit's shuffling RNG
+    this._lastLoss = null;
+  }
+
+  _alive() {
+    this._model._alive();
+    if (!this.adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, "the trainer's adapter has been disposed");
+    if (this.adapter.merged) this.adapter.unmerge();
+  }
+
+  _block(which) {
+    const e = this._engine;
+    return e.withAlloc(4, (np) => {
+      const p = e.mod._mb_adapter_block(this.adapter._handle, which, np) >>> 0;
+      return p ? e.f32(p, e.readSize(np)) : null;
+    });
+  }
+
+  /**
+   * One training step on a batch: forward, loss, gradients through the whole frozen model, and
+   * (every `accumulate` calls) an AdamW update. Returns the loss before the update and the global
+   * gradient norm (null while accumulating). A batch whose loss or gradient is NaN/Inf is rejected
+   * (code 'non_finite') and the adapter is left unchanged.
+   */
+  async step(batch) {
+    this._alive();
+    const { flat, labels, B, L } = batchOf(batch, this._model.config.vocabSize, this._toIdBatch);
+    const e = this._engine;
+    const m = e.mod;
+    const h = this.adapter._handle;
+    this._model._bind(this.adapter);
+    if (this._micro === 0) e.check(m._mb_adapter_zero_grad(h), 'zero grad');
+    const idp = e.putIds(flat);
+    const lp = e.putIds(labels);
+    let loss;
+    try {
+      loss = e.withAlloc(4, (outp) => {
+        e.check(m._mb_train_backward(this._model._handle, idp, lp, B, L, this._calls >>> 0, outp), 'train step');
+        return e.f32(outp, 1)[0];
+      });
+    } finally {
+      e.free(idp);
+      e.free(lp);
+    }
+    this._calls++;
+    const reject = (what) => {
+      this._micro = 0;
+      m._mb_adapter_zero_grad(h);
+      return new MembaError(ErrorCodes.NON_FINITE, `${what} is not finite (NaN or Inf): the batch was rejected and the adapter left unchanged`);
+    };
+    if (!Number.isFinite(loss)) throw reject(`the loss (${loss})`);
+    this._micro++;
+    this._lastLoss = loss;
+    if (this._micro < this.options.accumulate) return { loss, gradNorm: null, step: this.stepCount, lr: null };
+    const { accumulate, lr, betas, eps, weightDecay, clipNorm, schedule } = this.options;
+    if (accumulate > 1) {
+      const g = this._block(1);
+      for (let i = 0; i < g.length; i++) g[i] /= accumulate;
+    }
+    const gradNorm = m._mb_adapter_grad_norm(h);
+    if (!Number.isFinite(gradNorm)) throw reject(`the gradient norm (${gradNorm})`);
+    const k = this.stepCount + 1;
+    const lrk = scheduleLr(lr, schedule, k);
+    e.withAlloc(24, (op) => {
+      e.f32(op, 6).set([lrk, betas[0], betas[1], eps, weightDecay, clipNorm]);
+      e.check(m._mb_adamw_step(h, op, k, 0), 'AdamW step');
+    });
+    this.stepCount = k;
+    this._micro = 0;
+    return { loss, gradNorm, step: k, lr: lrk };
+  }
+
+  /** Gradients of the last step (before its update), by PEFT tensor name. */
+  gradients() {
+    this._alive();
+    const out = {};
+    const lora = this.adapter.config.lora;
+    const e = this._engine;
+    for (let l = 0; l < this._model.config.nLayer; l++)
+      for (const t of lora.targets)
+        for (const [w, which] of [['A', 0], ['B', 1]]) {
+          out[peftName(l, t, w)] = e.withAlloc(4, (np) => {
+            const p = e.mod._mb_adapter_grad(this.adapter._handle, TARGETS.indexOf(t), l, which, np) >>> 0;
+            return e.f32(p, e.readSize(np)).slice();
+          });
+        }
+    return out;
+  }
+
+  /** The whole training state (adapter tensors, AdamW moments, step, RNG): structured-clonable. */
+  saveState() {
+    this._alive();
+    const m1 = this.stepCount > 0 ? this._block(2) : null;
+    return {
+      format: 'memba-trainer-v1',
+      options: { ...this.options, schedule: this.options.schedule },
+      stepCount: this.stepCount,
+      micro: this._micro,
+      calls: this._calls,
+      dataRng: this._dataRng,
+      tensors: this._block(0).slice(),
+      grad: this._micro > 0 ? this._block(1).slice() : null,
+      m1: m1 ? m1.slice() : null,
+      m2: m1 ? this._block(3).slice() : null,
+    };
+  }
+
+  /** Restores a state from saveState() (same adapter shape). */
+  restoreState(state) {
+    this._alive();
+    if (!state || state.format !== 'memba-trainer-v1') throw invalid('restoreState takes a state from trainer.saveState()');
+    const t = this._block(0);
+    if (!(state.tensors instanceof Float32Array) || state.tensors.length !== t.length)
+      throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `the state holds ${state.tensors?.length} adapter values, this adapter ${t.length}`);
+    t.set(state.tensors);
+    const e = this._engine;
+    e.check(e.mod._mb_adapter_zero_grad(this.adapter._handle), 'zero grad');
+    if (state.grad) this._block(1).set(state.grad);
+    if (state.m1) {
+      this._block(2).set(state.m1);
+      this._block(3).set(state.m2);
+    } else {
+      e.check(e.mod._mb_adapter_reset_optimizer(this.adapter._handle), 'reset');
+    }
+    this.stepCount = state.stepCount;
+    this._micro = state.micro;
+    this._calls = state.calls;
+    this._dataRng = state.dataRng;
+  }
+
+  /**
+   * Trains on text (a string, an array of strings, or an array of token-id arrays): tokenises,
+   * packs into windows of seqLen tokens (labels shifted by one), shuffles with a seeded RNG each
+   * epoch, and steps. onProgress({ step, epoch, loss, gradNorm, lr, tokensPerSec }) after each step.
+   */
+  async fit(data, { epochs = 1, batchSize = 1, seqLen = 128, onProgress, signal, yieldEvery = 1 } = {}) {
+    this._alive();
+    if (!Number.isInteger(epochs) || epochs < 1) throw invalid('epochs must be an integer >= 1');
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid('batchSize must be an integer >= 1');
+    if (!Number.isInteger(seqLen) || seqLen < 1) throw invalid('seqLen must be an integer >= 1');
+    const tokens = this._tokens(data);
+    if (tokens.length < 2) throw invalid('not enough text to train on (need at least 2 tokens)');
+    const L = Math.min(seqLen, tokens.length - 1);
+    const windows = [];
+    for (let i = 0; i + L < tokens.length; i += L) windows.push(i);
+    const losses = [];
+    let seen = 0;
+    const t0 = performance.now();
+    for (let ep = 0; ep < epochs; ep++) {
+      const order = windows.slice();
+      const rng = createRng(this._dataRng);
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(rng() * (i + 1));
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      this._dataRng = (this._dataRng + 0x9e3779b9) >>> 0;
+      for (let b = 0; b < order.length; b += batchSize) {
+        throwIfAborted(signal);
+        const starts = order.slice(b, b + batchSize);
+        const ids = starts.map((s) => tokens.subarray(s, s + L));
+        const labels = starts.map((s) => tokens.subarray(s + 1, s + L + 1));
+        const r = await this.step({ ids, labels });
+        losses.push(r.loss);
+        seen += starts.length * L;
+        onProgress?.({ step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / ((performance.now() - t0) / 1000) });
+        if (losses.length % yieldEvery === 0) await new Promise((res) => setTimeout(res, 0));
+      }
+    }
+    return { steps: this.stepCount, losses, tokens: seen, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  _tokens(data) {
+    const model = this._model;
+    const eos = model.config.eosTokenId;
+    const parts = typeof data === 'string' ? [data] : Array.isArray(data) ? data : null;
+    if (!parts || parts.length === 0) throw invalid('fit takes a string, an array of strings, or an array of token-id arrays');
+    const out = [];
+    parts.forEach((p, i) => {
+      if (i > 0 && Number.isInteger(eos)) out.push(eos);
+      if (typeof p === 'string') out.push(...model.encode(p));
+      else out.push(...this._toIdBatch(p, model.config.vocabSize, 'data').flat);
+    });
+    return Int32Array.from(out);
+  }
+}

@@ -83,6 +83,8 @@ void gate_forward_scalar(float *y, const float *g, int g_stride, int T, int E);
 void gate_forward(float *y, const float *g, int g_stride, int T, int E);
 
 /* ---- backward ops (training): input gradients through frozen weights, LoRA gradients ---- */
+void matmul_backward_input_scalar(float *dinp, const float *dout, const float *weight, int T,
+                                  int C, int OC);
 void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
                            int OC);
 void rmsnorm_backward(float *dinp, const float *dout, const float *inp, const float *weight, int T,

@@ -132,10 +132,9 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 }
 
 /* dinp[t, c] += sum_o dout[t, o] * weight[o, c]: the input gradient through a frozen linear layer
- * (no weight gradient: base weights are never trained). Rows of dout that are all zero (masked
- * positions) cost nothing. */
-void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
-                           int OC) {
+ * (no weight gradient: base weights are never trained). Scalar reference: one axpy per (t, o). */
+void matmul_backward_input_scalar(float *dinp, const float *dout, const float *weight, int T,
+                                  int C, int OC) {
   for (int t = 0; t < T; t++) {
     float *dx = dinp + (size_t)t * C;
     const float *dy = dout + (size_t)t * OC;
@@ -143,12 +142,55 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
       float g = dy[o];
       if (g == 0.0f) continue;
       const float *w = weight + (size_t)o * C;
-      int c = 0;
-      if (mb_simd_enabled) {
-        f32x4 gv = v_splat(g);
-        for (; c + 4 <= C; c += 4) v_store(dx + c, v_load(dx + c) + gv * v_load(w + c));
-      }
-      for (; c < C; c++) dx[c] += g * w[c];
+      for (int c = 0; c < C; c++) dx[c] += g * w[c];
+    }
+  }
+}
+
+/* SIMD: tiles of 4 tokens x 16 columns held in 16 accumulators while a block of weight rows
+ * [o0, o1) (kept in cache) streams past; column tails fall back to a scalar loop. */
+static void backward_tile(float *dinp, const float *dout, const float *weight, int t0, int nt,
+                          int c0, int C, int OC, int o0, int o1) {
+  f32x4 acc[4][4];
+  for (int i = 0; i < 4; i++)
+    for (int k = 0; k < 4; k++) acc[i][k] = v_splat(0.0f);
+  for (int o = o0; o < o1; o++) {
+    const float *w = weight + (size_t)o * C + c0;
+    f32x4 w0 = v_load(w), w1 = v_load(w + 4), w2 = v_load(w + 8), w3 = v_load(w + 12);
+    for (int i = 0; i < nt; i++) {
+      f32x4 g = v_splat(dout[(size_t)(t0 + i) * OC + o]);
+      acc[i][0] += g * w0; acc[i][1] += g * w1; acc[i][2] += g * w2; acc[i][3] += g * w3;
+    }
+  }
+  for (int i = 0; i < nt; i++) {
+    float *dx = dinp + (size_t)(t0 + i) * C + c0;
+    for (int k = 0; k < 4; k++) v_store(dx + 4 * k, v_load(dx + 4 * k) + acc[i][k]);
+  }
+}
+
+void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
+                           int OC) {
+  if (!mb_simd_enabled || T * (size_t)OC < 64) {
+    matmul_backward_input_scalar(dinp, dout, weight, T, C, OC);
+    return;
+  }
+  int c16 = C - C % 16;
+  /* rows in blocks of ~64 KB so each block is read from memory once for all tokens */
+  int ob = (int)(65536 / ((size_t)C * sizeof(float)));
+  ob = ob < 8 ? 8 : ob;
+  for (int o0 = 0; o0 < OC; o0 += ob) {
+    int o1 = o0 + ob < OC ? o0 + ob : OC;
+    for (int t0 = 0; t0 < T; t0 += 4) {
+      int nt = T - t0 < 4 ? T - t0 : 4;
+      for (int c0 = 0; c0 < c16; c0 += 16) backward_tile(dinp, dout, weight, t0, nt, c0, C, OC, o0, o1);
+      if (c16 < C) /* column tail */
+        for (int i = 0; i < nt; i++)
+          for (int o = o0; o < o1; o++) {
+            float g = dout[(size_t)(t0 + i) * OC + o];
+            const float *w = weight + (size_t)o * C;
+            float *dx = dinp + (size_t)(t0 + i) * C;
+            for (int c = c16; c < C; c++) dx[c] += g * w[c];
+          }
     }
   }
 }

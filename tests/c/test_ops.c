@@ -46,6 +46,15 @@ static void test_matmul(void) {
       report(name, max_abs_diff(o1, o2, (size_t)T * OC), max_abs(o1, (size_t)T * OC),
              tol("simd_vs_scalar_rel") * sqrt((double)C));
     }
+    /* backward (input gradient): dout = o1 as a gradient */
+    float *d1 = calloc((size_t)T * C, sizeof(float)), *d2 = calloc((size_t)T * C, sizeof(float));
+    mb_set_simd(1);
+    matmul_backward_input_scalar(d1, o1, w, T, C, OC);
+    matmul_backward_input(d2, o1, w, T, C, OC);
+    char bname[96];
+    snprintf(bname, sizeof bname, "matmul backward T=%d C=%d OC=%d", T, C, OC);
+    report(bname, max_abs_diff(d1, d2, (size_t)T * C), max_abs(d1, (size_t)T * C), tol("simd_vs_scalar_rel") * sqrt((double)OC));
+    free(d1); free(d2);
     free(x); free(w); free(b); free(o1); free(o2);
   }
 }

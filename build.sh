@@ -19,7 +19,7 @@ EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param
   mb_adapter_new mb_adapter_free mb_adapter_param mb_adapter_init mb_adapter_causal
   mb_model_set_adapter mb_adapter_merge mb_adapter_unmerge mb_adapter_merged mb_inspect
   mb_train_backward mb_adapter_zero_grad mb_adapter_grad mb_adapter_block mb_adapter_grad_norm
-  mb_adamw_step mb_adapter_reset_optimizer)
+  mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers)
 
 # Flags, each with its reason:
 CFLAGS_COMMON=(

@@ -405,7 +405,9 @@ export class Mamba {
   /**
    * A trainer for the active adapter (only its LoRA tensors are updated). Options: lr (1e-3),
    * betas ([0.9, 0.999]), eps (1e-8), weightDecay (0), clipNorm (0 = none), accumulate (1),
-   * schedule ('constant' | { type: 'constant' | 'cosine', warmupSteps, totalSteps, minLr }), seed (0).
+   * schedule ('constant' | { type: 'constant' | 'cosine', warmupSteps, totalSteps, minLr }), seed (0),
+   * memoryBudget (256 MB: bytes of layer intermediates kept between forward and backward; layers
+   * beyond it are recomputed, with the same numbers).
    */
   createTrainer(opts = {}) {
     this._alive();

@@ -59,7 +59,7 @@ function batchOf({ ids, labels } = {}, vocabSize, toIdBatch) {
 export class Trainer {
   /** @private use model.createTrainer */
   constructor(model, adapter, opts, toIdBatch) {
-    const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0, clipNorm = 0, accumulate = 1, schedule = 'constant', seed = 0 } = opts ?? {};
+    const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0, clipNorm = 0, accumulate = 1, schedule = 'constant', seed = 0, memoryBudget = 256 * 2 ** 20 } = opts ?? {};
     if (!(typeof lr === 'number' && lr >= 0 && Number.isFinite(lr))) throw invalid(`lr must be a finite number >= 0, got ${lr}`);
     if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => b >= 0 && b < 1)) throw invalid('betas must be two numbers in [0, 1)');
     if (!(eps > 0)) throw invalid('eps must be > 0');
@@ -67,11 +67,12 @@ export class Trainer {
     if (!(clipNorm >= 0)) throw invalid('clipNorm must be >= 0 (0 = no clipping)');
     if (!Number.isInteger(accumulate) || accumulate < 1) throw invalid('accumulate must be an integer >= 1');
     if (!Number.isInteger(seed)) throw invalid('seed must be an integer');
+    if (!(typeof memoryBudget === 'number' && memoryBudget >= 0)) throw invalid('memoryBudget must be a number of bytes >= 0');
     if (!adapter?.config.lora) throw new MembaError(ErrorCodes.UNSUPPORTED, 'the active adapter has no LoRA tensors to train');
     this._model = model;
     this._engine = model._engine;
     this.adapter = adapter;
-    this.options = Object.freeze({ lr, betas: [...betas], eps, weightDecay, clipNorm, accumulate, schedule: checkSchedule(schedule), seed });
+    this.options = Object.freeze({ lr, betas: [...betas], eps, weightDecay, clipNorm, accumulate, schedule: checkSchedule(schedule), seed, memoryBudget });
     this._toIdBatch = toIdBatch;
     this.stepCount = 0; // optimizer steps done
     this._micro = 0; // micro-batches accumulated towards the next step
@@ -107,6 +108,7 @@ export class Trainer {
     const m = e.mod;
     const h = this.adapter._handle;
     this._model._bind(this.adapter);
+    m._mb_train_set_budget(this._model._handle, this.options.memoryBudget);
     if (this._micro === 0) e.check(m._mb_adapter_zero_grad(h), 'zero grad');
     const idp = e.putIds(flat);
     const lp = e.putIds(labels);
@@ -146,6 +148,13 @@ export class Trainer {
     this.stepCount = k;
     this._micro = 0;
     return { loss, gradNorm, step: k, lr: lrk };
+  }
+
+  /** Memory of the last step: layers whose intermediates were kept (the rest were recomputed), bytes. */
+  memory() {
+    this._alive();
+    const m = this._engine.mod;
+    return { storedLayers: m._mb_train_stored_layers(this._model._handle), activationBytes: m._mb_model_activation_bytes(this._model._handle) >>> 0, heapBytes: m.HEAPU8.length };
   }
 
   /** Gradients of the last step (before its update), by PEFT tensor name. */

@@ -182,6 +182,7 @@ struct mb_model {
   int finalized;
   mb_adapter *adapter; /* active adapter or NULL */
   mb_train_ws *train;  /* training workspace (train.c), NULL until the first training step */
+  size_t train_budget; /* bytes of layer intermediates training may keep (mb_train_set_budget) */
   mb_acts acts;
 };
 

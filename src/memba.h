@@ -187,6 +187,11 @@ mb_status mb_inspect(mb_model *m, const int32_t *ids, int B, int L, float *lim_v
  * dropout masks of this step (no effect without dropout). The base weights get no gradients. */
 mb_status mb_train_backward(mb_model *m, const int32_t *ids, const int32_t *labels, int B, int L,
                             uint32_t seed, float *loss);
+/* Memory for keeping layer intermediates between the forward and the backward: layers that fit
+ * are kept, the others recomputed (same numbers, more time). 0 (default) recomputes every layer. */
+void mb_train_set_budget(mb_model *m, double bytes);
+/* Layers kept by the last training step. */
+int mb_train_stored_layers(const mb_model *m);
 mb_status mb_adapter_zero_grad(mb_adapter *a);
 /* Gradient of one LoRA tensor (same shape as mb_adapter_param's). */
 float *mb_adapter_grad(mb_adapter *a, mb_target t, int layer, int which, size_t *numel);

@@ -1,9 +1,9 @@
 /* train.c: the loss and its gradient for the active adapter's LoRA tensors, through the whole
  * frozen model (spec sections 1-4), and AdamW on the adapter only.
- * Memory plan (checkpointing): the first pass keeps only each layer's input h [B, L, d] and its
- * LIM input membrane [B, c, E]; the backward recomputes one layer at a time with every
- * intermediate (scan states [B, L, E, N] included), so activations cost O(n_layer * L * d) plus one
- * layer's intermediates. Base weights get no gradients; adapter gradients and moments exist only
+ * Memory plan (checkpointing under a budget): the first pass keeps each layer's input h [B, L, d]
+ * and its LIM input membrane [B, c, E], and the full intermediates (scan states [B, L, E, N]
+ * included) of as many layers as mb_train_set_budget allows; the backward recomputes the other
+ * layers one at a time. Budget 0: O(n_layer * L * d) plus one layer's intermediates. Base weights get no gradients; adapter gradients and moments exist only
  * for adapter tensors. Not here: dropout masks are drawn here but the schedule, accumulation and
  * the NaN policy live in the bindings' Trainer. */
 #include <math.h>
@@ -12,44 +12,61 @@
 
 #include "internal.h"
 
-/* The training workspace, sized for BT tokens; see ws_layout for the sizes. */
+/* A layer's forward intermediates, kept for its backward: one set per stored layer plus one
+ * shared set that recomputed layers use. */
+enum { F_A, F_XZ, F_XC, F_U, F_DBC, F_DLC, F_DLIN, F_DELTA, F_Y, F_V, F_APRE, F_POST, F_O, F_STATES, F_COUNT };
+
+/* The rest of the training workspace (gradients, checkpoints, scratch), sized for B*L tokens. */
 enum {
-  W_A, W_XZ, W_XC, W_U, W_DBC, W_DLC, W_DLIN, W_DELTA, W_Y, W_V, W_APRE, W_POST, W_O, W_OUT,
-  W_DH, W_DA, W_DXZ, W_DU, W_DDBC, W_DDLC, W_DDELTA, W_DDLIN, W_DY, W_DG, W_DO, W_DPOST, W_DPREV,
-  W_STATES, W_DS, W_S0, W_DU0, W_DUSCR, W_LH, W_LG, W_HIN, W_LIMIN, W_HEAD, W_HF, W_DHF, W_HL,
-  W_DROP, W_COUNT
+  W_OUT, W_DH, W_DA, W_DXZ, W_DU, W_DDBC, W_DDLC, W_DDELTA, W_DDLIN, W_DY, W_DG, W_DO, W_DPOST,
+  W_DS, W_S0, W_DU0, W_DUSCR, W_LH, W_LG, W_HIN, W_LIMIN, W_HEAD, W_HF, W_DHF, W_HL, W_DROP, W_COUNT
 };
 
 struct mb_train_ws {
-  size_t bt;
   float *buf[W_COUNT];
   size_t size[W_COUNT];
+  float **sets;      /* [(n_sets) * F_COUNT]: set k < stored belongs to layer k; the last is shared */
+  size_t set_size[F_COUNT];
+  int n_sets, stored;
 };
 
-static void ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz) {
+static void ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz, size_t *fz) {
   const mb_config *c = &m->cfg;
   const mb_adapter *ad = m->adapter;
   size_t d = c->d_model, E = c->d_inner, N = c->d_state, R = c->dt_rank, DBC = R + 2 * N;
   size_t BT = B * L, r = ad->cfg.r ? (size_t)ad->cfg.r : 1, nl = c->n_layer;
   size_t cl = ad->cfg.lim ? (size_t)lim_chunk_len(&ad->cfg, (int)L) : 1;
-  size_t in_max = d > E ? d : E;
+  size_t in_max = d > E ? d : E, lim = ad->cfg.lim ? BT * E : 1;
+  size_t f[F_COUNT] = {[F_A] = BT * d, [F_XZ] = BT * 2 * E, [F_XC] = BT * E, [F_U] = BT * E,
+                       [F_DBC] = BT * DBC, [F_DLC] = BT * R, [F_DLIN] = BT * E, [F_DELTA] = BT * E,
+                       [F_Y] = BT * E, [F_V] = lim, [F_APRE] = lim, [F_POST] = lim, [F_O] = BT * E,
+                       [F_STATES] = BT * E * N};
   size_t per[W_COUNT] = {
-      [W_A] = BT * d, [W_XZ] = BT * 2 * E, [W_XC] = BT * E, [W_U] = BT * E, [W_DBC] = BT * DBC,
-      [W_DLC] = BT * R, [W_DLIN] = BT * E, [W_DELTA] = BT * E, [W_Y] = BT * E, [W_V] = BT * E,
-      [W_APRE] = BT * E, [W_POST] = BT * E, [W_O] = BT * E, [W_OUT] = BT * d, [W_DH] = BT * d,
-      [W_DA] = BT * d, [W_DXZ] = BT * 2 * E, [W_DU] = BT * E, [W_DDBC] = BT * DBC,
-      [W_DDLC] = BT * R, [W_DDELTA] = BT * E, [W_DDLIN] = BT * E, [W_DY] = BT * E,
-      [W_DG] = BT * E, [W_DO] = BT * E, [W_DPOST] = BT * E, [W_DPREV] = BT * E,
-      [W_STATES] = BT * E * N, [W_DS] = E * N, [W_S0] = E * N, [W_DU0] = B * cl * E,
-      [W_DUSCR] = cl * E, [W_LH] = BT * r, [W_LG] = BT * r, [W_HIN] = nl * BT * d,
-      [W_LIMIN] = ad->cfg.lim ? nl * B * cl * E : 1, [W_HEAD] = 32 * (size_t)c->vocab_size,
-      [W_HF] = 32 * d, [W_DHF] = 32 * d, [W_HL] = BT * d, [W_DROP] = ad->cfg.dropout > 0 ? BT * in_max : 1};
+      [W_OUT] = BT * d, [W_DH] = BT * d, [W_DA] = BT * d, [W_DXZ] = BT * 2 * E, [W_DU] = BT * E,
+      [W_DDBC] = BT * DBC, [W_DDLC] = BT * R, [W_DDELTA] = BT * E, [W_DDLIN] = BT * E,
+      [W_DY] = BT * E, [W_DG] = BT * E, [W_DO] = BT * E, [W_DPOST] = lim, [W_DS] = E * N,
+      [W_S0] = E * N, [W_DU0] = B * cl * E, [W_DUSCR] = cl * E, [W_LH] = BT * r, [W_LG] = BT * r,
+      [W_HIN] = nl * BT * d, [W_LIMIN] = ad->cfg.lim ? nl * B * cl * E : 1,
+      [W_HEAD] = 32 * (size_t)c->vocab_size, [W_HF] = 32 * d, [W_DHF] = 32 * d, [W_HL] = BT * d,
+      [W_DROP] = ad->cfg.dropout > 0 ? BT * in_max : 1};
   memcpy(sz, per, sizeof per);
+  memcpy(fz, f, sizeof f);
 }
 
+static void sets_free(mb_train_ws *w) {
+  if (!w->sets) return;
+  for (int k = 0; k < w->n_sets * F_COUNT; k++) free(w->sets[k]);
+  free(w->sets);
+  w->sets = NULL;
+  w->n_sets = w->stored = 0;
+  memset(w->set_size, 0, sizeof w->set_size);
+}
+
+/* Sizes everything for a (B, L) step; stores as many layers' intermediates as the memory budget
+ * allows (the rest are recomputed in the backward). */
 static mb_status ws_ensure(mb_model *m, int B, int L) {
-  size_t sz[W_COUNT];
-  ws_sizes(m, (size_t)B, (size_t)L, sz);
+  size_t sz[W_COUNT], fz[F_COUNT];
+  ws_sizes(m, (size_t)B, (size_t)L, sz, fz);
   mb_train_ws *w = m->train;
   if (!w) {
     w = calloc(1, sizeof *w);
@@ -64,21 +81,56 @@ static mb_status ws_ensure(mb_model *m, int B, int L) {
     w->buf[i] = p;
     w->size[i] = sz[i];
   }
+  size_t set_bytes = 0;
+  for (int i = 0; i < F_COUNT; i++) set_bytes += fz[i] * sizeof(float);
+  int nl = m->cfg.n_layer;
+  size_t fit = m->train_budget / set_bytes;
+  int stored = fit >= (size_t)nl ? nl : (int)fit;
+  int fits = 1;
+  for (int i = 0; i < F_COUNT; i++) fits &= fz[i] <= w->set_size[i];
+  if (w->sets && fits && w->stored == stored) return MB_OK;
+  sets_free(w);
+  int n_sets = stored < nl ? stored + 1 : nl;
+  w->sets = calloc((size_t)n_sets * F_COUNT, sizeof(float *));
+  if (!w->sets) return mb_fail(MB_ERR_OOM, "out of memory for the training workspace");
+  w->n_sets = n_sets;
+  w->stored = stored;
+  for (int k = 0; k < n_sets * F_COUNT; k++) {
+    w->sets[k] = malloc(fz[k % F_COUNT] * sizeof(float));
+    if (!w->sets[k]) {
+      sets_free(w);
+      return mb_fail(MB_ERR_OOM, "out of memory for training activations (%zu MB per layer)", set_bytes >> 20);
+    }
+  }
+  memcpy(w->set_size, fz, sizeof fz);
   return MB_OK;
+}
+
+/* the intermediates of layer l: its own set when stored, else the shared one */
+static float **layer_set(mb_train_ws *w, int l) {
+  return w->sets + (size_t)(l < w->stored ? l : w->n_sets - 1) * F_COUNT;
 }
 
 void mb_train_ws_free(mb_model *m) {
   if (!m || !m->train) return;
   for (int i = 0; i < W_COUNT; i++) free(m->train->buf[i]);
+  sets_free(m->train);
   free(m->train);
   m->train = NULL;
 }
 
 size_t mb_train_ws_bytes(const mb_model *m) {
   size_t n = 0;
-  if (m && m->train)
-    for (int i = 0; i < W_COUNT; i++) n += m->train->size[i] * sizeof(float);
+  if (!m || !m->train) return 0;
+  for (int i = 0; i < W_COUNT; i++) n += m->train->size[i] * sizeof(float);
+  for (int i = 0; i < F_COUNT; i++) n += (size_t)m->train->n_sets * m->train->set_size[i] * sizeof(float);
   return n;
+}
+
+int mb_train_stored_layers(const mb_model *m) { return m && m->train ? m->train->stored : 0; }
+
+void mb_train_set_budget(mb_model *m, double bytes) {
+  if (m) m->train_budget = bytes > 0 ? (size_t)bytes : 0;
 }
 
 #define WS(i) (w->buf[i])
@@ -132,29 +184,30 @@ static void layer_train_forward(mb_model *m, int l, const tctx *x, float *h, con
   const mb_layer *W = &m->layers[l];
   const mb_adapter *ad = m->adapter;
   mb_train_ws *w = m->train;
+  float **F = layer_set(w, l);
   int B = x->B, L = x->L, BT = B * L, d = c->d_model, E = c->d_inner, N = c->d_state;
   int K = c->d_conv, R = c->dt_rank, DBC = R + 2 * N;
-  rmsnorm_forward(WS(W_A), h, W->norm, BT, d, c->eps);
-  matmul_forward(WS(W_XZ), WS(W_A), W->in_proj_w, W->in_proj_b, BT, d, 2 * E);
-  lora_fwd(w, ad, x, l, MB_T_IN_PROJ, WS(W_XZ), 2 * E, WS(W_A), d, 2 * E);
-  lora_fwd(w, ad, x, l, MB_T_IN_PROJ_X, WS(W_XZ), 2 * E, WS(W_A), d, E);
-  lora_fwd(w, ad, x, l, MB_T_IN_PROJ_Z, WS(W_XZ) + E, 2 * E, WS(W_A), d, E);
+  rmsnorm_forward(F[F_A], h, W->norm, BT, d, c->eps);
+  matmul_forward(F[F_XZ], F[F_A], W->in_proj_w, W->in_proj_b, BT, d, 2 * E);
+  lora_fwd(w, ad, x, l, MB_T_IN_PROJ, F[F_XZ], 2 * E, F[F_A], d, 2 * E);
+  lora_fwd(w, ad, x, l, MB_T_IN_PROJ_X, F[F_XZ], 2 * E, F[F_A], d, E);
+  lora_fwd(w, ad, x, l, MB_T_IN_PROJ_Z, F[F_XZ] + E, 2 * E, F[F_A], d, E);
   for (int b = 0; b < B; b++)
-    conv1d_forward(WS(W_XC) + (size_t)b * L * E, WS(W_XZ) + (size_t)b * L * 2 * E, 2 * E, W->conv_w, W->conv_b, L, E, K);
-  for (size_t i = 0; i < (size_t)BT * E; i++) WS(W_U)[i] = silu_f(WS(W_XC)[i]);
-  matmul_forward(WS(W_DBC), WS(W_U), W->x_proj_w, NULL, BT, E, DBC);
-  lora_fwd(w, ad, x, l, MB_T_X_PROJ, WS(W_DBC), DBC, WS(W_U), E, DBC);
-  dt_forward(WS(W_DLIN), WS(W_DBC), DBC, W->dt_proj_w, W->dt_proj_b, BT, E, R);
-  for (int t = 0; t < BT; t++) memcpy(WS(W_DLC) + (size_t)t * R, WS(W_DBC) + (size_t)t * DBC, R * sizeof(float));
-  lora_fwd(w, ad, x, l, MB_T_DT_PROJ, WS(W_DLIN), E, WS(W_DLC), R, E);
-  for (size_t i = 0; i < (size_t)BT * E; i++) WS(W_DELTA)[i] = softplus_f(WS(W_DLIN)[i]);
+    conv1d_forward(F[F_XC] + (size_t)b * L * E, F[F_XZ] + (size_t)b * L * 2 * E, 2 * E, W->conv_w, W->conv_b, L, E, K);
+  for (size_t i = 0; i < (size_t)BT * E; i++) F[F_U][i] = silu_f(F[F_XC][i]);
+  matmul_forward(F[F_DBC], F[F_U], W->x_proj_w, NULL, BT, E, DBC);
+  lora_fwd(w, ad, x, l, MB_T_X_PROJ, F[F_DBC], DBC, F[F_U], E, DBC);
+  dt_forward(F[F_DLIN], F[F_DBC], DBC, W->dt_proj_w, W->dt_proj_b, BT, E, R);
+  for (int t = 0; t < BT; t++) memcpy(F[F_DLC] + (size_t)t * R, F[F_DBC] + (size_t)t * DBC, R * sizeof(float));
+  lora_fwd(w, ad, x, l, MB_T_DT_PROJ, F[F_DLIN], E, F[F_DLC], R, E);
+  for (size_t i = 0; i < (size_t)BT * E; i++) F[F_DELTA][i] = softplus_f(F[F_DLIN][i]);
   memset(WS(W_S0), 0, sizeof(float) * (size_t)E * N);
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
-    selective_scan_forward_save(WS(W_Y) + off * E, WS(W_STATES) + off * E * N, WS(W_S0), WS(W_U) + off * E,
-                                WS(W_DELTA) + off * E, WS(W_DBC) + off * DBC + R, DBC, W->A, W->D, L, E, N);
+    selective_scan_forward_save(F[F_Y] + off * E, F[F_STATES] + off * E * N, WS(W_S0), F[F_U] + off * E,
+                                F[F_DELTA] + off * E, F[F_DBC] + off * DBC + R, DBC, W->A, W->D, L, E, N);
   }
-  const float *g = WS(W_XZ) + E;
+  const float *g = F[F_XZ] + E;
   int gs = 2 * E;
   if (ad->cfg.lim) {
     const mb_adapter_config *lc = &ad->cfg;
@@ -169,30 +222,31 @@ static void layer_train_forward(mb_model *m, int l, const tctx *x, float *h, con
       } else {
         memcpy(U, limin + b * cE, cE * sizeof(float));
       }
-      lim_forward(WS(W_V) + off * E, WS(W_POST) + off * E, WS(W_APRE) + off * E, U,
-                  WS(W_XZ) + off * 2 * E + E, 2 * E, prev, L, E, x->c, 0, lc->tau, lc->v_th,
+      lim_forward(F[F_V] + off * E, F[F_POST] + off * E, F[F_APRE] + off * E, U,
+                  F[F_XZ] + off * 2 * E + E, 2 * E, prev, L, E, x->c, 0, lc->tau, lc->v_th,
                   lc->output == MB_LIM_PRE_RESET);
     }
-    g = WS(W_V);
+    g = F[F_V];
     gs = E;
   }
   for (int t = 0; t < BT; t++)
     for (int e = 0; e < E; e++)
-      WS(W_O)[(size_t)t * E + e] = WS(W_Y)[(size_t)t * E + e] * silu_f(g[(size_t)t * gs + e]);
-  matmul_forward(WS(W_OUT), WS(W_O), W->out_proj_w, W->out_proj_b, BT, E, d);
-  lora_fwd(w, ad, x, l, MB_T_OUT_PROJ, WS(W_OUT), d, WS(W_O), E, d);
+      F[F_O][(size_t)t * E + e] = F[F_Y][(size_t)t * E + e] * silu_f(g[(size_t)t * gs + e]);
+  matmul_forward(WS(W_OUT), F[F_O], W->out_proj_w, W->out_proj_b, BT, E, d);
+  lora_fwd(w, ad, x, l, MB_T_OUT_PROJ, WS(W_OUT), d, F[F_O], E, d);
   for (size_t i = 0; i < (size_t)BT * d; i++) h[i] += WS(W_OUT)[i];
 }
 
 /* The next layer's LIM input from this layer's post values (W_POST): mean transfer, the first
  * chunk's post values (first), or zeros (none). */
-static void lim_next_input(const mb_model *m, const tctx *x, float *next) {
+static void lim_next_input(const mb_model *m, int l, const tctx *x, float *next) {
   const mb_adapter_config *lc = &m->adapter->cfg;
   mb_train_ws *w = m->train;
+  float **F = layer_set(w, l);
   int E = m->cfg.d_inner, L = x->L, c = x->c;
   size_t cE = (size_t)c * E;
   for (int b = 0; b < x->B; b++) {
-    const float *post = WS(W_POST) + (size_t)b * L * E;
+    const float *post = F[F_POST] + (size_t)b * L * E;
     float *dst = next + b * cE;
     if (lc->cross_layer == MB_LIM_MEAN) {
       lim_transfer_mean(dst, post, L, E, c);
@@ -236,16 +290,17 @@ static void layer_backward(mb_model *m, int l, const tctx *x, float *dh, const f
   const mb_layer *W = &m->layers[l];
   mb_adapter *ad = m->adapter;
   mb_train_ws *w = m->train;
+  float **F = layer_set(w, l);
   int B = x->B, L = x->L, BT = B * L, d = c->d_model, E = c->d_inner, N = c->d_state;
   int K = c->d_conv, R = c->dt_rank, DBC = R + 2 * N;
   size_t nE = (size_t)BT * E;
   /* out = out_proj(o) + LoRA ; residual: dh passes through, dout = dh */
   memset(WS(W_DO), 0, nE * sizeof(float));
   matmul_backward_input(WS(W_DO), dh, W->out_proj_w, BT, E, d);
-  lora_bwd(w, ad, x, l, MB_T_OUT_PROJ, WS(W_DO), dh, d, WS(W_O), E, d);
+  lora_bwd(w, ad, x, l, MB_T_OUT_PROJ, WS(W_DO), dh, d, F[F_O], E, d);
   /* o = y * silu(g) */
-  const float *g = ad->cfg.lim ? WS(W_V) : WS(W_XZ) + E;
-  gate_backward(WS(W_DY), WS(W_DG), WS(W_DO), WS(W_Y), g, ad->cfg.lim ? E : 2 * E, BT, E);
+  const float *g = ad->cfg.lim ? F[F_V] : F[F_XZ] + E;
+  gate_backward(WS(W_DY), WS(W_DG), WS(W_DO), F[F_Y], g, ad->cfg.lim ? E : 2 * E, BT, E);
   memset(WS(W_DXZ), 0, (size_t)BT * 2 * E * sizeof(float));
   if (ad->cfg.lim) {
     const mb_adapter_config *lc = &ad->cfg;
@@ -253,7 +308,7 @@ static void layer_backward(mb_model *m, int l, const tctx *x, float *dh, const f
     for (int b = 0; b < B; b++) {
       size_t off = (size_t)b * L;
       lim_backward(WS(W_DXZ) + off * 2 * E + E, 2 * E, WS(W_DU0) + b * cE, WS(W_DUSCR), WS(W_DG) + off * E,
-                   dpost ? dpost + off * E : NULL, WS(W_APRE) + off * E, L, E, x->c, lc->tau, lc->v_th,
+                   dpost ? dpost + off * E : NULL, F[F_APRE] + off * E, L, E, x->c, lc->tau, lc->v_th,
                    lc->output == MB_LIM_PRE_RESET, lc->reset_grad == MB_LIM_TRIANGLE, lc->surrogate_width);
     }
   } else {
@@ -266,33 +321,33 @@ static void layer_backward(mb_model *m, int l, const tctx *x, float *dh, const f
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
     selective_scan_backward(WS(W_DU) + off * E, WS(W_DDELTA) + off * E, WS(W_DDBC) + off * DBC + R, WS(W_DS),
-                            WS(W_DY) + off * E, WS(W_STATES) + off * E * N, WS(W_S0), WS(W_U) + off * E,
-                            WS(W_DELTA) + off * E, WS(W_DBC) + off * DBC + R, DBC, W->A, W->D, L, E, N);
+                            WS(W_DY) + off * E, F[F_STATES] + off * E * N, WS(W_S0), F[F_U] + off * E,
+                            F[F_DELTA] + off * E, F[F_DBC] + off * DBC + R, DBC, W->A, W->D, L, E, N);
   }
   /* delta = softplus(dt_proj(dl) + LoRA) */
   memset(WS(W_DDLIN), 0, nE * sizeof(float));
-  softplus_backward(WS(W_DDLIN), WS(W_DDELTA), WS(W_DLIN), nE);
+  softplus_backward(WS(W_DDLIN), WS(W_DDELTA), F[F_DLIN], nE);
   dt_backward(WS(W_DDBC), DBC, WS(W_DDLIN), W->dt_proj_w, BT, E, R);
   if (lora_on(ad, MB_T_DT_PROJ)) {
     memset(WS(W_DDLC), 0, (size_t)BT * R * sizeof(float));
-    lora_bwd(w, ad, x, l, MB_T_DT_PROJ, WS(W_DDLC), WS(W_DDLIN), E, WS(W_DLC), R, E);
+    lora_bwd(w, ad, x, l, MB_T_DT_PROJ, WS(W_DDLC), WS(W_DDLIN), E, F[F_DLC], R, E);
     for (int t = 0; t < BT; t++)
       for (int r = 0; r < R; r++) WS(W_DDBC)[(size_t)t * DBC + r] += WS(W_DDLC)[(size_t)t * R + r];
   }
   /* dbc = x_proj(u) + LoRA */
   matmul_backward_input(WS(W_DU), WS(W_DDBC), W->x_proj_w, BT, E, DBC);
-  lora_bwd(w, ad, x, l, MB_T_X_PROJ, WS(W_DU), WS(W_DDBC), DBC, WS(W_U), E, DBC);
+  lora_bwd(w, ad, x, l, MB_T_X_PROJ, WS(W_DU), WS(W_DDBC), DBC, F[F_U], E, DBC);
   /* u = silu(conv(x)) */
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
-    conv1d_silu_backward(WS(W_DXZ) + off * 2 * E, 2 * E, WS(W_DU) + off * E, WS(W_XC) + off * E, W->conv_w, L, E, K);
+    conv1d_silu_backward(WS(W_DXZ) + off * 2 * E, 2 * E, WS(W_DU) + off * E, F[F_XC] + off * E, W->conv_w, L, E, K);
   }
   /* xz = in_proj(a) + LoRA */
   memset(WS(W_DA), 0, (size_t)BT * d * sizeof(float));
   matmul_backward_input(WS(W_DA), WS(W_DXZ), W->in_proj_w, BT, d, 2 * E);
-  lora_bwd(w, ad, x, l, MB_T_IN_PROJ, WS(W_DA), WS(W_DXZ), 2 * E, WS(W_A), d, 2 * E);
-  lora_bwd(w, ad, x, l, MB_T_IN_PROJ_X, WS(W_DA), WS(W_DXZ), 2 * E, WS(W_A), d, E);
-  lora_bwd(w, ad, x, l, MB_T_IN_PROJ_Z, WS(W_DA), WS(W_DXZ) + E, 2 * E, WS(W_A), d, E);
+  lora_bwd(w, ad, x, l, MB_T_IN_PROJ, WS(W_DA), WS(W_DXZ), 2 * E, F[F_A], d, 2 * E);
+  lora_bwd(w, ad, x, l, MB_T_IN_PROJ_X, WS(W_DA), WS(W_DXZ), 2 * E, F[F_A], d, E);
+  lora_bwd(w, ad, x, l, MB_T_IN_PROJ_Z, WS(W_DA), WS(W_DXZ) + E, 2 * E, F[F_A], d, E);
   /* a = rmsnorm(h) ; h_out = h + mixer: dh += rmsnorm'(da) */
   rmsnorm_backward(dh, WS(W_DA), hin, W->norm, BT, d, c->eps);
 }
@@ -370,7 +425,7 @@ mb_status mb_train_backward(mb_model *m, const int32_t *ids, const int32_t *labe
     memcpy(WS(W_HIN) + (size_t)l * BT * d, h, BT * d * sizeof(float));
     float *limin = ad->cfg.lim ? WS(W_LIMIN) + (size_t)l * B * cE : NULL;
     layer_train_forward(m, l, &x, h, limin);
-    if (ad->cfg.lim && l + 1 < c->n_layer) lim_next_input(m, &x, limin + B * cE);
+    if (ad->cfg.lim && l + 1 < c->n_layer) lim_next_input(m, l, &x, limin + B * cE);
   }
   double loss;
   long n = head_loss_backward(m, &x, h, labels, WS(W_DH), &loss);
@@ -379,9 +434,11 @@ mb_status mb_train_backward(mb_model *m, const int32_t *ids, const int32_t *labe
   int have_dpost = 0;
   for (int l = c->n_layer - 1; l >= 0; l--) {
     const float *hin = WS(W_HIN) + (size_t)l * BT * d;
-    memcpy(h, hin, BT * d * sizeof(float));
-    float *limin = ad->cfg.lim ? WS(W_LIMIN) + (size_t)l * B * cE : NULL;
-    layer_train_forward(m, l, &x, h, limin);
+    if (l >= w->stored) { /* not kept: recompute this layer's intermediates */
+      memcpy(h, hin, BT * d * sizeof(float));
+      float *limin = ad->cfg.lim ? WS(W_LIMIN) + (size_t)l * B * cE : NULL;
+      layer_train_forward(m, l, &x, h, limin);
+    }
     layer_backward(m, l, &x, WS(W_DH), hin, have_dpost ? WS(W_DPOST) : NULL);
     /* the gradient of this layer's LIM input reaches the layer below's post values */
     have_dpost = 0;

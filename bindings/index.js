@@ -4,3 +4,4 @@ export { Adapter } from './adapter.js';
 export { Trainer } from './trainer.js';
 export { MembaError, ErrorCodes, isAbortError } from './errors.js';
 export { parseSafetensors, writeSafetensors, tensorToFloat32 } from './safetensors.js';
+export { loadInWorker, WorkerClient } from './remote.js';

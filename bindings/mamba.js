@@ -98,10 +98,16 @@ export class Mamba {
    * Loads a Mamba-1 checkpoint (safetensors, HF or original layout, F32/F16/BF16, sharded or not).
    * @param {string|URL|{files: object}|Map} source a directory (Node), a base URL, an HF hub id or in-memory files
    * @param {{ onProgress?: Function, signal?: AbortSignal, backend?: 'auto'|'wasm'|'webgpu',
-   *           hubBase?: string, revision?: string, cache?: boolean|object, fetch?: Function }} [opts]
+   *           hubBase?: string, revision?: string, cache?: boolean|object, fetch?: Function,
+   *           worker?: boolean|Worker }} [opts] worker: run the engine in a Web Worker (see remote.js)
    */
   static async load(source, opts = {}) {
     if (opts === null || typeof opts !== 'object') throw invalid('options must be an object');
+    if (opts.worker) {
+      // the engine in a Web Worker (or Node worker thread): same methods, all async
+      const { loadInWorker } = await import('./remote.js');
+      return loadInWorker(source, opts);
+    }
     const { onProgress, signal, backend = 'auto' } = opts;
     if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${backend}`);
     if (backend === 'webgpu')

@@ -2,7 +2,7 @@
 
 export type ErrorCode =
   | 'bad_format' | 'shape_mismatch' | 'unsupported' | 'not_found' | 'network'
-  | 'invalid_argument' | 'oom' | 'aborted' | 'disposed' | 'internal';
+  | 'invalid_argument' | 'oom' | 'aborted' | 'disposed' | 'non_finite' | 'internal';
 
 /** Every failure of this library. Cancelled calls have name 'AbortError' and code 'aborted'. */
 export class MembaError extends Error {
@@ -32,6 +32,8 @@ export interface LoadOptions {
   /** Browser Cache API use for URL / hub sources (default on where available), or a {match, put} object. */
   cache?: boolean | { match(url: string): Promise<Response | undefined>; put(url: string, r: Response): Promise<void> };
   fetch?: typeof fetch;
+  /** run the engine in a Web Worker / worker thread: the returned model has the same methods, all async */
+  worker?: boolean | Worker;
 }
 
 /** A directory (Node), a base URL, an HF hub id ('owner/name'), or in-memory files. */
@@ -97,6 +99,30 @@ export class Adapter {
   [Symbol.dispose](): void;
 }
 
+export interface TrainerOptions {
+  lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number;
+  /** global-norm clipping threshold; 0 or absent = none */
+  clipNorm?: number; accumulate?: number;
+  schedule?: 'constant' | { type: 'constant' | 'cosine'; warmupSteps?: number; totalSteps?: number; minLr?: number };
+  seed?: number; memoryBudget?: number;
+}
+export interface TrainerState {
+  format: 'memba-trainer-v1'; stepCount: number; micro: number; calls: number; dataRng: number;
+  tensors: Float32Array; grad: Float32Array | null; m1: Float32Array | null; m2: Float32Array | null; options: object;
+}
+export class Trainer {
+  readonly adapter: Adapter;
+  readonly options: Readonly<Required<TrainerOptions>>;
+  readonly stepCount: number;
+  step(batch: { ids: TokenIds | TokenIds[]; labels?: ArrayLike<number> | ArrayLike<number>[] }): Promise<{ loss: number; gradNorm: number | null; step: number; lr: number | null }>;
+  gradients(): Record<string, Float32Array>;
+  fit(data: string | string[] | ArrayLike<number>[], options?: { epochs?: number; batchSize?: number; seqLen?: number; signal?: AbortSignal;
+    onProgress?: (p: { step: number; epoch: number; loss: number; gradNorm: number | null; lr: number | null; tokensPerSec: number }) => void }): Promise<{ steps: number; losses: number[]; tokens: number; seconds: number }>;
+  saveState(): TrainerState;
+  restoreState(state: TrainerState): void;
+  memory(): { storedLayers: number; activationBytes: number; heapBytes: number };
+}
+
 export class Mamba {
   static load(source: ModelSource, options?: LoadOptions): Promise<Mamba>;
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
@@ -117,6 +143,7 @@ export class Mamba {
   createAdapter(options?: { lora?: Partial<LoraConfig> | null; lim?: boolean | Partial<LimConfig> | null; seed?: number; name?: string }): Adapter;
   loadAdapter(source: ModelSource, options?: LoadOptions & { name?: string }): Promise<Adapter>;
   inspect(ids: TokenIds | TokenIds[]): Promise<{ chunkLength: number; layers: { limV: Tensor; membrane: Tensor }[] }>;
+  createTrainer(options?: TrainerOptions): Trainer;
   dispose(): void;
   [Symbol.dispose](): void;
 }
@@ -127,3 +154,6 @@ export function parseSafetensors(bytes: Uint8Array, fileName?: string): {
 };
 export function writeSafetensors(entries: Record<string, { dtype: string; shape: number[]; data: ArrayBufferView }>, metadata?: Record<string, string>): Uint8Array;
 export function tensorToFloat32(tensor: { dtype: string; numel: number; data: Uint8Array }, out?: Float32Array): Float32Array;
+
+/** Loads a model in a worker (what Mamba.load(source, { worker }) does). */
+export function loadInWorker(source: ModelSource, options?: LoadOptions): Promise<any>;

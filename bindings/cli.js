@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // cli.js: the `memba` command (package bin). `memba generate "a prompt"` prints a continuation
 // from the embedded default model (models/default) or from --model (a directory, URL or hub id);
-// `memba score` prints the log-likelihood of continuations (multiple-choice scoring).
-// Progress and diagnostics go to stderr, results to stdout.
-// Deliberately not here yet: finetune and inspect (adapters and training are later work).
+// `memba finetune` trains a Memba adapter on a text file and writes it in the PEFT format;
+// `memba score` prints the log-likelihood of continuations (multiple-choice scoring);
+// `memba inspect` shows the LIM membrane per layer and position. Progress goes to stderr,
+// results to stdout.
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Mamba } from './mamba.js';
@@ -14,24 +15,36 @@ const DEFAULT_MODEL = fileURLToPath(new URL('../models/default/', import.meta.ur
 const HELP = `usage: memba <command> [options]
 
 commands:
-  generate [prompt]        continue a prompt (text, or --ids 1,2,3) and print the new text
+  generate [prompt]          continue a prompt (text, or --ids 1,2,3) and print the new text
+  finetune <file.txt>        train a Memba adapter on a text file; writes --out DIR (PEFT format)
   score <context> <cont>...  log-likelihood of each continuation after the context
-  help                     this text
+  inspect <text>             the LIM membrane of each layer and position (needs an adapter with LIM)
+  help                       this text
 
-options:
+options (all commands):
   --model SRC              directory, base URL or HF hub id (default: the embedded model)
+  --adapter SRC            an adapter to use (directory, URL or hub id)
+  --quiet                  no progress on stderr
+generate:
   --ids 1,2,3              the prompt as token ids instead of text
   --max-new-tokens N       default 64
   --temperature T          default 0.8 (0 = greedy)
   --top-k K                default 0 (off)
   --top-p P                default 0.95
   --seed S                 sampling seed (default: random)
-  --quiet                  no progress on stderr
+finetune:
+  --out DIR                where the adapter goes (required)
+  --r R --alpha A          LoRA rank (8) and alpha (16)
+  --targets LIST           comma-separated: in_proj,out_proj (default), x_proj, dt_proj, in_proj.x, in_proj.z
+  --lim SPEC               LIM settings, e.g. chunk_size=16,cross_layer=first (default), or 'paper', or 'off'
+  --epochs N --seq-len L --batch-size B --lr LR --seed S   defaults 2, 128, 4, 2e-3, 0
+inspect:
+  --json FILE              also write every layer's gate inputs and membranes as JSON
 `;
 
 function parseArgs(argv) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a.startsWith('--')) {
@@ -85,7 +98,87 @@ async function loadModel(opts) {
   const source = opts.model ?? DEFAULT_MODEL;
   if (!opts.model && !fs.existsSync(DEFAULT_MODEL))
     throw usage('the embedded default model (models/default) is not in this copy; pass --model DIR|URL|HUB_ID');
-  return Mamba.load(source, { onProgress: progressReporter(opts.quiet) });
+  const model = await Mamba.load(source, { onProgress: progressReporter(opts.quiet) });
+  if (opts.adapter) await model.loadAdapter(opts.adapter);
+  return model;
+}
+
+/** "chunk_size=16,cross_layer=first" -> { chunk_size: 16, cross_layer: 'first' } */
+function parseLim(spec) {
+  if (spec === undefined) return { chunk_size: 16, cross_layer: 'first' };
+  if (spec === 'off') return null;
+  if (spec === 'paper') return true;
+  const out = {};
+  for (const kv of spec.split(',')) {
+    const [k, v] = kv.split('=');
+    if (!k || v === undefined) throw usage(`--lim: expected key=value pairs, got '${kv}'`);
+    out[k.trim()] = Number.isFinite(Number(v)) ? Number(v) : v.trim();
+  }
+  return out;
+}
+
+async function finetune(opts) {
+  const [file] = opts._;
+  if (!file) throw usage('finetune needs a text file');
+  if (!opts.out) throw usage('finetune needs --out DIR');
+  const text = fs.readFileSync(file, 'utf8');
+  const model = await loadModel(opts);
+  if (!model.hasTokenizer) throw usage('finetune needs a model with a tokenizer.json');
+  const targets = (opts.targets ?? 'in_proj,out_proj').split(',').map((t) => t.trim());
+  model.createAdapter({ lora: { r: num(opts, 'r', 8, { integer: true }), alpha: num(opts, 'alpha', 16), targets }, lim: parseLim(opts.lim), seed: num(opts, 'seed', 0, { integer: true }) });
+  const epochs = num(opts, 'epochs', 2, { integer: true });
+  const seqLen = num(opts, 'seq-len', 128, { integer: true });
+  const batchSize = num(opts, 'batch-size', 4, { integer: true });
+  const tokens = model.encode(text).length;
+  const perEpoch = Math.ceil(Math.max(1, Math.floor((tokens - 1) / Math.min(seqLen, tokens - 1))) / batchSize);
+  const total = Math.max(1, perEpoch * epochs);
+  const trainer = model.createTrainer({ lr: num(opts, 'lr', 2e-3), clipNorm: 1, schedule: { type: 'cosine', warmupSteps: Math.min(10, Math.floor(total / 10)), totalSteps: total }, seed: num(opts, 'seed', 0, { integer: true }) });
+  let first = null;
+  const res = await trainer.fit(text, {
+    epochs, seqLen, batchSize,
+    onProgress: (p) => {
+      first ??= p.loss;
+      if (opts.quiet) return;
+      const frac = Math.min(1, p.step / total);
+      const bar = '#'.repeat(Math.round(frac * 30)).padEnd(30, '.');
+      const line = `train [${bar}] step ${p.step}/${total} loss ${p.loss.toFixed(3)} ${p.tokensPerSec.toFixed(0)} tok/s`;
+      process.stderr.write(process.stderr.isTTY ? `\r${line}` : `${line}\n`);
+    },
+  });
+  if (!opts.quiet && process.stderr.isTTY) process.stderr.write('\n');
+  fs.mkdirSync(opts.out, { recursive: true });
+  for (const [name, data] of Object.entries(model.adapter.save())) fs.writeFileSync(`${opts.out}/${name}`, data);
+  const last = res.losses.slice(-Math.min(5, res.losses.length));
+  process.stdout.write(`trained ${res.steps} steps on ${tokens} tokens in ${res.seconds.toFixed(1)} s: loss ${first.toFixed(3)} -> ${(last.reduce((a, b) => a + b) / last.length).toFixed(3)}; adapter written to ${opts.out}\n`);
+  model.dispose();
+}
+
+const SHADES = ' .:-=+*#%@';
+
+async function inspect(opts) {
+  const text = opts._.join(' ');
+  if (!text) throw usage('inspect needs some text');
+  const model = await loadModel(opts);
+  if (!model.adapter?.config.lim) throw usage('inspect needs --adapter with a LIM gate (memba_config.json)');
+  const ids = model.encode(text);
+  const { chunkLength, layers } = await model.inspect(ids);
+  const E = model.config.dInner;
+  // mean |v| per (layer, position): the membrane the gate saw
+  const rows = layers.map(({ limV }) => ids.map((_, t) => {
+    let s = 0;
+    for (let e = 0; e < E; e++) s += Math.abs(limV.data[t * E + e]);
+    return s / E;
+  }));
+  const max = Math.max(1e-9, ...rows.flat());
+  process.stdout.write(`LIM membrane, mean |v| per layer (rows) and position (columns); chunk length ${chunkLength}\n`);
+  rows.forEach((r, l) => process.stdout.write(`${String(l).padStart(3)} |${r.map((v) => SHADES[Math.min(9, Math.floor((v / max) * 9.99))]).join('')}|\n`));
+  const zero = layers.map(({ limV }) => limV.data.reduce((n, v) => n + (v === 0), 0) / limV.data.length);
+  process.stdout.write(`reset (zero) fraction per layer: ${zero.map((z) => z.toFixed(3)).join(' ')}\n`);
+  if (opts.json) {
+    const out = { tokens: ids, chunkLength, layers: layers.map(({ limV, membrane }) => ({ limV: { dims: limV.dims, data: Array.from(limV.data) }, membrane: { dims: membrane.dims, data: Array.from(membrane.data) } })) };
+    fs.writeFileSync(opts.json, JSON.stringify(out));
+  }
+  model.dispose();
 }
 
 async function generate(opts) {
@@ -151,7 +244,9 @@ async function main() {
   }
   const opts = parseArgs(rest);
   if (cmd === 'generate') await generate(opts);
+  else if (cmd === 'finetune') await finetune(opts);
   else if (cmd === 'score') await score(opts);
+  else if (cmd === 'inspect') await inspect(opts);
   else throw usage(`unknown command '${cmd}'`);
 }
 

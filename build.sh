@@ -4,6 +4,7 @@
 #   ./build.sh test       build, then run every test (native C tests under ASan+UBSan, node --test)
 #   ./build.sh generate   build, then run the main job (a generation from a model; args pass on)
 #   ./build.sh bench      build, then run the benchmark (WASM vs native, appends to bench/results.md)
+#   ./build.sh demo       build, then serve the browser demo on http://127.0.0.1:8080/demo/
 #   ./build.sh wasm | native | deps | clean
 # Unknown arguments are an error.
 set -euo pipefail
@@ -69,6 +70,8 @@ deps() {
     apt_install "clang sanitizer runtime" "libclang-rt-14-dev"
   fi
   rm -f /tmp/memba-san-check
+  # a real browser for the demo's end-to-end test (tests/browser.test.mjs skips, saying so, without one)
+  if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ]; then apt_install chromium chromium; fi
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund --loglevel=error
   fi
@@ -130,10 +133,11 @@ case "${1:-}" in
   test) [ $# -eq 1 ] || { echo "build.sh test takes no arguments" >&2; exit 2; }; run_tests ;;
   generate) shift; build_all; node bindings/cli.js generate "$@" ;;
   bench) shift; build_all; node bench/bench.mjs "$@" ;;
+  demo) shift; build_all; node demo/serve.mjs "$@" ;;
   wasm) deps; build_wasm ;;
   native) deps; build_native ;;
   deps) deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;
-  -h|--help|help) sed -n '2,9p' "$0" ;;
+  -h|--help|help) sed -n '2,10p' "$0" ;;
   *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;
 esac

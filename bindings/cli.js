@@ -142,7 +142,8 @@ async function finetune(opts) {
       const frac = Math.min(1, p.step / total);
       const bar = '#'.repeat(Math.round(frac * 30)).padEnd(30, '.');
       const line = `train [${bar}] step ${p.step}/${total} loss ${p.loss.toFixed(3)} ${p.tokensPerSec.toFixed(0)} tok/s`;
-      process.stderr.write(process.stderr.isTTY ? `\r${line}` : `${line}\n`);
+      if (process.stderr.isTTY) process.stderr.write(`\r${line}`);
+      else if (p.step % Math.max(1, Math.round(total / 10)) === 0 || p.step === total) process.stderr.write(`${line}\n`);
     },
   });
   if (!opts.quiet && process.stderr.isTTY) process.stderr.write('\n');

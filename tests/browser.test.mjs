@@ -1,0 +1,73 @@
+// browser.test.mjs: the demo end to end in a real browser (Debian's headless Chromium driven by
+// playwright-core): it loads the model in a Web Worker, generates text, fine-tunes a Memba adapter
+// (the loss must fall), draws the membrane heatmap, and saves a screenshot to build/demo.png.
+// Uses the embedded default model (models/default) when present, else a small text model made here.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createServer } from '../demo/serve.mjs';
+import { makeTextModel } from './make-text-model.mjs';
+import { ROOT } from './helpers.mjs';
+
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
+let server;
+let origin;
+
+before(async () => {
+  server = createServer();
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  origin = `http://127.0.0.1:${server.address().port}`;
+});
+after(() => server?.close());
+
+test('demo in headless Chromium: load in a worker, generate, fine-tune (loss falls), heatmap, screenshot', { skip: CHROMIUM ? false : 'no Chromium found (./build.sh deps installs Debian chromium as root)', timeout: 240_000 }, async () => {
+  const { chromium } = await import('playwright-core');
+  let modelPath = 'models/default/';
+  if (!fs.existsSync(path.join(ROOT, modelPath, 'model.safetensors'))) {
+    makeTextModel(path.join(ROOT, 'build', 'text-model'));
+    modelPath = 'build/text-model/';
+  }
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const errors = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    page.on('response', (r) => r.status() >= 400 && errors.push(`${r.status()} ${r.url()}`));
+    await page.goto(`${origin}/demo/?model=${encodeURIComponent(`/${modelPath}`)}&autoload=1`);
+    await page.waitForSelector('#status[data-state=ready]', { timeout: 60_000 });
+    assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'COOP/COEP give cross-origin isolation');
+    await page.click('#gen-btn');
+    await page.waitForSelector('#output[data-tokens]', { timeout: 60_000 });
+    const prompt = await page.inputValue('#prompt');
+    const out = await page.textContent('#output');
+    console.log(`generated: ${JSON.stringify(out)}`);
+    assert.ok(out.startsWith(prompt) && out.length > prompt.length + 5, 'text appeared after the prompt');
+    await page.fill('#steps', '24');
+    await page.fill('#seq-len', '16');
+    await page.fill('#lr', '0.01');
+    await page.click('#train-btn');
+    // the page stays responsive while the worker trains
+    const t0 = Date.now();
+    await page.evaluate(() => new Promise((r) => setTimeout(r, 10)));
+    assert.ok(Date.now() - t0 < 2000, 'main thread blocked during training');
+    await page.waitForSelector('#train-status[data-state=done]', { timeout: 180_000 });
+    const first = Number(await page.getAttribute('#train-status', 'data-first-loss'));
+    const last = Number(await page.getAttribute('#train-status', 'data-last-loss'));
+    console.log(`browser fine-tuning: loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
+    assert.ok(last < first, 'the loss fell');
+    await page.click('#inspect-btn');
+    await page.waitForSelector('#heatmap[data-drawn=true]', { timeout: 60_000 });
+    await page.click('#compare-btn');
+    await page.waitForFunction(() => document.querySelector('#out-adapted')?.dataset.tokens, null, { timeout: 60_000 });
+    fs.mkdirSync(path.join(ROOT, 'build'), { recursive: true });
+    await page.screenshot({ path: path.join(ROOT, 'build', 'demo.png'), fullPage: true });
+    assert.deepEqual(errors, [], 'no errors in the page');
+  } finally {
+    await browser.close();
+  }
+});

@@ -138,6 +138,6 @@ case "${1:-}" in
   native) deps; build_native ;;
   deps) deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;
-  -h|--help|help) sed -n '2,10p' "$0" ;;
+  -h|--help|help) sed -n '2,9p' "$0" ;;
   *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;
 esac

@@ -12,7 +12,7 @@ cd "$(dirname "$0")"
 
 OUT=dist
 BUILD=build
-SRC=(src/error.c src/model.c src/state.c src/init.c src/adapter.c src/train.c src/optim.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c src/ops/lora.c src/ops/lim.c)
+SRC=(src/error.c src/model.c src/state.c src/init.c src/adapter.c src/train.c src/optim.c src/ref_ops.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c src/ops/lora.c src/ops/lim.c)
 EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize mb_model_init_random
   mb_model_weight_bytes mb_model_activation_bytes mb_model_trim mb_forward mb_state_new
   mb_state_free mb_state_reset mb_state_copy mb_state_batch mb_state_pos mb_state_data
@@ -20,7 +20,8 @@ EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param
   mb_adapter_new mb_adapter_free mb_adapter_param mb_adapter_init mb_adapter_causal
   mb_model_set_adapter mb_adapter_merge mb_adapter_unmerge mb_adapter_merged mb_inspect
   mb_train_backward mb_adapter_zero_grad mb_adapter_grad mb_adapter_block mb_adapter_grad_norm
-  mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers)
+  mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers
+  mb_ref_selective_scan mb_ref_conv1d_silu mb_ref_softplus mb_ref_gate mb_ref_lim)
 
 # Flags, each with its reason:
 CFLAGS_COMMON=(
@@ -70,6 +71,18 @@ deps() {
     apt_install "clang sanitizer runtime" "libclang-rt-14-dev"
   fi
   rm -f /tmp/memba-san-check
+  # WebGPU in Node: the npm package `webgpu` (Dawn) finds Mesa's lavapipe (a CPU Vulkan driver) only
+  # in the Mesa of bookworm-backports; tests/webgpu.test.mjs skips, saying so, without an adapter
+  if [ "$(id -u)" = 0 ] && grep -q '^12' /etc/debian_version 2>/dev/null &&
+     ! dpkg -s mesa-vulkan-drivers 2>/dev/null | grep -q '^Version: .*bpo'; then
+    if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+      printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        > /etc/apt/sources.list.d/bookworm-backports.sources
+      APT_UPDATED=
+    fi
+    if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports mesa-vulkan-drivers >/dev/null
+  fi
   # a real browser for the demo's end-to-end test (tests/browser.test.mjs skips, saying so, without one)
   if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ]; then apt_install chromium chromium; fi
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

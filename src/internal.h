@@ -112,6 +112,17 @@ void lim_backward(float *dz, int dz_stride, float *dU0, float *dU, const float *
                   const float *dpost, const float *Apre, int L, int E, int c, float tau,
                   float v_th, int pre_reset, int triangle, float width);
 
+/* ---- scalar references exported for testing other backends (ref_ops.c) ---- */
+void mb_ref_selective_scan(float *y, float *s, const float *u, const float *delta, const float *bc,
+                           int bc_stride, const float *A, const float *D, int L, int E, int N);
+void mb_ref_conv1d_silu(float *u, float *hist, const float *x, int x_stride, const float *w,
+                        const float *bias, int L, int E, int K);
+void mb_ref_softplus(float *x, int n);
+void mb_ref_gate(float *y, const float *g, int g_stride, int T, int E);
+void mb_ref_lim(float *v, float *post, float *U, const float *z, int z_stride,
+                const float *prev_post, int L, int E, int c, double pos0, float tau, float v_th,
+                int pre_reset);
+
 /* ---- model ---- */
 typedef struct {
   float *norm;       /* [d] */

@@ -1,0 +1,180 @@
+// webgpu.js: the WebGPU side of memba-wasm: finds a device (navigator.gpu in browsers, the npm
+// package `webgpu` (Dawn) in Node), loads the WGSL kernels of web/kernels/ (one per op, mirroring
+// a C function of src/ops/ with the same argument order), and runs them on GPU buffers.
+// Deliberately not here: deciding when the GPU pays (the backend choice) and the model loop.
+const KERNELS = ['selective_scan_forward', 'conv1d_silu_forward', 'softplus_forward', 'gate_forward', 'lim_forward'];
+/* Kernels with several entry points get an explicit layout (an 'auto' layout would drop the
+ * bindings an entry point does not use); the others use 'auto'. */
+const LAYOUTS = {
+  conv1d_silu_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
+};
+const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
+let nodeGpu = null; // Dawn's instance must outlive its devices: keep it for the process
+
+/**
+ * A WebGPU device, or { device: null, reason } when there is none.
+ * @param {{ gpu?: GPU, powerPreference?: string }} [opts]
+ */
+export async function requestDevice(opts = {}) {
+  let gpu = opts.gpu ?? globalThis.navigator?.gpu;
+  if (!gpu && isNode) {
+    try {
+      const webgpu = await import('webgpu');
+      for (const [k, v] of Object.entries(webgpu.globals ?? {})) if (!(k in globalThis)) globalThis[k] = v;
+      nodeGpu ??= webgpu.create([]);
+      gpu = nodeGpu;
+    } catch (err) {
+      return { device: null, reason: `the npm package 'webgpu' is not installed (${err.code ?? err.message})` };
+    }
+  }
+  if (!gpu) return { device: null, reason: 'this environment has no WebGPU (navigator.gpu is missing)' };
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? 'high-performance' });
+  if (!adapter) return { device: null, reason: 'WebGPU found no adapter (no GPU, or no Vulkan/Metal/D3D driver)' };
+  const limits = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+      maxBufferSize: limits.maxBufferSize,
+      maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, 10),
+    },
+  });
+  const info = adapter.info ?? {};
+  return { device, adapter, description: [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unknown adapter' };
+}
+
+async function kernelSource(name) {
+  const url = new URL(`./kernels/${name}.wgsl`, import.meta.url);
+  if (isNode) {
+    const fs = await import('node:fs/promises');
+    return fs.readFile(url, 'utf8');
+  }
+  const res = await fetch(url);
+  if (!res.ok) throw new Error(`cannot load ${url}: HTTP ${res.status}`);
+  return res.text();
+}
+
+const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
+
+/** The WGSL kernels on one device, with buffer helpers. */
+export class GpuKernels {
+  static async create(device) {
+    const k = new GpuKernels(device);
+    for (const name of KERNELS) {
+      k.sources[name] = await kernelSource(name);
+      // surface WGSL errors here, as exceptions, rather than as invalid pipelines later
+      device.pushErrorScope('validation');
+      device.createShaderModule({ code: k.sources[name], label: name });
+      const err = await device.popErrorScope();
+      if (err) throw new Error(`${name}.wgsl: ${err.message}`);
+    }
+    return k;
+  }
+
+  constructor(device) {
+    this.device = device;
+    this.sources = {};
+    this.pipelines = new Map();
+  }
+
+  pipeline(name, entryPoint = 'main', constants = {}) {
+    const key = `${name}:${entryPoint}:${JSON.stringify(constants)}`;
+    let p = this.pipelines.get(key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: this.sources[name], label: name });
+      let layout = 'auto';
+      if (LAYOUTS[name]) {
+        const bgl = this.device.createBindGroupLayout({
+          entries: LAYOUTS[name].map((type, binding) => ({ binding, visibility: 4 /* COMPUTE */, buffer: { type } })),
+        });
+        layout = this.device.createPipelineLayout({ bindGroupLayouts: [bgl] });
+      }
+      p = this.device.createComputePipeline({ layout, compute: { module, entryPoint, constants }, label: key });
+      this.pipelines.set(key, p);
+    }
+    return p;
+  }
+
+  /** A storage buffer holding `data` (Float32Array), or `n` zeros. */
+  buffer(dataOrN) {
+    const n = typeof dataOrN === 'number' ? dataOrN : dataOrN.length;
+    const buf = this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: STORAGE });
+    if (typeof dataOrN !== 'number') this.device.queue.writeBuffer(buf, 0, dataOrN.buffer, dataOrN.byteOffset, dataOrN.byteLength);
+    return buf;
+  }
+
+  write(buf, data, offsetFloats = 0) {
+    this.device.queue.writeBuffer(buf, offsetFloats * 4, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  uniform(words) {
+    const data = new ArrayBuffer(Math.ceil((words.length * 4) / 16) * 16);
+    const i = new Uint32Array(data);
+    const f = new Float32Array(data);
+    words.forEach((w, k) => (typeof w === 'object' ? (f[k] = w.f) : (i[k] = w)));
+    const buf = this.device.createBuffer({ size: data.byteLength, usage: 0x40 | 0x8 }); // UNIFORM | COPY_DST
+    this.device.queue.writeBuffer(buf, 0, data);
+    return buf;
+  }
+
+  /** Copies n floats of a buffer back. */
+  async read(buf, n) {
+    const staging = this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: 0x1 | 0x8 }); // MAP_READ | COPY_DST
+    const enc = this.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buf, 0, staging, 0, staging.size);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(1); // GPUMapMode.READ
+    const out = new Float32Array(staging.getMappedRange().slice(0, n * 4));
+    staging.unmap();
+    staging.destroy();
+    return out;
+  }
+
+  dispatch(pipeline, buffers, groups, enc) {
+    const bind = this.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    });
+    const own = !enc;
+    enc ??= this.device.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bind);
+    pass.dispatchWorkgroups(...groups);
+    pass.end();
+    if (own) this.device.queue.submit([enc.finish()]);
+  }
+
+  /** selective_scan_forward over tokens [t0, t0 + nt), in time chunks of `chunk` tokens. */
+  selectiveScan({ y, s, u, delta, bc, A, D }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256 }, enc) {
+    const wgE = Math.max(1, Math.floor(64 / N));
+    const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N });
+    for (let c0 = t0; c0 < t0 + nt; c0 += chunk) {
+      const n = Math.min(chunk, t0 + nt - c0);
+      const dims = this.uniform([B, L, E, bcStride, bcOffset, c0, n, 0]);
+      this.dispatch(p, [y, s, u, delta, bc, A, D, dims], [Math.ceil(E / wgE), B, 1], enc);
+    }
+  }
+
+  /** conv1d_silu_forward: u from x (and hist); hist_out gets the next history when asked. */
+  conv1dSilu({ u, histOut, hist, x, w, bias }, { B, L, E, K, xStride, xOffset = 0, updateHist = false }, enc) {
+    const dims = this.uniform([B, L, E, xStride, xOffset, bias ? 1 : 0, 0, 0]);
+    const bufs = [u, histOut, hist, x, w, bias ?? w, dims];
+    this.dispatch(this.pipeline('conv1d_silu_forward', 'main', { K }), bufs, [Math.ceil(E / 64), L, B], enc);
+    if (updateHist) this.dispatch(this.pipeline('conv1d_silu_forward', 'update_hist', { K }), bufs, [Math.ceil(E / 64), K - 1, B], enc);
+  }
+
+  softplus({ x }, { n }, enc) {
+    const groups = Math.ceil(n / 256);
+    const gx = Math.min(groups, 65535);
+    this.dispatch(this.pipeline('softplus_forward'), [x, this.uniform([n, 0, 0, 0])], [gx, Math.ceil(groups / gx), 1], enc);
+  }
+
+  gate({ y, g }, { T, E, gStride, gOffset = 0 }, enc) {
+    this.dispatch(this.pipeline('gate_forward'), [y, g, this.uniform([T, E, gStride, gOffset])], [Math.ceil(E / 64), T, 1], enc);
+  }
+
+  lim({ v, post, U, z, prevPost }, { B, L, E, c, zStride, zOffset = 0, pos0 = 0, preReset = false, tau, vTh }, enc) {
+    const dims = this.uniform([B, L, E, c, zStride, zOffset, pos0, preReset ? 1 : 0, prevPost ? 1 : 0, { f: tau }, { f: vTh }, 0]);
+    this.dispatch(this.pipeline('lim_forward'), [v, post, U, z, prevPost ?? z, dims], [Math.ceil(E / 64), c, B], enc);
+  }
+}

@@ -13,6 +13,7 @@
  * - oom:              memory for a buffer could not be allocated.
  * - aborted:          an AbortSignal fired (such errors also have name 'AbortError').
  * - disposed:         an object was used after dispose().
+ * - busy:             a synchronous call while the model runs an asynchronous (WebGPU) one.
  * - non_finite:       a training batch gave a NaN/Inf loss or gradient (rejected, nothing changed).
  * - internal:         a bug in memba-wasm.
  */
@@ -27,6 +28,7 @@ export const ErrorCodes = Object.freeze({
   ABORTED: 'aborted',
   DISPOSED: 'disposed',
   NON_FINITE: 'non_finite',
+  BUSY: 'busy',
   INTERNAL: 'internal',
 });
 

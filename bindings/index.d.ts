@@ -2,7 +2,7 @@
 
 export type ErrorCode =
   | 'bad_format' | 'shape_mismatch' | 'unsupported' | 'not_found' | 'network'
-  | 'invalid_argument' | 'oom' | 'aborted' | 'disposed' | 'non_finite' | 'internal';
+  | 'invalid_argument' | 'oom' | 'aborted' | 'disposed' | 'non_finite' | 'busy' | 'internal';
 
 /** Every failure of this library. Cancelled calls have name 'AbortError' and code 'aborted'. */
 export class MembaError extends Error {
@@ -24,7 +24,7 @@ export interface Progress {
 export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
-  /** 'auto' (default) and 'wasm' run the WASM engine; 'webgpu' is not available yet. */
+  /** 'wasm'; 'webgpu' (each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WebGPU on a hardware adapter for models with d_inner >= 4096, else WASM. */
   backend?: 'auto' | 'wasm' | 'webgpu';
   /** Hub base URL for hub ids (default https://huggingface.co) and revision (default main). */
   hubBase?: string;
@@ -127,7 +127,7 @@ export class Mamba {
   static load(source: ModelSource, options?: LoadOptions): Promise<Mamba>;
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
-  readonly info: Readonly<{ source: string; layout: string; backend: 'wasm'; weightBytes: number }>;
+  readonly info: Readonly<{ source: string; layout: string; backend: 'wasm' | 'webgpu'; weightBytes: number; adapter?: string; fallbackReason?: string }>;
   readonly hasTokenizer: boolean;
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean }): Promise<Tensor & { hidden?: Tensor }>;
   scoreTokens(ids: TokenIds | TokenIds[], from?: number): Promise<Tensor>;

@@ -30,6 +30,8 @@ const SLOT_OF = {
   'mixer.out_proj.bias': Param.OUT_PROJ_B,
 };
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
+/** 'auto' takes WebGPU from this d_inner up (1.4b-class and larger), measured in bench/results.md. */
+export const AUTO_WEBGPU_MIN_D_INNER = 4096;
 
 /** Lets timers, I/O and abort signals run between tokens. */
 const yieldToEventLoop =
@@ -88,6 +90,9 @@ export class Mamba {
     this._adapters = new Set();
     this._adapter = null; // the active adapter (JS view)
     this._bound = null; // the adapter the C model currently has active
+    this._gpu = null; // the WebGPU backend (web/backend.js), when in use
+    this._lock = Promise.resolve();
+    this._busy = 0;
     /** Normalised configuration (dModel, nLayer, vocabSize, dState, dConv, expand, dInner, dtRank, ...). */
     this.config = Object.freeze({ ...config });
     /** Where the model came from, its layout, the backend in use and memory figures. */
@@ -110,8 +115,6 @@ export class Mamba {
     }
     const { onProgress, signal, backend = 'auto' } = opts;
     if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${backend}`);
-    if (backend === 'webgpu')
-      throw new MembaError(ErrorCodes.UNSUPPORTED, "the WebGPU backend is not available yet; use backend 'wasm' or 'auto'");
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
     throwIfAborted(signal);
     const src = await openSource(source, opts);
@@ -145,7 +148,100 @@ export class Mamba {
     onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
     const eos = ckpt.rawConfig?.eos_token_id;
     const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
-    return new Mamba(engine, handle, config, tokenizer, info);
+    const model = new Mamba(engine, handle, config, tokenizer, info);
+    try {
+      await model._chooseBackend(backend, opts);
+    } catch (err) {
+      model.dispose();
+      throw err;
+    }
+    return model;
+  }
+
+  /**
+   * 'wasm': the WASM engine only. 'webgpu': each layer's scan runs on WebGPU (an error where there
+   * is no adapter). 'auto': WebGPU where a hardware adapter exists and the model is large enough
+   * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER, see bench/results.md), else WASM.
+   */
+  async _chooseBackend(backend, opts) {
+    if (backend === 'wasm') return;
+    if (backend === 'auto' && this.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
+    const { GpuBackend } = await import('../web/backend.js');
+    const r = await GpuBackend.create(this, opts);
+    if (!r.backend) {
+      if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': ${r.reason}`);
+      return;
+    }
+    if (backend === 'auto' && r.backend.software) {
+      r.backend.destroy();
+      return; // a CPU implementation of WebGPU never beats WASM
+    }
+    this._gpu = r.backend;
+    this._setInfo({ backend: 'webgpu', adapter: r.backend.description });
+  }
+
+  _setInfo(patch) {
+    this.info = Object.freeze({ ...this.info, ...patch });
+  }
+
+  /** Runs fn with the C activations to itself (GPU calls await between layers). */
+  async _exclusive(fn) {
+    const prev = this._lock;
+    let release;
+    this._lock = new Promise((r) => (release = r));
+    await prev;
+    this._busy++;
+    try {
+      return await fn();
+    } finally {
+      this._busy--;
+      release();
+    }
+  }
+
+  _checkNotBusy() {
+    if (this._busy) throw new MembaError(ErrorCodes.BUSY, 'the model is running an asynchronous (WebGPU) call: await it before synchronous calls');
+  }
+
+  /** The GPU backend if usable; a lost device switches the model to WASM for good. */
+  _gpuOk() {
+    if (this._gpu?.lost) this._gpuFailed(new Error(this._gpu.lostReason));
+    return this._gpu ?? null;
+  }
+
+  _gpuFailed(err) {
+    if (!this._gpu) return;
+    try {
+      this._gpu.destroy();
+    } catch {}
+    this._gpu = null;
+    this._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); running on WASM` });
+  }
+
+  /**
+   * The split forward with the GPU backend: begin, layers on the GPU, then `end(ptr)`. On any GPU
+   * failure the model falls back to WASM, `restore()` undoes partial state changes, and the
+   * caller's WASM path runs instead (returns undefined).
+   */
+  async _gpuRun(flat, B, L, statePtr, end, restore) {
+    const gpu = this._gpuOk();
+    if (!gpu) return undefined;
+    const e = this._engine;
+    const idp = e.putIds(flat);
+    try {
+      this._bind(this._adapter);
+      e.check(e.mod._mb_split_begin(this._handle, idp, B, L, statePtr), 'forward');
+      try {
+        await gpu.layers(B, L, statePtr);
+      } catch (err) {
+        this._gpuFailed(err);
+        restore?.();
+        return undefined;
+      }
+      return end(idp);
+    } finally {
+      e.free(idp);
+    }
   }
 
   /**
@@ -235,6 +331,21 @@ export class Mamba {
   async forward(ids, { outputHidden = false } = {}) {
     this._alive();
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
+    return this._exclusive(async () => {
+      if (!outputHidden && this._gpu) {
+        const V = this.config.vocabSize;
+        const out = await this._gpuRun(flat, B, L, 0, () =>
+          this._engine.withAlloc(B * L * V * 4, (lp) => {
+            this._engine.check(this._engine.mod._mb_split_end(this._handle, B, L, Logits.ALL, lp, 0), 'forward');
+            return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
+          }));
+        if (out) return out;
+      }
+      return this._forwardWasm(flat, B, L, outputHidden);
+    });
+  }
+
+  _forwardWasm(flat, B, L, outputHidden) {
     const { vocabSize: V, dModel: d, nLayer } = this.config;
     const e = this._engine;
     const idp = e.putIds(flat);
@@ -264,16 +375,24 @@ export class Mamba {
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
     if (!Number.isInteger(from) || from < 1 || from > L) throw invalid(`from must be an integer in [1, ${L}]`);
     const e = this._engine;
-    const idp = e.putIds(flat);
-    try {
-      return e.withAlloc(B * L * 4, (op) => {
-        this._bind(this._adapter);
-        e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
-        return { data: e.f32(op, B * L).slice(), dims: [B, L] };
-      });
-    } finally {
-      e.free(idp);
-    }
+    return this._exclusive(async () => {
+      const viaGpu = await this._gpuRun(flat, B, L, 0, (idp) =>
+        e.withAlloc(B * L * 4, (op) => {
+          e.check(e.mod._mb_split_end_score(this._handle, idp, B, L, from, op), 'score');
+          return { data: e.f32(op, B * L).slice(), dims: [B, L] };
+        }));
+      if (viaGpu) return viaGpu;
+      const idp = e.putIds(flat);
+      try {
+        return e.withAlloc(B * L * 4, (op) => {
+          this._bind(this._adapter);
+          e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
+          return { data: e.f32(op, B * L).slice(), dims: [B, L] };
+        });
+      } finally {
+        e.free(idp);
+      }
+    });
   }
 
   /**
@@ -491,7 +610,7 @@ export class Mamba {
         throwIfAborted(signal);
         this._alive();
         if (!adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, 'the adapter was disposed during generation');
-        const id = sample(this._lastLogits(Int32Array.from(ids), adapter));
+        const id = sample(await this._exclusive(() => this._lastLogits(Int32Array.from(ids), adapter)));
         yield id;
         if (stop.has(id)) break;
         ids.push(id);
@@ -500,7 +619,7 @@ export class Mamba {
     }
     const state = new DecodeState(this, 1, adapter);
     try {
-      let logits = state.prefill(flat);
+      let logits = await this._exclusive(() => this._prefill(state, flat));
       for (let i = 0; i < maxNewTokens; i++) {
         await yieldToEventLoop();
         throwIfAborted(signal);
@@ -508,11 +627,23 @@ export class Mamba {
         const id = sample(logits);
         yield id;
         if (stop.has(id) || i + 1 === maxNewTokens) break;
-        logits = state.step([id]);
+        logits = await this._exclusive(() => state._run(Int32Array.of(id), 1, 1));
       }
     } finally {
       state.dispose();
     }
+  }
+
+  /** Prefill of a fresh decode state: the prompt's scans on the GPU when in use (the state's
+   * SSM and conv parts come back to WASM), else WASM. Returns the last position's logits. */
+  async _prefill(state, flat) {
+    const V = this.config.vocabSize;
+    const e = this._engine;
+    const viaGpu = await this._gpuRun(flat, 1, flat.length, state._handle, () => {
+      e.check(e.mod._mb_split_end(this._handle, 1, flat.length, Logits.LAST, state._logits, state._handle), 'prefill');
+      return e.f32(state._logits, V).slice();
+    }, () => state.reset());
+    return viaGpu ?? state._run(flat, 1, flat.length);
   }
 
   /** Logits [V] of the last position of one sequence, from a full forward with `adapter`. */
@@ -564,6 +695,8 @@ export class Mamba {
     if (!this._handle) return;
     for (const s of [...this._states]) s.dispose();
     for (const a of [...this._adapters]) a.dispose();
+    this._gpu?.destroy();
+    this._gpu = null;
     this._engine.mod._mb_model_free(this._handle);
     this._handle = 0;
   }
@@ -600,6 +733,7 @@ export class DecodeState {
   _alive() {
     if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this decode state has been disposed');
     this._model._alive();
+    this._model._checkNotBusy();
     if (this._adapter && !this._adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, "this decode state's adapter has been disposed");
   }
 

@@ -211,6 +211,29 @@ mb_status mb_adamw_step(mb_adapter *a, const mb_adamw *opt, int step, float *gra
 /* Drops the AdamW moments (they are re-made as zeros at the next step). */
 mb_status mb_adapter_reset_optimizer(mb_adapter *a);
 
+/* ---- The split forward: the same forward pass in stages, so another backend (WebGPU, see
+ * web/backend.js) can run each layer's middle stage (softplus of delta, the selective scan from
+ * and into the state, the gate) on its own buffers: begin, then per layer pre / (mid here, or the
+ * other backend reading and writing mb_split_buffer) / post, then end (logits) or end_score. ---- */
+typedef enum {
+  MB_BUF_XZ = 0,    /* [B*L, 2E] in_proj output: z = cols E..2E-1 */
+  MB_BUF_U = 1,     /* [B*L, E] conv + SiLU output */
+  MB_BUF_DBC = 2,   /* [B*L, R + 2N] x_proj output: B at col R, C at col R + N */
+  MB_BUF_DELTA = 3, /* [B*L, E] delta before softplus (after pre), after softplus (after mid) */
+  MB_BUF_Y = 4,     /* [B*L, E] the gated scan output (mid writes it, post reads it) */
+  MB_BUF_LIM_V = 5, /* [B*L, E] the gate input when the active adapter has a LIM gate */
+} mb_split_buf;
+mb_status mb_split_begin(mb_model *m, const int32_t *ids, int B, int L, mb_state *state);
+void mb_split_pre(mb_model *m, int layer, int B, int L, mb_state *state);
+void mb_split_mid(mb_model *m, int layer, int B, int L, mb_state *state);
+void mb_split_post(mb_model *m, int layer, int B, int L);
+mb_status mb_split_end(mb_model *m, int B, int L, mb_logits_mode mode, float *logits, mb_state *state);
+mb_status mb_split_end_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs);
+float *mb_split_buffer(mb_model *m, mb_split_buf which);
+/* A = -exp(A_log) of a layer [E, N] (derived at finalize), and a state's SSM state [E, N]. */
+float *mb_layer_A(mb_model *m, int layer);
+float *mb_state_ssm_ptr(mb_state *s, int layer, int b);
+
 /* Kernel selection, for tests and benchmarks: 1 = SIMD kernels (default), 0 = scalar reference. */
 void mb_set_simd(int on);
 int mb_get_simd(void);

@@ -264,9 +264,11 @@ static void layer_lim(mb_model *m, int l, int B, int L, mb_state *st, float *u0_
     for (int b = 0; b < B; b++) lim_transfer_mean(a->lim_u0 + b * cE, post + (size_t)b * L * E, L, E, c);
 }
 
-/* One Mamba block over B sequences of length L, h += mixer(rmsnorm(h)), with the active adapter's
- * LoRA (unless merged) and LIM gate. */
-static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st, float *u0_out) {
+/* A Mamba block over B sequences of length L, h += mixer(rmsnorm(h)), with the active adapter's
+ * LoRA (unless merged) and LIM gate, in three stages so another backend can run the middle one
+ * (softplus, scan, gate): layer_pre leaves u, dbc, the pre-softplus delta and the gate input
+ * (z in xz, or the LIM values in lim_v); layer_mid leaves the gated y; layer_post adds out_proj. */
+static void layer_pre(mb_model *m, int l, int B, int L, mb_state *st, float *u0_out) {
   const mb_config *c = &m->cfg;
   const mb_layer *W = &m->layers[l];
   const mb_adapter *ad = m->adapter;
@@ -298,6 +300,16 @@ static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st, float 
     for (int t = 0; t < BT; t++) memcpy(a->tmp + (size_t)t * R, a->dbc + (size_t)t * DBC, R * sizeof(float));
     lora_forward(a->delta, E, a->lora_h, a->tmp, lora_A(ad, l, MB_T_DT_PROJ), lora_B(ad, l, MB_T_DT_PROJ), sc, BT, R, E, r);
   }
+  /* the gate input: z, or the LIM membrane v with Memba (it depends on z alone) */
+  if (ad && ad->cfg.lim) layer_lim(m, l, B, L, st, u0_out);
+}
+
+static void layer_mid(mb_model *m, int l, int B, int L, mb_state *st) {
+  const mb_config *c = &m->cfg;
+  const mb_layer *W = &m->layers[l];
+  const mb_adapter *ad = m->adapter;
+  mb_acts *a = &m->acts;
+  int E = c->d_inner, N = c->d_state, R = c->dt_rank, DBC = R + 2 * N, BT = B * L;
   softplus_forward(a->delta, (size_t)BT * E);
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
@@ -306,23 +318,33 @@ static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st, float 
     selective_scan_forward(a->y + off * E, s, a->u + off * E, a->delta + off * E,
                            a->dbc + off * DBC + R, DBC, W->A, W->D, L, E, N);
   }
-  /* o_t = y_t * silu(g_t), g = z, or the LIM membrane v with Memba ; h_t += out_proj.weight @ o_t */
-  if (ad && ad->cfg.lim) {
-    layer_lim(m, l, B, L, st, u0_out);
-    gate_forward(a->y, a->lim_v, E, BT, E);
-  } else {
-    gate_forward(a->y, a->xz + E, 2 * E, BT, E);
-  }
+  /* o_t = y_t * silu(g_t), g = z, or the LIM membrane v with Memba */
+  if (ad && ad->cfg.lim) gate_forward(a->y, a->lim_v, E, BT, E);
+  else gate_forward(a->y, a->xz + E, 2 * E, BT, E);
+}
+
+static void layer_post(mb_model *m, int l, int B, int L) {
+  const mb_config *c = &m->cfg;
+  const mb_layer *W = &m->layers[l];
+  const mb_adapter *ad = m->adapter;
+  mb_acts *a = &m->acts;
+  int d = c->d_model, E = c->d_inner, BT = B * L, r = ad ? ad->cfg.r : 0;
+  float sc = ad ? ad->scale : 0.0f;
+  /* h_t += out_proj.weight @ o_t (+ LoRA) */
   matmul_forward(a->tmp, a->y, W->out_proj_w, W->out_proj_b, BT, E, d);
   if (lora_on(ad, MB_T_OUT_PROJ))
     lora_forward(a->tmp, d, a->lora_h, a->y, lora_A(ad, l, MB_T_OUT_PROJ), lora_B(ad, l, MB_T_OUT_PROJ), sc, BT, E, d, r);
   for (size_t i = 0; i < (size_t)BT * d; i++) a->h[i] += a->tmp[i];
 }
 
-/* Validates inputs, sizes activations, embeds ids and runs every layer; the final residual
- * stream is left in m->acts.h. On failure nothing (state included) has changed. */
-static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L,
-                                const fwd_out *out, mb_state *state) {
+static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st, float *u0_out) {
+  layer_pre(m, l, B, L, st, u0_out);
+  layer_mid(m, l, B, L, st);
+  layer_post(m, l, B, L);
+}
+
+/* Validates inputs, sizes activations and embeds ids into m->acts.h. */
+static mb_status forward_begin(mb_model *m, const int32_t *ids, int B, int L, mb_state *state) {
   if (!m || !ids) return mb_fail(MB_ERR_INVALID_ARG, "model or ids is NULL");
   if (!m->finalized) return mb_fail(MB_ERR_STATE, "model weights not finalized");
   if (B < 1 || L < 1) return mb_fail(MB_ERR_INVALID_ARG, "empty input (B=%d, L=%d)", B, L);
@@ -350,6 +372,19 @@ static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L,
   mb_acts *a = &m->acts;
   for (size_t i = 0; i < BT; i++)
     memcpy(a->h + i * d, m->embedding + (size_t)ids[i] * d, d * sizeof(float));
+  return MB_OK;
+}
+
+/* Validates, embeds and runs every layer; the final residual stream is left in m->acts.h. On
+ * failure nothing (state included) has changed. */
+static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L,
+                                const fwd_out *out, mb_state *state) {
+  mb_status st = forward_begin(m, ids, B, L, state);
+  if (st) return st;
+  const mb_config *c = &m->cfg;
+  const mb_adapter *ad = m->adapter;
+  mb_acts *a = &m->acts;
+  size_t BT = (size_t)B * L, d = c->d_model;
   int clen = ad && ad->cfg.lim ? lim_chunk_len(&ad->cfg, L) : 0;
   size_t E = c->d_inner;
   for (int l = 0; l < c->n_layer; l++) {
@@ -362,18 +397,11 @@ static mb_status forward_layers(mb_model *m, const int32_t *ids, int B, int L,
   return MB_OK;
 }
 
-mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mode mode,
-                     float *logits, float *hidden, mb_state *state) {
-  mb_clear_error();
-  if (mode < MB_LOGITS_NONE || mode > MB_LOGITS_ALL) return mb_fail(MB_ERR_INVALID_ARG, "bad logits mode");
-  if (mode != MB_LOGITS_NONE && !logits) return mb_fail(MB_ERR_INVALID_ARG, "logits is NULL");
-  fwd_out out = {hidden, NULL, NULL};
-  mb_status st = forward_layers(m, ids, B, L, &out, state);
-  if (st) return st;
+/* logits_t = lm_head @ (rmsnorm(h_t) * norm_f.weight), only where asked */
+static void forward_head(mb_model *m, int B, int L, mb_logits_mode mode, float *logits) {
   const mb_config *c = &m->cfg;
   mb_acts *a = &m->acts;
   int d = c->d_model, V = c->vocab_size, BT = B * L;
-  /* logits_t = lm_head @ (rmsnorm(h_t) * norm_f.weight), only where asked */
   if (mode == MB_LOGITS_ALL) {
     rmsnorm_forward(a->a, a->h, m->norm_f, BT, d, c->eps);
     matmul_forward(logits, a->a, m->lm_head, NULL, BT, d, V);
@@ -383,11 +411,30 @@ mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mo
                       c->eps);
     matmul_forward(logits, a->a, m->lm_head, NULL, B, d, V);
   }
+}
+
+static mb_status check_mode(mb_logits_mode mode, const float *logits) {
+  if (mode < MB_LOGITS_NONE || mode > MB_LOGITS_ALL) return mb_fail(MB_ERR_INVALID_ARG, "bad logits mode");
+  if (mode != MB_LOGITS_NONE && !logits) return mb_fail(MB_ERR_INVALID_ARG, "logits is NULL");
+  return MB_OK;
+}
+
+mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mode mode,
+                     float *logits, float *hidden, mb_state *state) {
+  mb_clear_error();
+  mb_status st = check_mode(mode, logits);
+  if (st) return st;
+  fwd_out out = {hidden, NULL, NULL};
+  st = forward_layers(m, ids, B, L, &out, state);
+  if (st) return st;
+  forward_head(m, B, L, mode, logits);
   return MB_OK;
 }
 
 /* Rows of logits computed at once by mb_score: bounds its scratch to SCORE_BLOCK * V floats. */
 #define SCORE_BLOCK 32
+
+static mb_status score_head(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs);
 
 mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs) {
   mb_clear_error();
@@ -395,6 +442,11 @@ mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, floa
   if (from < 1 || from > L) return mb_fail(MB_ERR_INVALID_ARG, "from=%d must be in [1, L=%d]", from, L);
   mb_status st = forward_layers(m, ids, B, L, NULL, NULL);
   if (st) return st;
+  return score_head(m, ids, B, L, from, logprobs);
+}
+
+/* log-probabilities of ids from the final residual stream in m->acts.h */
+static mb_status score_head(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs) {
   const mb_config *c = &m->cfg;
   mb_acts *a = &m->acts;
   int d = c->d_model, V = c->vocab_size;
@@ -421,6 +473,53 @@ mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, floa
   }
   free(scratch);
   return MB_OK;
+}
+
+/* ---- the split forward (for backends that run layer_mid elsewhere) ---- */
+
+mb_status mb_split_begin(mb_model *m, const int32_t *ids, int B, int L, mb_state *state) {
+  mb_clear_error();
+  return forward_begin(m, ids, B, L, state);
+}
+
+void mb_split_pre(mb_model *m, int l, int B, int L, mb_state *state) { layer_pre(m, l, B, L, state, NULL); }
+
+void mb_split_mid(mb_model *m, int l, int B, int L, mb_state *state) { layer_mid(m, l, B, L, state); }
+
+void mb_split_post(mb_model *m, int l, int B, int L) { layer_post(m, l, B, L); }
+
+mb_status mb_split_end(mb_model *m, int B, int L, mb_logits_mode mode, float *logits, mb_state *state) {
+  mb_clear_error();
+  mb_status st = check_mode(mode, logits);
+  if (st) return st;
+  if (state) state->pos += L;
+  forward_head(m, B, L, mode, logits);
+  return MB_OK;
+}
+
+mb_status mb_split_end_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs) {
+  mb_clear_error();
+  if (!logprobs || from < 1 || from > L) return mb_fail(MB_ERR_INVALID_ARG, "bad score arguments");
+  return score_head(m, ids, B, L, from, logprobs);
+}
+
+float *mb_split_buffer(mb_model *m, mb_split_buf which) {
+  if (!m) return NULL;
+  mb_acts *a = &m->acts;
+  switch (which) {
+    case MB_BUF_XZ: return a->xz;
+    case MB_BUF_U: return a->u;
+    case MB_BUF_DBC: return a->dbc;
+    case MB_BUF_DELTA: return a->delta;
+    case MB_BUF_Y: return a->y;
+    case MB_BUF_LIM_V: return a->lim_v;
+    default: return NULL;
+  }
+}
+
+float *mb_layer_A(mb_model *m, int layer) {
+  if (!m || layer < 0 || layer >= m->cfg.n_layer) return NULL;
+  return m->layers[layer].A;
 }
 
 mb_status mb_inspect(mb_model *m, const int32_t *ids, int B, int L, float *lim_v, float *lim_u0,

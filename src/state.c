@@ -80,3 +80,8 @@ float *mb_state_ssm(mb_state *s, int layer, int b) {
 float *mb_state_lim(mb_state *s, int layer, int b) {
   return mb_state_ssm(s, layer, b) + (size_t)s->E * s->N;
 }
+
+float *mb_state_ssm_ptr(mb_state *s, int layer, int b) {
+  if (!s || layer < 0 || layer >= s->n_layer || b < 0 || b >= s->batch) return NULL;
+  return mb_state_ssm(s, layer, b);
+}

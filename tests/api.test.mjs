@@ -17,7 +17,7 @@ test('package entry exports the contract names and the documented error codes', 
   assert.ok(entry, `package self-import failed; exports = ${JSON.stringify(pkg.exports)}`);
   assert.equal(entry.Mamba, Mamba);
   assert.equal(entry.MembaError, MembaError);
-  assert.deepEqual(Object.values(ErrorCodes).sort(), ['aborted', 'bad_format', 'disposed', 'internal', 'invalid_argument', 'network', 'non_finite', 'not_found', 'oom', 'shape_mismatch', 'unsupported']);
+  assert.deepEqual(Object.values(ErrorCodes).sort(), ['aborted', 'bad_format', 'busy', 'disposed', 'internal', 'invalid_argument', 'network', 'non_finite', 'not_found', 'oom', 'shape_mismatch', 'unsupported']);
 });
 
 test('bad inputs to forward / generate / loglikelihood are invalid_argument, and the model stays usable', async () => {
@@ -59,11 +59,12 @@ test('bad inputs to forward / generate / loglikelihood are invalid_argument, and
   await rejectsCode(() => model.generate([1, 2]), 'disposed');
 });
 
-test('load errors: missing directory, bad JSON, missing/wrong tensors, unknown backend, WebGPU not yet', async () => {
+test('load errors: missing directory, bad JSON, missing/wrong tensors, unknown backend, WebGPU without an adapter', async () => {
   await rejectsCode(() => Mamba.load('/nonexistent/dir/for/memba'), 'not_found');
   await rejectsCode(() => Mamba.load(42), 'invalid_argument');
   await rejectsCode(() => Mamba.load(fixture('mamba-tiny'), { backend: 'cuda' }), 'invalid_argument');
-  await rejectsCode(() => Mamba.load(fixture('mamba-tiny'), { backend: 'webgpu' }), 'unsupported');
+  const noAdapter = { requestAdapter: async () => null }; // a WebGPU without any adapter
+  await rejectsCode(() => Mamba.load(fixture('mamba-tiny'), { backend: 'webgpu', gpu: noAdapter }), 'unsupported', /no adapter/);
   await rejectsCode(() => Mamba.load({ files: { 'config.json': '{not json', 'model.safetensors': modelBytes } }), 'bad_format');
   await rejectsCode(() => Mamba.load({ files: { 'config.json': cfgText } }), 'not_found');
   const cfg = JSON.parse(cfgText);

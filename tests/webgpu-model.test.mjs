@@ -1,0 +1,74 @@
+// webgpu-model.test.mjs: whole models with backend 'webgpu' (each layer's softplus, scan and gate
+// on WebGPU) against the golden vectors and against WASM: logits, greedy tokens, log-likelihoods,
+// Memba adapters; a lost device falls back to WASM without losing the model or a decode state;
+// 'auto' keeps WASM on a software adapter. Skips, saying why, only where WebGPU has no adapter.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { Mamba } from '../bindings/index.js';
+import { requestDevice } from '../web/webgpu.js';
+import { fixture, readCase, readExpected, assertClose, maxDiff } from './helpers.mjs';
+
+let why = null;
+before(async () => {
+  const r = await requestDevice();
+  if (!r.device) why = `no WebGPU adapter: ${r.reason}`;
+  else r.device.destroy();
+});
+
+for (const name of ['mamba-tiny', 'mamba-tiny-original-layout', 'memba-tiny-paper', 'memba-tiny-stream', 'memba-tiny-short']) {
+  test(`${name} on WebGPU: logits, greedy tokens, log-likelihoods match golden and WASM`, async (t) => {
+    if (why) return t.skip(why);
+    const c = readCase(name);
+    const exp = readExpected(name);
+    const gpu = await Mamba.load(fixture(name), { backend: 'webgpu' });
+    const cpu = await Mamba.load(fixture(name), { backend: 'wasm' });
+    assert.equal(gpu.info.backend, 'webgpu');
+    if (name.startsWith('memba')) {
+      await gpu.loadAdapter(fixture(name));
+      await cpu.loadAdapter(fixture(name));
+    }
+    const out = await gpu.forward(c.ids);
+    assertClose(`${name} webgpu logits vs golden`, out.data, exp.get('logits'), 'logits_rel');
+    assertClose(`${name} webgpu vs wasm logits`, out.data, (await cpu.forward(c.ids)).data, 'logits_rel');
+    const greedy = exp.get('greedy');
+    const [, G] = greedy.shape;
+    const P = c.greedy_prompt_len;
+    for (let b = 0; b < c.ids.length; b++) {
+      const got = await gpu.generate(c.ids[b].slice(0, P), { maxNewTokens: G, stopTokens: [] });
+      assert.deepEqual(got, Array.from(greedy.subarray(b * G, (b + 1) * G)), `greedy row ${b}`);
+      const ll = await gpu.loglikelihood(c.ids[b].slice(0, P), c.ids[b].slice(P));
+      assertClose(`${name} webgpu loglik row ${b}`, [ll], [exp.get('loglik_after_prompt')[b]], 'loglik_rel');
+    }
+    assert.equal(gpu.info.backend, 'webgpu', 'no silent fallback happened');
+    gpu.dispose();
+    cpu.dispose();
+  });
+}
+
+test('a lost WebGPU device falls back to WASM without losing the model or a decode state', async (t) => {
+  if (why) return t.skip(why);
+  const c = readCase('mamba-tiny');
+  const model = await Mamba.load(fixture('mamba-tiny'), { backend: 'webgpu' });
+  const want = (await model.forward(c.ids)).data;
+  const st = model.createState();
+  st.prefill(c.ids[0].slice(0, 8));
+  model._gpu.device.destroy(); // what a driver reset or a lost context does
+  const after = await model.forward(c.ids);
+  assert.equal(model.info.backend, 'wasm');
+  assert.match(model.info.fallbackReason, /WebGPU/);
+  assertClose('logits after the device was lost', after.data, want, 'logits_rel');
+  const cpu = await Mamba.load(fixture('mamba-tiny'), { backend: 'wasm' });
+  const ref = cpu.createState();
+  ref.prefill(c.ids[0].slice(0, 8));
+  assert.equal(maxDiff(st.step(c.ids[0][8]), ref.step(c.ids[0][8])), 0, 'the decode state carried on');
+  assert.deepEqual(await model.generate(c.ids[0].slice(0, 5), { maxNewTokens: 10, stopTokens: [] }), await cpu.generate(c.ids[0].slice(0, 5), { maxNewTokens: 10, stopTokens: [] }));
+  model.dispose();
+  cpu.dispose();
+});
+
+test("backend 'auto' keeps WASM for small models and on software adapters", async (t) => {
+  if (why) return t.skip(why);
+  const m = await Mamba.load(fixture('mamba-tiny'));
+  assert.equal(m.info.backend, 'wasm');
+  m.dispose();
+});

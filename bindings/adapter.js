@@ -217,7 +217,7 @@ export class Adapter {
     const files = {};
     if (lora) {
       const cfg = {
-        peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: this._model.info.source ?? null, revision: null,
+        peft_type: 'LORA', task_type: 'CAUSAL_LM', base_model_name_or_path: this._model.info.hubId ?? null, revision: null,
         r: lora.r, lora_alpha: lora.alpha, lora_dropout: lora.dropout, target_modules: [...lora.targets],
         use_rslora: lora.rslora, use_dora: false, bias: 'none', fan_in_fan_out: false, init_lora_weights: true,
         inference_mode: true, modules_to_save: null, layers_to_transform: null, layers_pattern: null,

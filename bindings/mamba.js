@@ -141,6 +141,8 @@ export class Mamba {
     }
     const info = {
       source: src.description,
+      // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
+      hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
       layout: ckpt.config.layout,
       backend: 'wasm',
       weightBytes: Number(engine.mod._mb_model_weight_bytes(handle)) >>> 0,

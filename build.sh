@@ -3,7 +3,8 @@
 #   ./build.sh            install what is missing, build the WASM module and the native library
 #   ./build.sh test       build, then run every test (native C tests under ASan+UBSan, node --test)
 #   ./build.sh generate   build, then run the main job (a generation from a model; args pass on)
-#   ./build.sh bench      build, then run the benchmark (WASM vs native, appends to bench/results.md)
+#   ./build.sh bench      build, then run the benchmark (WASM vs native, appends to bench/results.md);
+#                         ./build.sh bench --webgpu: WebGPU vs WASM (scan GB/s, prefill tokens/s)
 #   ./build.sh demo       build, then serve the browser demo on http://127.0.0.1:8080/demo/
 #   ./build.sh wasm | native | deps | clean
 # Unknown arguments are an error.
@@ -23,7 +24,7 @@ EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param
   mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers
   mb_ref_selective_scan mb_ref_conv1d_silu mb_ref_softplus mb_ref_gate mb_ref_lim
   mb_split_begin mb_split_pre mb_split_mid mb_split_post mb_split_end mb_split_end_score
-  mb_split_buffer mb_layer_A mb_state_ssm_ptr)
+  mb_split_buffer mb_layer_A mb_state_ssm_ptr mb_op_selective_scan)
 
 # Flags, each with its reason:
 CFLAGS_COMMON=(
@@ -147,12 +148,13 @@ case "${1:-}" in
   "") build_all ;;
   test) [ $# -eq 1 ] || { echo "build.sh test takes no arguments" >&2; exit 2; }; run_tests ;;
   generate) shift; build_all; node bindings/cli.js generate "$@" ;;
-  bench) shift; build_all; node bench/bench.mjs "$@" ;;
+  bench) shift; build_all
+    if [ "${1:-}" = --webgpu ]; then shift; node bench/bench-webgpu.mjs "$@"; else node bench/bench.mjs "$@"; fi ;;
   demo) shift; build_all; node demo/serve.mjs "$@" ;;
   wasm) deps; build_wasm ;;
   native) deps; build_native ;;
   deps) deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;
-  -h|--help|help) sed -n '2,9p' "$0" ;;
+  -h|--help|help) sed -n '2,10p' "$0" ;;
   *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;
 esac

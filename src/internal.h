@@ -118,6 +118,8 @@ void mb_ref_selective_scan(float *y, float *s, const float *u, const float *delt
 void mb_ref_conv1d_silu(float *u, float *hist, const float *x, int x_stride, const float *w,
                         const float *bias, int L, int E, int K);
 void mb_ref_softplus(float *x, int n);
+void mb_op_selective_scan(float *y, float *s, const float *u, const float *delta, const float *bc,
+                          int bc_stride, const float *A, const float *D, int L, int E, int N);
 void mb_ref_gate(float *y, const float *g, int g_stride, int T, int E);
 void mb_ref_lim(float *v, float *post, float *U, const float *z, int z_stride,
                 const float *prev_post, int L, int E, int c, double pos0, float tau, float v_th,

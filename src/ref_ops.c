@@ -24,3 +24,9 @@ void mb_ref_lim(float *v, float *post, float *U, const float *z, int z_stride,
                 int pre_reset) {
   lim_forward(v, post, NULL, U, z, z_stride, prev_post, L, E, c, (int64_t)pos0, tau, v_th, pre_reset);
 }
+
+/* The dispatching scan (SIMD when enabled): what the WASM engine runs, for benchmarks. */
+void mb_op_selective_scan(float *y, float *s, const float *u, const float *delta, const float *bc,
+                          int bc_stride, const float *A, const float *D, int L, int E, int N) {
+  selective_scan_forward(y, s, u, delta, bc, bc_stride, A, D, L, E, N);
+}

@@ -24,7 +24,7 @@ export interface Progress {
 export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   signal?: AbortSignal;
-  /** 'wasm'; 'webgpu' (each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WebGPU on a hardware adapter for models with d_inner >= 4096, else WASM. */
+  /** 'wasm'; 'webgpu' (each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WebGPU only where it pays (measured: not yet at any size, while matmuls run in WASM), else WASM. */
   backend?: 'auto' | 'wasm' | 'webgpu';
   /** Hub base URL for hub ids (default https://huggingface.co) and revision (default main). */
   hubBase?: string;

@@ -30,8 +30,12 @@ const SLOT_OF = {
   'mixer.out_proj.bias': Param.OUT_PROJ_B,
 };
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
-/** 'auto' takes WebGPU from this d_inner up (1.4b-class and larger), measured in bench/results.md. */
-export const AUTO_WEBGPU_MIN_D_INNER = 4096;
+/**
+ * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
+ * with the matmuls still in WASM the GPU scan does not pay at any released size (prefill 0.83-1.10x),
+ * so 'auto' means WASM until the matmuls move to WebGPU; then this is the one number to lower.
+ */
+export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
 
 /** Lets timers, I/O and abort signals run between tokens. */
 const yieldToEventLoop =
@@ -163,7 +167,7 @@ export class Mamba {
   /**
    * 'wasm': the WASM engine only. 'webgpu': each layer's scan runs on WebGPU (an error where there
    * is no adapter). 'auto': WebGPU where a hardware adapter exists and the model is large enough
-   * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER, see bench/results.md), else WASM.
+   * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER: today never, see there), else WASM.
    */
   async _chooseBackend(backend, opts) {
     if (backend === 'wasm') return;

@@ -8,7 +8,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createServer } from '../demo/serve.mjs';
 import { makeTextModel } from './make-text-model.mjs';
-import { ROOT } from './helpers.mjs';
+import { ROOT, readCase, readExpected, assertClose } from './helpers.mjs';
+
+const FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
 let server;
@@ -28,10 +30,7 @@ test('demo in headless Chromium: load in a worker, generate, fine-tune (loss fal
     makeTextModel(path.join(ROOT, 'build', 'text-model'));
     modelPath = 'build/text-model/';
   }
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
   const errors = [];
   try {
     const page = await browser.newPage({ viewport: { width: 1000, height: 1400 } });
@@ -67,6 +66,43 @@ test('demo in headless Chromium: load in a worker, generate, fine-tune (loss fal
     fs.mkdirSync(path.join(ROOT, 'build'), { recursive: true });
     await page.screenshot({ path: path.join(ROOT, 'build', 'demo.png'), fullPage: true });
     assert.deepEqual(errors, [], 'no errors in the page');
+  } finally {
+    await browser.close();
+  }
+});
+
+test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy tokens match golden and WASM, with a Memba adapter', { skip: CHROMIUM ? false : 'no Chromium found', timeout: 180_000 }, async (t) => {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, '--enable-unsafe-webgpu'] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${origin}/demo/`);
+    const hasAdapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
+    if (!hasAdapter) return t.skip('Chromium exposes no WebGPU adapter here');
+    for (const name of ['mamba-tiny', 'memba-tiny-stream']) {
+      const c = readCase(name);
+      const P = c.greedy_prompt_len;
+      const got = await page.evaluate(async ({ name, ids, P, G }) => {
+        const { Mamba } = await import('/bindings/index.js');
+        const run = async (backend) => {
+          const m = await Mamba.load(`/tests/fixtures/${name}/`, { backend });
+          if (name.startsWith('memba')) await m.loadAdapter(`/tests/fixtures/${name}/`);
+          const out = await m.forward(ids);
+          const greedy = await m.generate(ids[0].slice(0, P), { maxNewTokens: G, stopTokens: [] });
+          const info = m.info;
+          m.dispose();
+          return { logits: Array.from(out.data), greedy, backend: info.backend, adapter: info.adapter ?? null };
+        };
+        return { gpu: await run('webgpu'), wasm: await run('wasm') };
+      }, { name, ids: c.ids, P, G: readExpected(name).get('greedy').shape[1] });
+      assert.equal(got.gpu.backend, 'webgpu');
+      console.log(`${name}: Chromium WebGPU adapter ${got.gpu.adapter}`);
+      const exp = readExpected(name);
+      assertClose(`${name} Chromium webgpu logits vs golden`, got.gpu.logits, exp.get('logits'), 'logits_rel');
+      assertClose(`${name} Chromium webgpu vs wasm logits`, got.gpu.logits, got.wasm.logits, 'logits_rel');
+      const G = exp.get('greedy').shape[1];
+      assert.deepEqual(got.gpu.greedy, Array.from(exp.get('greedy').subarray(0, G)));
+    }
   } finally {
     await browser.close();
   }

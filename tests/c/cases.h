@@ -4,6 +4,7 @@
 #ifndef MEMBA_CASES_H
 #define MEMBA_CASES_H
 #include "../../src/memba.h"
+#include "testmodel.h"
 #include "testutil.h"
 
 typedef struct {
@@ -66,4 +67,14 @@ static mb_adapter *load_adapter(mb_model *m, const gcase *gc) {
   return a;
 }
 
+/* The case's model with its adapter loaded and active. */
+static mb_model *load_case(const gcase *gc, mb_adapter **a) {
+  mb_config cfg = {32, gc->n_layer, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
+  char path[256];
+  snprintf(path, sizeof path, "%smodel.safetensors", gc->dir);
+  mb_model *m = load_model(path, &cfg);
+  *a = load_adapter(m, gc);
+  CHECK(mb_model_set_adapter(m, *a) == MB_OK, "set_adapter");
+  return m;
+}
 #endif

@@ -8,21 +8,12 @@
 #include "tolerance.h"
 #include "cases.h"
 
-static void compare(const char *what, const float *got, const float *want, size_t n, double t) {
-  float ref = max_abs(want, n), diff = max_abs_diff(got, want, n);
-  float lim = (float)(t * (ref > 1 ? ref : 1));
-  printf("  %-48s maxdiff %.3g (limit %.3g)\n", what, diff, lim);
-  CHECK(diff <= lim, "%s: maxdiff %g > %g", what, diff, lim);
-}
 
 static void test_case(const gcase *gc) {
   printf(" %s\n", gc->dir);
-  mb_config cfg = {32, gc->n_layer, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
+  mb_adapter *a;
+  mb_model *m = load_case(gc, &a);
   char path[256];
-  snprintf(path, sizeof path, "%smodel.safetensors", gc->dir);
-  mb_model *m = load_model(path, &cfg);
-  mb_adapter *a = load_adapter(m, gc);
-  CHECK(mb_model_set_adapter(m, a) == MB_OK, "set_adapter");
   int B = gc->B, L = gc->L, V = 64, E = 64;
   size_t BLV = (size_t)B * L * V, BLE = (size_t)B * L * E;
   float *logits = malloc(sizeof(float) * BLV), *v = malloc(sizeof(float) * gc->n_layer * BLE);

@@ -13,12 +13,6 @@ static const mb_config TINY = {32, 2, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
 static const int IDS[2][17] = {{23, 32, 61, 28, 57, 3, 37, 26, 51, 40, 39, 47, 9, 29, 25, 22, 57},
                                {33, 13, 36, 38, 7, 10, 47, 35, 34, 53, 60, 60, 29, 25, 58, 34, 37}};
 
-static void compare(const char *what, const float *got, const float *want, size_t n, double t) {
-  float ref = max_abs(want, n), diff = max_abs_diff(got, want, n);
-  float lim = (float)(t * (ref > 1 ? ref : 1));
-  printf("  %-44s maxdiff %.3g (limit %.3g)\n", what, diff, lim);
-  CHECK(diff <= lim, "%s: maxdiff %g > %g", what, diff, lim);
-}
 
 static void test_golden(mb_model *m) {
   st_file e;

@@ -37,12 +37,9 @@ static void compare_tensors(st_file *e, mb_adapter *a, const gcase *gc, const ch
 
 static void test_case(const gcase *gc) {
   printf(" %s\n", gc->dir);
-  mb_config cfg = {32, gc->n_layer, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
+  mb_adapter *a;
+  mb_model *m = load_case(gc, &a);
   char path[256];
-  snprintf(path, sizeof path, "%smodel.safetensors", gc->dir);
-  mb_model *m = load_model(path, &cfg);
-  mb_adapter *a = load_adapter(m, gc);
-  mb_model_set_adapter(m, a);
   snprintf(path, sizeof path, "%sexpected.safetensors", gc->dir);
   st_file e;
   CHECK(st_open(&e, path), "open %s", path);

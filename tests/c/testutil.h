@@ -39,6 +39,14 @@ static inline float max_abs(const float *a, size_t n) {
   return m;
 }
 
+/* Prints the max difference and checks it against t * max(1, max|want|). */
+static inline void compare(const char *what, const float *got, const float *want, size_t n, double t) {
+  float ref = max_abs(want, n), diff = max_abs_diff(got, want, n);
+  float lim = (float)(t * (ref > 1 ? ref : 1));
+  printf("  %-48s maxdiff %.3g (limit %.3g)\n", what, diff, lim);
+  CHECK(diff <= lim, "%s: maxdiff %g > %g", what, diff, lim);
+}
+
 /* xorshift64* */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static inline float frand(float lo, float hi) {

@@ -76,6 +76,8 @@ test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy t
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, '--enable-unsafe-webgpu'] });
   try {
     const page = await browser.newPage();
+    const weightRequests = [];
+    page.on('request', (r) => r.url().endsWith('/model.safetensors') && weightRequests.push(r.url()));
     await page.goto(`${origin}/demo/`);
     const hasAdapter = await page.evaluate(async () => !!(await navigator.gpu?.requestAdapter()));
     if (!hasAdapter) return t.skip('Chromium exposes no WebGPU adapter here');
@@ -103,6 +105,10 @@ test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy t
       const G = exp.get('greedy').shape[1];
       assert.deepEqual(got.gpu.greedy, Array.from(exp.get('greedy').subarray(0, G)));
     }
+    // each model was loaded twice (webgpu, then wasm): the second load came from the Cache API
+    const cacheNames = await page.evaluate(() => caches.keys());
+    assert.ok(cacheNames.includes('memba-wasm-v1'), `caches: ${cacheNames}`);
+    assert.equal(weightRequests.length, 2, `weights fetched ${weightRequests.length} times for 4 loads: ${weightRequests}`);
   } finally {
     await browser.close();
   }

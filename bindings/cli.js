@@ -121,7 +121,12 @@ async function finetune(opts) {
   const [file] = opts._;
   if (!file) throw usage('finetune needs a text file');
   if (!opts.out) throw usage('finetune needs --out DIR');
-  const text = fs.readFileSync(file, 'utf8');
+  let text;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw usage(`cannot read ${file}: ${err.code ?? err.message}`);
+  }
   const model = await loadModel(opts);
   if (!model.hasTokenizer) throw usage('finetune needs a model with a tokenizer.json');
   const targets = (opts.targets ?? 'in_proj,out_proj').split(',').map((t) => t.trim());

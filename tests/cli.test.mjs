@@ -1,0 +1,58 @@
+// cli.test.mjs: the `memba` command on the embedded default model: generate prints a continuation
+// on stdout (progress only on stderr), finetune writes a PEFT adapter that generate, score and
+// inspect then use, and bad usage exits 2 with a message.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ROOT } from './helpers.mjs';
+
+const cli = (...args) => spawnSync(process.execPath, [path.join(ROOT, 'bindings', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 });
+
+test('memba generate "prompt" prints the continuation of the embedded model on stdout', () => {
+  const r = cli('generate', 'The jury said', '--seed', '3', '--max-new-tokens', '24');
+  assert.equal(r.status, 0, r.stderr);
+  console.log(`stdout: ${JSON.stringify(r.stdout)}`);
+  assert.ok(r.stdout.trim().split(/\s+/).length >= 5, 'some words came out');
+  assert.ok(!r.stdout.includes('loaded'), 'progress stays on stderr');
+  const greedy1 = cli('generate', 'The jury said', '--temperature', '0', '--max-new-tokens', '12');
+  const greedy2 = cli('generate', 'The jury said', '--temperature', '0', '--max-new-tokens', '12');
+  assert.equal(greedy1.stdout, greedy2.stdout, 'greedy is deterministic');
+});
+
+test('memba finetune writes a PEFT adapter + memba_config.json; generate, score and inspect use it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memba-cli-'));
+  const text = path.join(dir, 'notes.txt');
+  fs.writeFileSync(text, 'The little robot liked to paint the sea. The little robot painted the sea blue. '.repeat(6));
+  const out = path.join(dir, 'adapter');
+  const r = cli('finetune', text, '--out', out, '--epochs', '3', '--seq-len', '32', '--batch-size', '2', '--lr', '0.005');
+  assert.equal(r.status, 0, r.stderr);
+  console.log(r.stdout.trim());
+  const m = /loss ([\d.]+) -> ([\d.]+)/.exec(r.stdout);
+  assert.ok(m && Number(m[2]) < Number(m[1]), 'the loss fell');
+  assert.deepEqual(fs.readdirSync(out).sort(), ['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json']);
+  const cfg = JSON.parse(fs.readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
+  assert.equal(cfg.peft_type, 'LORA');
+  const g = cli('generate', 'The little robot', '--adapter', out, '--temperature', '0', '--max-new-tokens', '8');
+  assert.equal(g.status, 0, g.stderr);
+  assert.ok(g.stdout.trim().length > 0);
+  const s = cli('score', 'The little robot painted the', ' sea', ' jury', '--adapter', out);
+  assert.equal(s.status, 0, s.stderr);
+  const [sea, jury] = s.stdout.trim().split('\n').map((l) => Number(l.split('\t')[0]));
+  assert.ok(sea > jury, `after fine-tuning " sea" should beat " jury" (${sea} vs ${jury})`);
+  const i = cli('inspect', 'The little robot', '--adapter', out);
+  assert.equal(i.status, 0, i.stderr);
+  assert.match(i.stdout, /LIM membrane/);
+  fs.rmSync(dir, { recursive: true });
+});
+
+test('bad usage exits 2 with a message', () => {
+  for (const args of [['generate'], ['nonsense'], ['generate', 'x', '--bogus'], ['finetune', 'missing.txt']]) {
+    const r = cli(...args);
+    assert.equal(r.status === 2 || r.status === 1, true, `${args}: exit ${r.status}`);
+    assert.ok(r.stderr.includes('memba:'), r.stderr);
+  }
+  assert.equal(cli('help').status, 0);
+});

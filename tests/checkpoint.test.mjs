@@ -13,6 +13,7 @@ import {
   parseSafetensors, writeSafetensors, tensorToFloat32, float32ToFloat16Bits, float32ToBFloat16Bits,
 } from '../bindings/safetensors.js';
 import { MembaError } from '../bindings/errors.js';
+import { rejectsCode } from './helpers.mjs';
 
 const HF_DIR = fileURLToPath(new URL('./fixtures/mamba-tiny', import.meta.url));
 const ORIG_DIR = fileURLToPath(new URL('./fixtures/mamba-tiny-original-layout', import.meta.url));
@@ -23,15 +24,6 @@ const GOLDEN = parseSafetensors(HF_BYTES).tensors; // file name -> tensor (F32)
 
 function expectThrow(fn, code, pattern) {
   assert.throws(fn, (e) => {
-    assert.ok(e instanceof MembaError, `expected MembaError, got ${e?.name}: ${e?.message}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  });
-}
-
-async function expectReject(promise, code, pattern) {
-  await assert.rejects(promise, (e) => {
     assert.ok(e instanceof MembaError, `expected MembaError, got ${e?.name}: ${e?.message}`);
     assert.equal(e.code, code, e.message);
     if (pattern) assert.match(e.message, pattern);
@@ -142,7 +134,7 @@ test('original-layout checkpoint with a padded vocab loads through readCheckpoin
   const ck = await load({ 'config.json': config, 'model.safetensors': HF_BYTES });
   assert.equal(ck.config.vocabSize, 64);
   assert.equal(ck.config.layout, 'original');
-  await expectReject(load({ 'config.json': { ...ORIG_CONFIG, vocab_size: 70 }, 'model.safetensors': HF_BYTES }), 'shape_mismatch');
+  await rejectsCode(load({ 'config.json': { ...ORIG_CONFIG, vocab_size: 70 }, 'model.safetensors': HF_BYTES }), 'shape_mismatch');
 });
 
 test('normalizeConfig rejects malformed and unsupported configs', () => {
@@ -270,7 +262,7 @@ test('readCheckpoint: bad files and missing pieces are MembaErrors with the righ
       return true;
     }, label);
   }
-  await expectReject(readCheckpoint({}), 'invalid_argument');
+  await rejectsCode(readCheckpoint({}), 'invalid_argument');
 });
 
 test('readCheckpoint: progress across its reads is one aggregate with a single done', async () => {

@@ -13,6 +13,7 @@ import { openSource } from '../bindings/source.js';
 import { readCheckpoint } from '../bindings/checkpoint.js';
 import { parseSafetensors, writeSafetensors } from '../bindings/safetensors.js';
 import { MembaError } from '../bindings/errors.js';
+import { rejectsCode } from './helpers.mjs';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
 const TINY = path.join(FIXTURES, 'mamba-tiny');
@@ -24,15 +25,6 @@ let requests = [];
 let slowClosed = 0;
 let tmpDir;
 const repos = {}; // "owner/name" -> { file: absolute path | Uint8Array }
-
-async function expectReject(promise, code, pattern) {
-  await assert.rejects(promise, (e) => {
-    assert.ok(e instanceof MembaError, `expected MembaError, got ${e?.name}: ${e?.message}`);
-    assert.equal(e.code, code, e.message);
-    if (pattern) assert.match(e.message, pattern);
-    return true;
-  });
-}
 
 async function serveFile(res, repo, file, { length = true } = {}) {
   const entry = repos[repo]?.[file];
@@ -123,17 +115,17 @@ test('dir source: reads files, optional / missing files, rejects escapes and bad
   assert.deepEqual(got.get('config.json'), await disk(path.join(TINY, 'config.json')));
   assert.deepEqual(got.get('model.safetensors'), await disk(path.join(TINY, 'model.safetensors')));
   assert.equal(got.get('nope.json'), null);
-  await expectReject(src.read(['nope.json']), 'not_found', /nope\.json.*mamba-tiny/);
-  await expectReject(src.read(['../mamba-tiny-original-layout/config.json']), 'invalid_argument');
-  await expectReject(src.read(['/etc/passwd']), 'invalid_argument');
+  await rejectsCode(src.read(['nope.json']), 'not_found', /nope\.json.*mamba-tiny/);
+  await rejectsCode(src.read(['../mamba-tiny-original-layout/config.json']), 'invalid_argument');
+  await rejectsCode(src.read(['/etc/passwd']), 'invalid_argument');
   assert.equal(await src.has('config.json'), true);
   assert.equal(await src.has('pytorch_model.bin'), false);
   assert.equal((await openSource(pathToFileURL(TINY))).kind, 'dir');
-  await expectReject(openSource(path.join(FIXTURES, 'does-not-exist')), 'not_found');
-  await expectReject(openSource(path.join(TINY, 'config.json')), 'invalid_argument');
-  await expectReject(openSource(42), 'invalid_argument');
-  await expectReject(openSource(null), 'invalid_argument');
-  await expectReject(openSource(TINY, { cache: 'yes' }), 'invalid_argument');
+  await rejectsCode(openSource(path.join(FIXTURES, 'does-not-exist')), 'not_found');
+  await rejectsCode(openSource(path.join(TINY, 'config.json')), 'invalid_argument');
+  await rejectsCode(openSource(42), 'invalid_argument');
+  await rejectsCode(openSource(null), 'invalid_argument');
+  await rejectsCode(openSource(TINY, { cache: 'yes' }), 'invalid_argument');
 });
 
 test('files source: Map and object, every value kind, progress with status read', async () => {
@@ -159,10 +151,10 @@ test('files source: Map and object, every value kind, progress with status read'
     const sum = [...got.values()].reduce((a, b) => a + (b ? b.length : 0), 0);
     checkEvents(events, sum, 'read');
     assert.ok(events.every((e) => e.total === sum), 'in-memory sizes are known up front');
-    await expectReject(src.read(['missing.txt']), 'not_found', /missing\.txt/);
+    await rejectsCode(src.read(['missing.txt']), 'not_found', /missing\.txt/);
   }
   const bad = await openSource({ files: { 'x.bin': 12 } });
-  await expectReject(bad.read(['x.bin']), 'invalid_argument');
+  await rejectsCode(bad.read(['x.bin']), 'invalid_argument');
 });
 
 /** Checks the progress contract: monotonic loaded, one final 'done' with loaded == total == expected. */
@@ -209,7 +201,7 @@ test('hub source: resolve URLs, revision, full checkpoint equals the directory o
   const v1 = await openSource('test/mamba-tiny', { hubBase: `${origin}/hub`, revision: 'v1.0', cache: false });
   await v1.read(['config.json']);
   assert.deepEqual(requests, ['/hub/test/mamba-tiny/resolve/v1.0/config.json']);
-  await expectReject(openSource('not/a/hub/id'), 'not_found');
+  await rejectsCode(openSource('not/a/hub/id'), 'not_found');
 });
 
 test('sharded checkpoint (index.json + 2 shards) from a directory and over HTTP', async () => {
@@ -230,7 +222,7 @@ test('sharded checkpoint (index.json + 2 shards) from a directory and over HTTP'
 
 test('HTTP errors: 404 is not_found / null, 500 and transport failures are network', async () => {
   const src = await openSource(`${origin}/plain/test/mamba-tiny/`, { cache: false });
-  await expectReject(src.read(['missing.json']), 'not_found', /missing\.json/);
+  await rejectsCode(src.read(['missing.json']), 'not_found', /missing\.json/);
   assert.equal((await src.read(['missing.json'], { optional: ['missing.json'] })).get('missing.json'), null);
   assert.equal(await src.has('missing.json'), false);
   assert.equal(await src.has('config.json'), true);
@@ -243,15 +235,15 @@ test('HTTP errors: 404 is not_found / null, 500 and transport failures are netwo
     assert.match(e.message, /500/);
     return true;
   });
-  await expectReject((await openSource(`${origin}/short/`, { cache: false })).read(['x.bin']), 'network');
+  await rejectsCode((await openSource(`${origin}/short/`, { cache: false })).read(['x.bin']), 'network');
 
   const closed = http.createServer();
   await new Promise((r) => closed.listen(0, '127.0.0.1', r));
   const port = closed.address().port;
   await new Promise((r) => closed.close(r));
-  await expectReject((await openSource(`http://127.0.0.1:${port}/m/`, { cache: false })).read(['config.json']), 'network');
+  await rejectsCode((await openSource(`http://127.0.0.1:${port}/m/`, { cache: false })).read(['config.json']), 'network');
   const throwing = await openSource('https://example.invalid/m', { cache: false, fetch: () => { throw new TypeError('no network'); } });
-  await expectReject(throwing.read(['config.json']), 'network', /no network/);
+  await rejectsCode(throwing.read(['config.json']), 'network', /no network/);
 });
 
 test('progress: aggregate over the files of one read, for HTTP (with and without Content-Length) and dirs', async () => {
@@ -396,5 +388,5 @@ test("cache 'auto' uses globalThis.caches (the browser Cache API) when it exists
 
 test('pytorch_model.bin-only repository is unsupported, not a crash', async () => {
   const src = await openSource('test/pickle', { hubBase: `${origin}/hub`, cache: false });
-  await expectReject(readCheckpoint(src), 'unsupported', /pytorch_model\.bin \(pickle\) checkpoints are not supported; convert to safetensors/);
+  await rejectsCode(readCheckpoint(src), 'unsupported', /pytorch_model\.bin \(pickle\) checkpoints are not supported; convert to safetensors/);
 });

@@ -239,6 +239,7 @@ export class Adapter {
   /** Folds the LoRA into the base weights (faster decode); makes this adapter active. */
   merge() {
     this._alive();
+    this._model._checkNotBusy(); // base weights must not change under an in-flight forward
     this._model.setAdapter(this);
     this._engine.check(this._engine.mod._mb_adapter_merge(this._model._handle, this._handle), 'merge');
   }
@@ -246,6 +247,7 @@ export class Adapter {
   /** Takes the LoRA out of the base weights again (restores them up to float rounding). */
   unmerge() {
     this._alive();
+    this._model._checkNotBusy();
     this._engine.check(this._engine.mod._mb_adapter_unmerge(this._model._handle, this._handle), 'unmerge');
   }
 

@@ -229,21 +229,22 @@ export class Mamba {
    * failure the model falls back to WASM, `restore()` undoes partial state changes, and the
    * caller's WASM path runs instead (returns undefined).
    */
-  async _gpuRun(flat, B, L, statePtr, end, restore) {
+  async _gpuRun(flat, B, L, statePtr, end, restore, adapter = this._adapter) {
     const gpu = this._gpuOk();
     if (!gpu) return undefined;
     const e = this._engine;
     const idp = e.putIds(flat);
     try {
-      this._bind(this._adapter);
+      this._bind(adapter);
       e.check(e.mod._mb_split_begin(this._handle, idp, B, L, statePtr), 'forward');
       try {
-        await gpu.layers(B, L, statePtr);
+        await gpu.layers(B, L, statePtr, adapter);
       } catch (err) {
         this._gpuFailed(err);
         restore?.();
         return undefined;
       }
+      this._bind(adapter);
       return end(idp);
     } finally {
       e.free(idp);
@@ -337,6 +338,7 @@ export class Mamba {
   async forward(ids, { outputHidden = false } = {}) {
     this._alive();
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
+    const adapter = this._adapter; // the call uses the adapter active when it was made
     return this._exclusive(async () => {
       if (!outputHidden && this._gpu) {
         const V = this.config.vocabSize;
@@ -344,21 +346,21 @@ export class Mamba {
           this._engine.withAlloc(B * L * V * 4, (lp) => {
             this._engine.check(this._engine.mod._mb_split_end(this._handle, B, L, Logits.ALL, lp, 0), 'forward');
             return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
-          }));
+          }), null, adapter);
         if (out) return out;
       }
-      return this._forwardWasm(flat, B, L, outputHidden);
+      return this._forwardWasm(flat, B, L, outputHidden, adapter);
     });
   }
 
-  _forwardWasm(flat, B, L, outputHidden) {
+  _forwardWasm(flat, B, L, outputHidden, adapter) {
     const { vocabSize: V, dModel: d, nLayer } = this.config;
     const e = this._engine;
     const idp = e.putIds(flat);
     let lp = 0;
     let hp = 0;
     try {
-      this._bind(this._adapter);
+      this._bind(adapter);
       lp = e.malloc(B * L * V * 4);
       if (outputHidden) hp = e.malloc(nLayer * B * L * d * 4);
       e.check(e.mod._mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0), 'forward');
@@ -381,17 +383,18 @@ export class Mamba {
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
     if (!Number.isInteger(from) || from < 1 || from > L) throw invalid(`from must be an integer in [1, ${L}]`);
     const e = this._engine;
+    const adapter = this._adapter;
     return this._exclusive(async () => {
       const viaGpu = await this._gpuRun(flat, B, L, 0, (idp) =>
         e.withAlloc(B * L * 4, (op) => {
           e.check(e.mod._mb_split_end_score(this._handle, idp, B, L, from, op), 'score');
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
-        }));
+        }), null, adapter);
       if (viaGpu) return viaGpu;
       const idp = e.putIds(flat);
       try {
         return e.withAlloc(B * L * 4, (op) => {
-          this._bind(this._adapter);
+          this._bind(adapter);
           e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
         });
@@ -648,7 +651,7 @@ export class Mamba {
     const viaGpu = await this._gpuRun(flat, 1, flat.length, state._handle, () => {
       e.check(e.mod._mb_split_end(this._handle, 1, flat.length, Logits.LAST, state._logits, state._handle), 'prefill');
       return e.f32(state._logits, V).slice();
-    }, () => state.reset());
+    }, () => state.reset(), state._adapter);
     return viaGpu ?? state._run(flat, 1, flat.length);
   }
 

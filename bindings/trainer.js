@@ -103,7 +103,11 @@ export class Trainer {
    */
   async step(batch) {
     this._alive();
-    const { flat, labels, B, L } = batchOf(batch, this._model.config.vocabSize, this._toIdBatch);
+    const parsed = batchOf(batch, this._model.config.vocabSize, this._toIdBatch);
+    return this._model._exclusive(async () => this._step(parsed));
+  }
+
+  _step({ flat, labels, B, L }) {
     const e = this._engine;
     const m = e.mod;
     const h = this.adapter._handle;

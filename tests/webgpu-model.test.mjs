@@ -72,3 +72,33 @@ test("backend 'auto' keeps WASM for small models and on software adapters", asyn
   assert.equal(m.info.backend, 'wasm');
   m.dispose();
 });
+
+test('concurrent calls on a WebGPU model are serialised; a synchronous call during one is a busy error', async (t) => {
+  if (why) return t.skip(why);
+  const c = readCase('memba-tiny-paper');
+  const model = await Mamba.load(fixture('memba-tiny-paper'), { backend: 'webgpu' });
+  const a = await model.loadAdapter(fixture('memba-tiny-paper'));
+  const base = (await Mamba.load(fixture('memba-tiny-paper'), { backend: 'wasm' }));
+  const wantBase = (await base.forward(c.ids)).data;
+  await base.loadAdapter(fixture('memba-tiny-paper'));
+  const wantAdapted = (await base.forward(c.ids)).data;
+  // two forwards in flight, the second started with the adapter switched off in between
+  const p1 = model.forward(c.ids);
+  model.setAdapter(null);
+  const p2 = model.forward(c.ids);
+  for (let i = 0; i < 1000 && !model._busy; i++) await new Promise((r) => setImmediate(r)); // until a GPU call awaits
+  const busy = (() => {
+    try {
+      a.merge();
+      return null;
+    } catch (err) {
+      return err;
+    }
+  })();
+  const [r1, r2] = await Promise.all([p1, p2]);
+  assertClose('first call keeps the adapter it started with', r1.data, wantAdapted, 'logits_rel');
+  assertClose('second call runs without it', r2.data, wantBase, 'logits_rel');
+  assert.equal(busy?.code, 'busy', 'merging while a GPU call is in flight is refused');
+  model.dispose();
+  base.dispose();
+});

@@ -101,14 +101,17 @@ export class GpuBackend {
     if (sv) for (let b = 0; b < B; b++) e.f32(ssm[b], E * N).set(sv.subarray(b * E * N, (b + 1) * E * N));
   }
 
-  /** Runs every layer with its middle stage here; the caller began and will end the split forward. */
-  async layers(B, L, statePtr) {
+  /** Runs every layer with its middle stage here; the caller began and will end the split forward.
+   * `adapter` is re-bound before each layer: synchronous calls may run between our awaits. */
+  async layers(B, L, statePtr, adapter) {
     const m = this.engine.mod;
     const h = this.model._handle;
-    const lim = !!this.model._bound?.config?.lim;
+    const lim = !!adapter?.config?.lim;
     for (let l = 0; l < this.model.config.nLayer; l++) {
+      this.model._bind(adapter);
       m._mb_split_pre(h, l, B, L, statePtr);
       await this._mid(l, B, L, statePtr, lim);
+      this.model._bind(adapter);
       m._mb_split_post(h, l, B, L);
     }
   }

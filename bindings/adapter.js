@@ -155,6 +155,38 @@ export function checkAdapterTensors(bytes, lora, cfg) {
   return tensors;
 }
 
+/**
+ * Reads an adapter from a source: PEFT adapter_config.json + adapter_model.safetensors and/or
+ * memba_config.json, validated against the model config. Returns { lora, lim, tensors }.
+ */
+export async function readAdapterFiles(src, config, { signal, onProgress } = {}) {
+  const files = await src.read(['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'], {
+    optional: ['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'], signal, onProgress,
+  });
+  const json = (name) => {
+    const b = files.get(name);
+    if (!b) return null;
+    try {
+      return JSON.parse(new TextDecoder().decode(b));
+    } catch (err) {
+      throw new MembaError(ErrorCodes.BAD_FORMAT, `${name} is not valid JSON: ${err.message}`);
+    }
+  };
+  const peft = json('adapter_config.json');
+  const memba = json('memba_config.json');
+  if (!peft && !memba) throw new MembaError(ErrorCodes.NOT_FOUND, `no adapter_config.json or memba_config.json in ${src.description}`);
+  const lora = peft ? loraFromPeftConfig(peft) : null;
+  if (memba !== null && (typeof memba !== 'object' || Array.isArray(memba))) throw new MembaError(ErrorCodes.BAD_FORMAT, 'memba_config.json is not a JSON object');
+  const lim = memba ? normalizeLim(memba.lim ?? null, ErrorCodes.BAD_FORMAT) : null;
+  let tensors = null;
+  if (lora) {
+    const bytes = files.get('adapter_model.safetensors');
+    if (!bytes) throw new MembaError(ErrorCodes.NOT_FOUND, `adapter_model.safetensors missing in ${src.description}`);
+    tensors = checkAdapterTensors(bytes, lora, config);
+  }
+  return { lora, lim, tensors };
+}
+
 /** A Memba adapter (LoRA + LIM) bound to one model. Create with model.createAdapter / loadAdapter. */
 export class Adapter {
   /** @private */

@@ -9,8 +9,10 @@ import { getEngine, Param, Logits } from './engine.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
+import { toIdBatch, invalid, yieldToEventLoop } from './ids.js';
+import { DecodeState } from './decode-state.js';
 import { Trainer } from './trainer.js';
-import { Adapter, normalizeLora, normalizeLim, loraFromPeftConfig, checkAdapterTensors, cAdapterConfig } from './adapter.js';
+import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 
 const SLOT_OF = {
   'embeddings.weight': Param.EMBEDDING,
@@ -37,52 +39,7 @@ const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
  */
 export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
 
-/** Lets timers, I/O and abort signals run between tokens. */
-const yieldToEventLoop =
-  typeof setImmediate === 'function'
-    ? () => new Promise((resolve) => setImmediate(resolve))
-    : () =>
-        new Promise((resolve) => {
-          const ch = new MessageChannel();
-          ch.port1.onmessage = () => {
-            ch.port1.close();
-            resolve();
-          };
-          ch.port2.postMessage(0);
-        });
-
-function invalid(msg) {
-  return new MembaError(ErrorCodes.INVALID_ARGUMENT, msg);
-}
-
-/**
- * Normalises `ids` (one sequence, or an array of equal-length sequences) to a flat Int32Array.
- * @returns {{ flat: Int32Array, B: number, L: number }}
- */
-export function toIdBatch(ids, vocabSize, what = 'ids') {
-  if (ids == null || typeof ids !== 'object' || typeof ids.length !== 'number')
-    throw invalid(`${what} must be an array or Int32Array of token ids (or an array of such)`);
-  const nested = ids.length > 0 && typeof ids[0] === 'object' && ids[0] !== null;
-  const rows = nested ? Array.from(ids) : [ids];
-  const B = rows.length;
-  const L = rows[0]?.length ?? 0;
-  if (B === 0 || L === 0) throw invalid(`${what} is empty`);
-  const flat = new Int32Array(B * L);
-  rows.forEach((row, b) => {
-    if (row == null || typeof row.length !== 'number' || typeof row === 'string')
-      throw invalid(`${what}[${b}] is not a sequence of token ids`);
-    if (row.length !== L) throw invalid(`${what}: sequences must have equal length (${row.length} vs ${L})`);
-    for (let t = 0; t < L; t++) {
-      const v = row[t];
-      if (typeof v !== 'number' || !Number.isInteger(v))
-        throw invalid(`${what}${nested ? `[${b}]` : ''}[${t}] = ${String(v)} is not an integer token id`);
-      if (v < 0 || v >= vocabSize)
-        throw invalid(`token id ${v} at ${what}${nested ? `[${b}]` : ''}[${t}] is out of range [0, ${vocabSize})`);
-      flat[b * L + t] = v;
-    }
-  });
-  return { flat, B, L };
-}
+export { toIdBatch, DecodeState };
 
 export class Mamba {
   /** @private use Mamba.load */
@@ -498,30 +455,7 @@ export class Mamba {
     const { signal, onProgress } = opts;
     throwIfAborted(signal);
     const src = await openSource(source, opts);
-    const files = await src.read(['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'], {
-      optional: ['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'], signal, onProgress,
-    });
-    const json = (name) => {
-      const b = files.get(name);
-      if (!b) return null;
-      try {
-        return JSON.parse(new TextDecoder().decode(b));
-      } catch (err) {
-        throw new MembaError(ErrorCodes.BAD_FORMAT, `${name} is not valid JSON: ${err.message}`);
-      }
-    };
-    const peft = json('adapter_config.json');
-    const memba = json('memba_config.json');
-    if (!peft && !memba) throw new MembaError(ErrorCodes.NOT_FOUND, `no adapter_config.json or memba_config.json in ${src.description}`);
-    const lora = peft ? loraFromPeftConfig(peft) : null;
-    if (memba !== null && (typeof memba !== 'object' || Array.isArray(memba))) throw new MembaError(ErrorCodes.BAD_FORMAT, 'memba_config.json is not a JSON object');
-    const lim = memba ? normalizeLim(memba.lim ?? null, ErrorCodes.BAD_FORMAT) : null;
-    let tensors = null;
-    if (lora) {
-      const bytes = files.get('adapter_model.safetensors');
-      if (!bytes) throw new MembaError(ErrorCodes.NOT_FOUND, `adapter_model.safetensors missing in ${src.description}`);
-      tensors = checkAdapterTensors(bytes, lora, this.config);
-    }
+    const { lora, lim, tensors } = await readAdapterFiles(src, this.config, { signal, onProgress });
     this._alive();
     const a = this._newAdapter(lora, lim, opts.name ?? src.description);
     if (lora) {
@@ -708,124 +642,6 @@ export class Mamba {
     this._gpu = null;
     this._engine.mod._mb_model_free(this._handle);
     this._handle = 0;
-  }
-
-  [Symbol.dispose]() {
-    this.dispose();
-  }
-}
-
-/**
- * Explicit recurrent state of `batch` sequences (conv + SSM state of every layer): prefill it
- * with a prompt, step it one token at a time (O(1) per token), clone, save, restore, reset.
- */
-export class DecodeState {
-  constructor(model, batch, adapter = null) {
-    const e = model._engine;
-    this._model = model;
-    this._engine = e;
-    this._adapter = adapter;
-    this.batch = batch;
-    model._bind(adapter);
-    const h = e.mod._mb_state_new(model._handle, batch) >>> 0;
-    if (!h) throw new MembaError(ErrorCodes.OOM, `cannot create decode state: ${e.lastError()}`);
-    this._handle = h;
-    try {
-      this._logits = e.malloc(batch * model.config.vocabSize * 4);
-    } catch (err) {
-      e.mod._mb_state_free(h);
-      throw err;
-    }
-    model._states.add(this);
-  }
-
-  _alive() {
-    if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this decode state has been disposed');
-    this._model._alive();
-    this._model._checkNotBusy();
-    if (this._adapter && !this._adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, "this decode state's adapter has been disposed");
-  }
-
-  /** Positions consumed so far. */
-  get position() {
-    this._alive();
-    return Number(this._engine.mod._mb_state_pos(this._handle));
-  }
-
-  _run(flat, B, L) {
-    if (B !== this.batch) throw invalid(`this state holds ${this.batch} sequence(s), got ${B}`);
-    const e = this._engine;
-    const idp = e.putIds(flat);
-    try {
-      this._model._bind(this._adapter);
-      e.check(e.mod._mb_forward(this._model._handle, idp, B, L, Logits.LAST, this._logits, 0, this._handle), 'decode');
-      return e.f32(this._logits, B * this._model.config.vocabSize).slice();
-    } finally {
-      e.free(idp);
-    }
-  }
-
-  /** Feeds a prompt ([L] or [B][L]) and returns the logits after its last position ([B * V]). */
-  prefill(ids) {
-    this._alive();
-    const { flat, B, L } = toIdBatch(ids, this._model.config.vocabSize);
-    return this._run(flat, B, L);
-  }
-
-  /** Feeds one token per sequence (a number, or an array of B ids); returns logits [B * V]. */
-  step(ids) {
-    this._alive();
-    const row = typeof ids === 'number' ? [ids] : Array.from(ids ?? []);
-    const { flat } = toIdBatch(row.map((v) => [v]), this._model.config.vocabSize);
-    return this._run(flat, row.length, 1);
-  }
-
-  /** An independent copy of this state. */
-  clone() {
-    this._alive();
-    const c = new DecodeState(this._model, this.batch, this._adapter);
-    this._engine.check(this._engine.mod._mb_state_copy(c._handle, this._handle), 'clone');
-    return c;
-  }
-
-  /** A snapshot ({ position, data }) that restore() accepts, here or in another state of the same shape. */
-  save() {
-    this._alive();
-    const e = this._engine;
-    return e.withAlloc(4, (np) => {
-      const p = e.mod._mb_state_data(this._handle, np) >>> 0;
-      return { batch: this.batch, position: this.position, data: e.f32(p, e.readSize(np)).slice() };
-    });
-  }
-
-  /** Restores a snapshot from save(). */
-  restore(snapshot) {
-    this._alive();
-    const e = this._engine;
-    if (!snapshot || !(snapshot.data instanceof Float32Array) || !Number.isInteger(snapshot.position) || snapshot.position < 0)
-      throw invalid('restore takes a snapshot from DecodeState.save()');
-    e.withAlloc(4, (np) => {
-      const p = e.mod._mb_state_data(this._handle, np) >>> 0;
-      const n = e.readSize(np);
-      if (snapshot.data.length !== n || snapshot.batch !== this.batch)
-        throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `snapshot holds ${snapshot.data.length} values, this state ${n}`);
-      e.f32(p, n).set(snapshot.data);
-      e.mod._mb_state_set_pos(this._handle, snapshot.position);
-    });
-  }
-
-  /** Back to the empty state (position 0). */
-  reset() {
-    this._alive();
-    this._engine.mod._mb_state_reset(this._handle);
-  }
-
-  dispose() {
-    if (!this._handle) return;
-    this._engine.mod._mb_state_free(this._handle);
-    this._engine.free(this._logits);
-    this._handle = 0;
-    this._model._states.delete(this);
   }
 
   [Symbol.dispose]() {

@@ -41,6 +41,19 @@ export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
 
 export { toIdBatch, DecodeState };
 
+function bytesEqual(a, b) {
+  if (a.length !== b.length) return false;
+  // compare 4 bytes at a time where both views are aligned, bytes otherwise
+  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && a.length % 4 === 0) {
+    const x = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
+    const y = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 export class Mamba {
   /** @private use Mamba.load */
   constructor(engine, handle, config, tokenizer, info) {
@@ -80,6 +93,14 @@ export class Mamba {
     throwIfAborted(signal);
     const src = await openSource(source, opts);
     const ckpt = await readCheckpoint(src, { signal, onProgress });
+    // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
+    // twice) is used tied: it would cost a second [V, d] block for nothing
+    const head = ckpt.tensors.get('lm_head.weight');
+    const emb = ckpt.tensors.get('embeddings.weight');
+    if (head && emb && head.dtype === emb.dtype && head.data.length === emb.data.length && bytesEqual(head.data, emb.data)) {
+      ckpt.tensors.delete('lm_head.weight');
+      ckpt.config = { ...ckpt.config, tieEmbeddings: true };
+    }
     const plan = planWeights(ckpt.config, ckpt.tensors);
     const engine = await getEngine(opts);
     throwIfAborted(signal);

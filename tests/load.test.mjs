@@ -97,6 +97,25 @@ test('adapters load from a base URL and a hub id too', async () => {
   model.dispose();
 });
 
+test('a separate lm_head is loaded as its own tensor; a byte-for-byte copy of the embedding is used tied', async () => {
+  const { tensors } = parseSafetensors(new Uint8Array(fs.readFileSync(fixture('mamba-tiny/model.safetensors'))));
+  const entries = {};
+  for (const [k, t] of tensors) entries[k] = { dtype: 'F32', shape: t.shape, data: tensorToFloat32(t) };
+  const emb = entries['backbone.embeddings.weight'];
+  const cfg = fs.readFileSync(fixture('mamba-tiny/config.json'), 'utf8');
+  const ids = readCase('mamba-tiny').ids;
+  const ref = await Mamba.load(fixture('mamba-tiny'));
+  const want = (await ref.forward(ids)).data;
+  const copy = await Mamba.load({ files: { 'config.json': cfg, 'model.safetensors': writeSafetensors({ ...entries, 'lm_head.weight': emb }) } });
+  assert.equal(copy.memory().weights, ref.memory().weights, 'no second [V, d] block');
+  assert.equal(maxDiff((await copy.forward(ids)).data, want), 0);
+  const other = { ...emb, data: emb.data.map((v) => v * 2) };
+  const untied = await Mamba.load({ files: { 'config.json': cfg, 'model.safetensors': writeSafetensors({ ...entries, 'lm_head.weight': other }) } });
+  assert.ok(untied.memory().weights > ref.memory().weights);
+  assert.ok(maxDiff((await untied.forward(ids)).data, want) > 1e-3, 'a different head gives different logits');
+  for (const m of [ref, copy, untied]) m.dispose();
+});
+
 test('abort during a slow download rejects with AbortError quickly', async () => {
   slow = true;
   try {

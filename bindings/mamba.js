@@ -513,8 +513,12 @@ export class Mamba {
     const a = this._adapter;
     if (!a || !a.config.lim) throw new MembaError(ErrorCodes.UNSUPPORTED, 'inspect needs an active adapter with a LIM gate');
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
-    const { nLayer, dInner: E } = this.config;
     const c = a.config.lim.chunk_size ?? Math.max(1, Math.floor(L / a.config.lim.chunks));
+    return this._exclusive(async () => this._inspect(a, flat, B, L, c));
+  }
+
+  _inspect(a, flat, B, L, c) {
+    const { nLayer, dInner: E } = this.config;
     const e = this._engine;
     const idp = e.putIds(flat);
     let vp = 0;

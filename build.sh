@@ -74,6 +74,13 @@ deps() {
     apt_install "clang sanitizer runtime" "libclang-rt-14-dev"
   fi
   rm -f /tmp/memba-san-check
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    npm ci --no-audit --no-fund --loglevel=error
+  fi
+}
+
+# What only the tests need: Mesa's Vulkan (WebGPU in Node) and a real browser.
+test_deps() {
   # WebGPU in Node: the npm package `webgpu` (Dawn) finds Mesa's lavapipe (a CPU Vulkan driver) only
   # in the Mesa of bookworm-backports; tests/webgpu.test.mjs skips, saying so, without an adapter
   if [ "$(id -u)" = 0 ] && grep -q '^12' /etc/debian_version 2>/dev/null &&
@@ -88,9 +95,6 @@ deps() {
   fi
   # a real browser for the demo's end-to-end test (tests/browser.test.mjs skips, saying so, without one)
   if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ]; then apt_install chromium chromium; fi
-  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    npm ci --no-audit --no-fund --loglevel=error
-  fi
 }
 
 stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than any input
@@ -140,6 +144,7 @@ build_all() { deps; build_wasm; build_native; }
 
 run_tests() {
   build_all
+  test_deps
   # The native C tests run inside node --test (tests/native.test.mjs), so one runner reports all.
   node --test --test-reporter=tap tests/
 }
@@ -153,7 +158,7 @@ case "${1:-}" in
   demo) shift; build_all; node demo/serve.mjs "$@" ;;
   wasm) deps; build_wasm ;;
   native) deps; build_native ;;
-  deps) deps ;;
+  deps) deps; test_deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;
   -h|--help|help) sed -n '2,10p' "$0" ;;
   *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;

@@ -90,7 +90,9 @@ export function normalizeConfig(raw, { embeddingShape, tensorNames } = {}) {
   if (raw.model_type !== undefined && raw.model_type !== 'mamba') {
     throw unsupported(`${where}: model_type ${JSON.stringify(raw.model_type)} is not supported (only Mamba-1, "mamba")`);
   }
-  const original = Object.hasOwn(raw, 'd_model') || Object.hasOwn(raw, 'n_layer');
+  // HF -hf configs converted from state-spaces checkpoints keep some original keys (n_layer,
+  // pad_vocab_size_multiple, rms_norm) beside hidden_size: hidden_size decides the HF layout
+  const original = !Object.hasOwn(raw, 'hidden_size') && (Object.hasOwn(raw, 'd_model') || Object.hasOwn(raw, 'n_layer'));
   let c;
   let configVocab;
   if (original) {

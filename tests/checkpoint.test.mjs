@@ -281,3 +281,19 @@ test('readCheckpoint: progress across its reads is one aggregate with a single d
   assert.deepEqual(events.at(-1), { status: 'done', file: null, loaded: sum, total: sum });
   assert.equal(events.filter((e) => e.status === 'done').length, 1);
 });
+
+test('the configs of the released checkpoints normalise to their dims (mamba-130m-hf keeps n_layer beside HF keys)', () => {
+  // config.json of state-spaces/mamba-130m-hf and state-spaces/mamba-130m, as published
+  const hf = { architectures: ['MambaForCausalLM'], bos_token_id: 0, conv_kernel: 4, eos_token_id: 0, expand: 2, fused_add_norm: true, hidden_act: 'silu', hidden_size: 768, initializer_range: 0.1, intermediate_size: 1536, layer_norm_epsilon: 1e-5, model_type: 'mamba', n_layer: 24, num_hidden_layers: 24, pad_token_id: 0, pad_vocab_size_multiple: 8, rescale_prenorm_residual: false, residual_in_fp32: true, rms_norm: true, state_size: 16, time_step_floor: 0.0001, time_step_init_scheme: 'random', time_step_max: 0.1, time_step_min: 0.001, time_step_rank: 48, time_step_scale: 1.0, torch_dtype: 'float32', transformers_version: '4.39.0.dev0', use_bias: false, use_cache: true, use_conv_bias: true, vocab_size: 50280 };
+  const orig = { d_model: 768, n_layer: 24, vocab_size: 50277, ssm_cfg: {}, rms_norm: true, residual_in_fp32: true, fused_add_norm: true, pad_vocab_size_multiple: 8 };
+  const want = { dModel: 768, nLayer: 24, vocabSize: 50280, dState: 16, dConv: 4, expand: 2, dInner: 1536, dtRank: 48, useBias: false, useConvBias: true };
+  for (const [raw, layout] of [[hf, 'hf'], [orig, 'original']]) {
+    const c = normalizeConfig(raw, { embeddingShape: [50280, 768] });
+    assert.equal(c.layout, layout);
+    for (const [k, v] of Object.entries(want)) assert.equal(c[k], v, `${layout} ${k}`);
+  }
+  // the largest released size
+  const big = normalizeConfig({ ...orig, d_model: 2560, n_layer: 64 }, { embeddingShape: [50280, 2560] });
+  assert.equal(big.dInner, 5120);
+  assert.equal(big.dtRank, 160);
+});

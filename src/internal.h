@@ -93,6 +93,13 @@ void conv1d_forward(float *xc, const float *x, int x_stride, const float *w, con
                     int L, int E, int K);
 void conv1d_silu_backward(float *dx, int x_stride, const float *du, const float *xc,
                           const float *w, int L, int E, int K);
+void selective_scan_forward_save_scalar(float *y, float *states, const float *s0, const float *u,
+                                        const float *delta, const float *bc, int bc_stride,
+                                        const float *A, const float *D, int L, int E, int N);
+void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                                    const float *states, const float *s0, const float *u,
+                                    const float *delta, const float *bc, int bc_stride,
+                                    const float *A, const float *D, int L, int E, int N);
 void selective_scan_forward_save(float *y, float *states, const float *s0, const float *u,
                                  const float *delta, const float *bc, int bc_stride,
                                  const float *A, const float *D, int L, int E, int N);

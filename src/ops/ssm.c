@@ -97,7 +97,7 @@ void gate_forward(float *y, const float *g, int g_stride, int T, int E) {
 }
 
 /* The scan of selective_scan_forward_scalar that also keeps s_t for every t: states [L, E, N]. */
-void selective_scan_forward_save(float *y, float *states, const float *s0, const float *u,
+void selective_scan_forward_save_scalar(float *y, float *states, const float *s0, const float *u,
                                  const float *delta, const float *bc, int bc_stride,
                                  const float *A, const float *D, int L, int E, int N) {
   size_t EN = (size_t)E * N;
@@ -121,10 +121,10 @@ void selective_scan_forward_save(float *y, float *states, const float *s0, const
  *   y_t = s_t . C_t + D u_t ;  s_t = exp(delta_t A) * s_{t-1} + delta_t B_t u_t
  * du (+=), ddelta (+=), and dbc (+=, at the B and C columns of rows of stride bc_stride) from dy,
  * the kept states [L, E, N] and the initial state s0. ds: [E, N] scratch. */
-void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
-                             const float *states, const float *s0, const float *u,
-                             const float *delta, const float *bc, int bc_stride, const float *A,
-                             const float *D, int L, int E, int N) {
+void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                                    const float *states, const float *s0, const float *u,
+                                    const float *delta, const float *bc, int bc_stride,
+                                    const float *A, const float *D, int L, int E, int N) {
   size_t EN = (size_t)E * N;
   memset(ds, 0, EN * sizeof(float));
   for (int t = L - 1; t >= 0; t--) {
@@ -148,6 +148,79 @@ void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, co
       du[te] += dut;
     }
   }
+}
+
+/* SIMD variants over the state dim (N % 4 == 0), same arithmetic per element. */
+static void selective_scan_forward_save_simd(float *y, float *states, const float *s0, const float *u,
+                                             const float *delta, const float *bc, int bc_stride,
+                                             const float *A, const float *D, int L, int E, int N) {
+  size_t EN = (size_t)E * N;
+  for (int t = 0; t < L; t++) {
+    const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
+    const float *prev = t ? states + (t - 1) * EN : s0;
+    float *cur = states + t * EN;
+    for (int e = 0; e < E; e++) {
+      float dt = delta[(size_t)t * E + e], ut = u[(size_t)t * E + e];
+      f32x4 vdt = v_splat(dt), vdtu = v_splat(dt * ut), acc = v_splat(0.0f);
+      size_t o = (size_t)e * N;
+      for (int n = 0; n < N; n += 4) {
+        f32x4 sv = v_exp(vdt * v_load(A + o + n)) * v_load(prev + o + n) + vdtu * v_load(Bt + n);
+        v_store(cur + o + n, sv);
+        acc += sv * v_load(Ct + n);
+      }
+      y[(size_t)t * E + e] = v_hsum(acc) + D[e] * ut;
+    }
+  }
+}
+
+static void selective_scan_backward_simd(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                                         const float *states, const float *s0, const float *u,
+                                         const float *delta, const float *bc, int bc_stride,
+                                         const float *A, const float *D, int L, int E, int N) {
+  size_t EN = (size_t)E * N;
+  memset(ds, 0, EN * sizeof(float));
+  for (int t = L - 1; t >= 0; t--) {
+    const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
+    float *dBt = dbc + (size_t)t * bc_stride, *dCt = dBt + N;
+    const float *cur = states + t * EN, *prev = t ? states + (t - 1) * EN : s0;
+    for (int e = 0; e < E; e++) {
+      size_t te = (size_t)t * E + e, o = (size_t)e * N;
+      float g = dy[te], dt = delta[te], ut = u[te];
+      f32x4 vg = v_splat(g), vdt = v_splat(dt), vut = v_splat(ut), vdtu = v_splat(dt * ut);
+      f32x4 dd = v_splat(0.0f), dus = v_splat(0.0f);
+      for (int n = 0; n < N; n += 4) {
+        f32x4 a = v_load(A + o + n), bt = v_load(Bt + n);
+        f32x4 dsi = v_load(ds + o + n) + vg * v_load(Ct + n);
+        v_store(dCt + n, v_load(dCt + n) + vg * v_load(cur + o + n));
+        f32x4 dA = v_exp(vdt * a);
+        dd += dsi * (a * dA * v_load(prev + o + n) + bt * vut);
+        v_store(dBt + n, v_load(dBt + n) + dsi * vdtu);
+        dus += dsi * vdt * bt;
+        v_store(ds + o + n, dsi * dA);
+      }
+      ddelta[te] += v_hsum(dd);
+      du[te] += g * D[e] + v_hsum(dus);
+    }
+  }
+}
+
+void selective_scan_forward_save(float *y, float *states, const float *s0, const float *u,
+                                 const float *delta, const float *bc, int bc_stride,
+                                 const float *A, const float *D, int L, int E, int N) {
+  if (mb_simd_enabled && N % 4 == 0)
+    selective_scan_forward_save_simd(y, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
+  else
+    selective_scan_forward_save_scalar(y, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
+}
+
+void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                             const float *states, const float *s0, const float *u,
+                             const float *delta, const float *bc, int bc_stride, const float *A,
+                             const float *D, int L, int E, int N) {
+  if (mb_simd_enabled && N % 4 == 0)
+    selective_scan_backward_simd(du, ddelta, dbc, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
+  else
+    selective_scan_backward_scalar(du, ddelta, dbc, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
 }
 
 /* ddlin += ddelta * softplus'(dlin), softplus'(v) = sigmoid(v) (1 above the threshold 20) */

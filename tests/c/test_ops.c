@@ -121,6 +121,37 @@ static void test_scan(void) {
   }
 }
 
+/* the training scan (states kept) and its backward: SIMD vs scalar */
+static void test_scan_train(void) {
+  int L = 9, E = 13, N = 8, stride = 2 * N + 5;
+  size_t LE = (size_t)L * E, EN = (size_t)E * N;
+  float *u = malloc(sizeof(float) * LE), *delta = malloc(sizeof(float) * LE), *bc = malloc(sizeof(float) * L * stride);
+  float *A = malloc(sizeof(float) * EN), *D = malloc(sizeof(float) * E), *s0 = calloc(EN, sizeof(float));
+  float *y1 = malloc(sizeof(float) * LE), *y2 = malloc(sizeof(float) * LE);
+  float *st1 = malloc(sizeof(float) * LE * N), *st2 = malloc(sizeof(float) * LE * N), *dy = malloc(sizeof(float) * LE);
+  fill_rand(u, LE, -2, 2);
+  fill_rand(delta, LE, 0.01f, 1.5f);
+  fill_rand(bc, (size_t)L * stride, -1, 1);
+  for (size_t i = 0; i < EN; i++) A[i] = -expf(frand(-1, 2));
+  fill_rand(D, E, 0, 2);
+  fill_rand(dy, LE, -1, 1);
+  selective_scan_forward_save_scalar(y1, st1, s0, u, delta, bc, stride, A, D, L, E, N);
+  mb_set_simd(1);
+  selective_scan_forward_save(y2, st2, s0, u, delta, bc, stride, A, D, L, E, N);
+  report("training scan (states kept) simd vs scalar", max_abs_diff(y1, y2, LE), max_abs(y1, LE), tol("simd_vs_scalar_rel") * 4);
+  float *g1[3], *g2[3], *ds = malloc(sizeof(float) * EN);
+  size_t sz[3] = {LE, LE, (size_t)L * stride};
+  for (int i = 0; i < 3; i++) { g1[i] = calloc(sz[i], sizeof(float)); g2[i] = calloc(sz[i], sizeof(float)); }
+  selective_scan_backward_scalar(g1[0], g1[1], g1[2], ds, dy, st1, s0, u, delta, bc, stride, A, D, L, E, N);
+  selective_scan_backward(g2[0], g2[1], g2[2], ds, dy, st1, s0, u, delta, bc, stride, A, D, L, E, N);
+  const char *names[3] = {"scan backward du simd vs scalar", "scan backward ddelta simd vs scalar", "scan backward dB, dC simd vs scalar"};
+  for (int i = 0; i < 3; i++) {
+    report(names[i], max_abs_diff(g1[i], g2[i], sz[i]), max_abs(g1[i], sz[i]), tol("simd_vs_scalar_rel") * 8);
+    free(g1[i]); free(g2[i]);
+  }
+  free(u); free(delta); free(bc); free(A); free(D); free(s0); free(y1); free(y2); free(st1); free(st2); free(dy); free(ds);
+}
+
 static void test_gate(void) {
   int T = 7, E = 20, stride = 45;
   float *y1 = malloc(sizeof(float) * T * E), *y2 = malloc(sizeof(float) * T * E);
@@ -143,6 +174,7 @@ int main(void) {
   test_matmul();
   test_conv();
   test_scan();
+  test_scan_train();
   test_gate();
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;

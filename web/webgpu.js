@@ -146,7 +146,7 @@ export class GpuKernels {
 
   /** selective_scan_forward over tokens [t0, t0 + nt), in time chunks of `chunk` tokens. */
   selectiveScan({ y, s, u, delta, bc, A, D }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256 }, enc) {
-    if (N > 64) throw new Error(`selective_scan_forward.wgsl holds at most 64 states per channel, got d_state ${N}`);
+    if (N > 256) throw new Error(`selective_scan_forward.wgsl holds at most 256 states per channel, got d_state ${N}`);
     const wgE = Math.max(1, Math.floor(64 / N));
     const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N });
     for (let c0 = t0; c0 < t0 + nt; c0 += chunk) {

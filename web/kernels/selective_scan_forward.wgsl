@@ -2,8 +2,8 @@
 //   s_t = exp(delta_t * A) * s_{t-1} + delta_t * B_t * u_t ;  y_t = s_t . C_t + D * u_t
 // over tokens [t0, t0 + nt) of sequences of length L, from the state s [B, E, N] (in/out), so the
 // host runs long sequences in time chunks (one dispatch each) and the decode step is nt = 1.
-// Parallel over channels and states: a workgroup holds WG_E channels x N states (WG_E * N <= 64);
-// y sums over N in workgroup memory, a tile of TT tokens at a time. Bindings in the C argument order: outputs, inputs, weights, dims.
+// Parallel over channels and states: a workgroup holds WG_E channels x N states; y sums over N in
+// workgroup memory. Bindings in the C argument order: outputs, inputs, weights, dims.
 override WG_E: u32 = 4u;
 override N: u32 = 16u;
 
@@ -18,8 +18,7 @@ struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, n
 @group(0) @binding(6) var<storage, read> D: array<f32>;            // [E]
 @group(0) @binding(7) var<uniform> dims: Dims;
 
-const TT: u32 = 32u;                                               // tokens per tile
-var<workgroup> prod: array<f32, 2048>;                             // [TT, WG_E * N] s * C products (WG_E * N <= 64)
+var<workgroup> part: array<f32, 256>;                              // WG_E * N <= 256
 
 @compute @workgroup_size(WG_E * N)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -28,7 +27,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let e = wg.x * WG_E + le;
   let b = wg.y;
   let live = e < dims.E;
-  let W = WG_E * N;
   var st = 0.0;
   var a = 0.0;
   let si = (b * dims.E + e) * N + n;
@@ -36,35 +34,25 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     st = s[si];
     a = A[e * N + n];
   }
-  // time in tiles of TT tokens: each thread walks its (channel, state) through the tile and keeps
-  // s * C; then the workgroup sums over N for every (token, channel) of the tile: two barriers a
-  // tile instead of two a token
-  for (var t0 = dims.t0; t0 < dims.t0 + dims.nt; t0 += TT) {
-    let tn = min(TT, dims.t0 + dims.nt - t0);
-    for (var k = 0u; k < tn; k++) {
-      var contrib = 0.0;
-      if (live) {
-        let row = b * dims.L + t0 + k;
-        let dt = delta[row * dims.E + e];
-        let r = row * dims.bc_stride + dims.bc_offset;
-        st = exp(dt * a) * st + dt * bc[r + n] * u[row * dims.E + e];
-        contrib = st * bc[r + N + n];
-      }
-      prod[k * W + li] = contrib;
+  for (var t = dims.t0; t < dims.t0 + dims.nt; t++) {
+    let row = b * dims.L + t;
+    var contrib = 0.0;
+    var ut = 0.0;
+    if (live) {
+      let dt = delta[row * dims.E + e];
+      ut = u[row * dims.E + e];
+      let r = row * dims.bc_stride + dims.bc_offset;
+      st = exp(dt * a) * st + dt * bc[r + n] * ut;
+      contrib = st * bc[r + N + n];
     }
+    part[li] = contrib;
     workgroupBarrier();
-    for (var idx = li; idx < tn * WG_E; idx += W) {
-      let k = idx / WG_E;
-      let ce = idx % WG_E;
-      let e2 = wg.x * WG_E + ce;
-      if (e2 < dims.E) {
-        var acc = 0.0;
-        for (var j = 0u; j < N; j++) {
-          acc += prod[k * W + ce * N + j];
-        }
-        let row = b * dims.L + t0 + k;
-        y[row * dims.E + e2] = acc + D[e2] * u[row * dims.E + e2];
+    if (live && n == 0u) {
+      var acc = 0.0;
+      for (var k = 0u; k < N; k++) {
+        acc += part[le * N + k];
       }
+      y[row * dims.E + e] = acc + D[e] * ut;
     }
     workgroupBarrier();
   }

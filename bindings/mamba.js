@@ -595,7 +595,10 @@ export class Mamba {
         const id = sample(logits);
         yield id;
         if (stop.has(id) || i + 1 === maxNewTokens) break;
-        logits = await this._exclusive(() => state._run(Int32Array.of(id), 1, 1));
+        logits = await this._exclusive(() => {
+          this._alive(); // disposed while the caller held the token?
+          return state._run(Int32Array.of(id), 1, 1);
+        });
       }
     } finally {
       state.dispose();

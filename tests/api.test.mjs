@@ -57,6 +57,13 @@ test('bad inputs to forward / generate / loglikelihood are invalid_argument, and
   model.dispose(); // twice is fine
   await rejectsCode(() => model.forward(ids[0]), 'disposed');
   await rejectsCode(() => model.generate([1, 2]), 'disposed');
+  // disposed in the middle of a stream: the next step says so
+  const m2 = await Mamba.load(fixture('mamba-tiny'));
+  let n = 0;
+  await rejectsCode(async () => {
+    for await (const id of m2.stream([1, 2, 3], { maxNewTokens: 20, stopTokens: [] })) if (++n === 3) m2.dispose();
+  }, 'disposed');
+  assert.equal(n, 3);
 });
 
 test('load errors: missing directory, bad JSON, missing/wrong tensors, unknown backend, WebGPU without an adapter', async () => {

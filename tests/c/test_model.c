@@ -105,6 +105,33 @@ static void test_score(mb_model *m) {
   st_close(&e);
 }
 
+/* the split forward (begin, per layer pre / mid / post, end) is the same forward, bit for bit */
+static void test_split(mb_model *m) {
+  int32_t ids[34];
+  for (int i = 0; i < 34; i++) ids[i] = IDS[i / 17][i % 17];
+  float whole[2 * 17 * 64], split[2 * 17 * 64], lp[34];
+  CHECK(mb_forward(m, ids, 2, 17, MB_LOGITS_ALL, whole, NULL, NULL) == MB_OK, "forward");
+  CHECK(mb_split_begin(m, ids, 2, 17, NULL) == MB_OK, "split begin");
+  for (int l = 0; l < TINY.n_layer; l++) {
+    mb_split_pre(m, l, 2, 17, NULL);
+    CHECK(mb_split_buffer(m, MB_BUF_DELTA) && mb_split_buffer(m, MB_BUF_Y), "split buffers");
+    mb_split_mid(m, l, 2, 17, NULL);
+    mb_split_post(m, l, 2, 17);
+  }
+  CHECK(mb_split_end(m, 2, 17, MB_LOGITS_ALL, split, NULL) == MB_OK, "split end");
+  CHECK(memcmp(whole, split, sizeof whole) == 0, "split forward differs from mb_forward");
+  float want[34];
+  CHECK(mb_score(m, ids, 2, 17, 5, want) == MB_OK, "score");
+  mb_split_begin(m, ids, 2, 17, NULL);
+  for (int l = 0; l < TINY.n_layer; l++) {
+    mb_split_pre(m, l, 2, 17, NULL);
+    mb_split_mid(m, l, 2, 17, NULL);
+    mb_split_post(m, l, 2, 17);
+  }
+  CHECK(mb_split_end_score(m, ids, 2, 17, 5, lp) == MB_OK && memcmp(lp, want, sizeof lp) == 0, "split score differs");
+  printf("  %-44s identical\n", "split forward (pre/mid/post) vs mb_forward");
+}
+
 static void test_errors(mb_model *m) {
   int32_t bad[2] = {3, 64};
   float logits[2 * 64];
@@ -144,6 +171,7 @@ int main(void) {
   mb_set_simd(1);
   test_decode_and_batch(m);
   test_score(m);
+  test_split(m);
   test_errors(m);
   mb_model_free(m);
   printf("%d passed, %d failed\n", g_pass, g_fail);

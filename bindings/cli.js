@@ -204,25 +204,14 @@ async function generate(opts) {
     topP: num(opts, 'top-p', 0.95),
     seed: opts.seed === undefined ? undefined : num(opts, 'seed', 0, { integer: true }),
   };
-  const ids = [];
-  let printed = '';
-  for await (const id of model.stream(prompt, gen)) {
-    ids.push(id);
-    if (!model.hasTokenizer) {
-      process.stdout.write(`${ids.length > 1 ? ' ' : ''}${id}`);
-      continue;
-    }
-    const text = model.decode(ids);
-    // hold back a trailing partial UTF-8 character until its next byte-token arrives
-    const safe = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
-    if (safe.startsWith(printed)) {
-      process.stdout.write(safe.slice(printed.length));
-      printed = safe;
-    }
-  }
   if (model.hasTokenizer) {
-    const text = model.decode(ids);
-    if (text.startsWith(printed)) process.stdout.write(text.slice(printed.length));
+    for await (const piece of model.streamText(prompt, gen)) process.stdout.write(piece);
+  } else {
+    let first = true;
+    for await (const id of model.stream(prompt, gen)) {
+      process.stdout.write(`${first ? '' : ' '}${id}`);
+      first = false;
+    }
   }
   process.stdout.write('\n');
   model.dispose();

@@ -135,6 +135,8 @@ export class Mamba {
   createState(options?: { batch?: number }): DecodeState;
   generate(promptIds: TokenIds, options?: GenerateOptions): Promise<number[]>;
   stream(promptIds: TokenIds, options?: GenerateOptions): AsyncGenerator<number, void, void>;
+  /** the continuation as text pieces (needs a tokenizer); prompt as text or ids */
+  streamText(prompt: string | TokenIds, options?: GenerateOptions): AsyncGenerator<string, void, void>;
   encode(text: string): number[];
   decode(ids: TokenIds): string;
   memory(): { weights: number; activations: number };

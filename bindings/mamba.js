@@ -605,6 +605,29 @@ export class Mamba {
     }
   }
 
+  /**
+   * Like stream, as text: yields the new text as it grows (a character split over byte-level
+   * tokens comes out once its last byte has arrived). `prompt` is text or token ids.
+   */
+  async *streamText(prompt, opts = {}) {
+    this._alive();
+    if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'streamText needs a model with a tokenizer.json');
+    const ids = typeof prompt === 'string' ? this.encode(prompt) : prompt;
+    const out = [];
+    let printed = '';
+    for await (const id of this.stream(ids, opts)) {
+      out.push(id);
+      const text = this.decode(out);
+      const safe = text.endsWith('\uFFFD') ? text.slice(0, -1) : text;
+      if (safe.length > printed.length && safe.startsWith(printed)) {
+        yield safe.slice(printed.length);
+        printed = safe;
+      }
+    }
+    const text = out.length ? this.decode(out) : '';
+    if (text.length > printed.length && text.startsWith(printed)) yield text.slice(printed.length);
+  }
+
   /** Prefill of a fresh decode state: the prompt's scans on the GPU when in use (the state's
    * SSM and conv parts come back to WASM), else WASM. Returns the last position's logits. */
   async _prefill(state, flat) {

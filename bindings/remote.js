@@ -148,7 +148,7 @@ export class WorkerClient {
           if (key === 'kind') return kind;
           if (SNAPSHOT_KEYS[kind].includes(key)) return state[key];
           if (key === Symbol.asyncIterator || typeof key === 'symbol') return undefined;
-          if (key === 'stream') return (...args) => client.iterate(handle, 'stream', args);
+          if (key === 'stream' || key === 'streamText') return (...args) => client.iterate(handle, key, args);
           if (kind === 'Mamba' && key === 'terminate') return () => client._ch.terminate();
           if (kind === 'Mamba' && key === 'dispose')
             return async () => {

@@ -45,23 +45,22 @@ async function load() {
 }
 
 async function generateInto(out, { useAdapter = true } = {}) {
-  const ids = await model.encode($('prompt').value);
   const saved = adapter;
   if (!useAdapter) await model.setAdapter(null);
-  const newIds = [];
+  let pieces = 0;
   out.textContent = $('prompt').value;
   genCtl = new AbortController();
   try {
-    for await (const id of model.stream(ids, { maxNewTokens: Number($('max-tokens').value), temperature: Number($('temperature').value), topP: 0.95, seed: Number($('seed').value), signal: genCtl.signal })) {
-      newIds.push(id);
-      // a character split over byte-level tokens shows once its last byte arrives
-      out.textContent = $('prompt').value + (await model.decode(newIds)).replace(/\uFFFD$/, '');
+    const opts = { maxNewTokens: Number($('max-tokens').value), temperature: Number($('temperature').value), topP: 0.95, seed: Number($('seed').value), signal: genCtl.signal };
+    for await (const piece of model.streamText($('prompt').value, opts)) {
+      out.textContent += piece;
+      pieces++;
     }
   } finally {
     genCtl = null;
     if (!useAdapter && saved) await model.setAdapter(saved);
   }
-  out.dataset.tokens = String(newIds.length);
+  out.dataset.tokens = String(pieces);
 }
 
 async function generate() {

@@ -40,3 +40,15 @@ test('a corrupt tokenizer.json is bad_format', async () => {
     (e) => e.code === 'bad_format',
   );
 });
+
+test('streamText yields the same text as decoding generate\'s ids, in pieces', async () => {
+  const model = await Mamba.load(new URL('../models/default/', import.meta.url));
+  const opts = { maxNewTokens: 30, temperature: 0.9, seed: 5 };
+  const ids = await model.generate(model.encode('The jury said'), opts);
+  const pieces = [];
+  for await (const p of model.streamText('The jury said', opts)) pieces.push(p);
+  assert.ok(pieces.length > 3);
+  assert.equal(pieces.join(''), model.decode(ids));
+  assert.ok(pieces.every((p) => !p.endsWith('\uFFFD')));
+  model.dispose();
+});

@@ -103,6 +103,7 @@ async function train() {
   $('train-btn').disabled = true;
   $('abort-btn').disabled = false;
   losses.length = 0;
+  $('train-progress').value = 0;
   setStatus(status, 'training...', 'training');
   trainCtl = new AbortController();
   try {

@@ -59,6 +59,22 @@ test('demo in headless Chromium: load in a worker, generate, fine-tune (loss fal
     const last = Number(await page.getAttribute('#train-status', 'data-last-loss'));
     console.log(`browser fine-tuning: loss ${first.toFixed(3)} -> ${last.toFixed(3)}`);
     assert.ok(last < first, 'the loss fell');
+    // abort lands within one training step: start a long run, abort after a few steps
+    await page.fill('#steps', '500');
+    await page.click('#train-btn');
+    await page.waitForSelector('#train-status[data-state=training]', { timeout: 60_000 });
+    await page.waitForFunction(() => Number(document.querySelector('#train-progress').value) * 500 >= 3, null, { timeout: 120_000 });
+    // read the page's step count and click Abort in the same task
+    const atAbort = await page.evaluate(() => {
+      const n = Math.round(Number(document.querySelector('#train-progress').value) * 500);
+      document.querySelector('#abort-btn').click();
+      return n;
+    });
+    await page.waitForSelector('#train-status[data-state=aborted]', { timeout: 60_000 });
+    const ran = Number(await page.getAttribute('#train-status', 'data-steps'));
+    console.log(`abort clicked after ${atAbort} steps; ${ran} steps ran`);
+    // the step in flight in the worker finishes; the page's count may lag one progress event
+    assert.ok(ran <= atAbort + 2, `abort should land within one step (${ran} vs ${atAbort})`);
     await page.click('#inspect-btn');
     await page.waitForSelector('#heatmap[data-drawn=true]', { timeout: 60_000 });
     await page.click('#compare-btn');

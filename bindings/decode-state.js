@@ -23,7 +23,9 @@ export class DecodeState {
     this._handle = h;
     try {
       this._logits = e.malloc(batch * model.config.vocabSize * 4);
+      this._ids = e.malloc(batch * 4); // one step's ids: no allocation per token
     } catch (err) {
+      e.free(this._logits);
       e.mod._mb_state_free(h);
       throw err;
     }
@@ -46,13 +48,15 @@ export class DecodeState {
   _run(flat, B, L) {
     if (B !== this.batch) throw invalid(`this state holds ${this.batch} sequence(s), got ${B}`);
     const e = this._engine;
-    const idp = e.putIds(flat);
+    const step = flat.length <= this.batch;
+    const idp = step ? this._ids : e.putIds(flat);
+    if (step) e.i32(idp, flat.length).set(flat);
     try {
       this._model._bind(this._adapter);
       e.check(e.mod._mb_forward(this._model._handle, idp, B, L, Logits.LAST, this._logits, 0, this._handle), 'decode');
       return e.f32(this._logits, B * this._model.config.vocabSize).slice();
     } finally {
-      e.free(idp);
+      if (!step) e.free(idp);
     }
   }
 
@@ -115,6 +119,7 @@ export class DecodeState {
     if (!this._handle) return;
     this._engine.mod._mb_state_free(this._handle);
     this._engine.free(this._logits);
+    this._engine.free(this._ids);
     this._handle = 0;
     this._model._states.delete(this);
   }

@@ -98,10 +98,6 @@ export class Engine {
     return new Int32Array(this.mod.HEAPU8.buffer, ptr, n);
   }
 
-  u8(ptr, n) {
-    return new Uint8Array(this.mod.HEAPU8.buffer, ptr, n);
-  }
-
   /** Writes ids (Int32Array) to a new heap buffer; returns its pointer (caller frees). */
   putIds(ids) {
     const p = this.malloc(ids.length * 4);

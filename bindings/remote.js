@@ -6,13 +6,8 @@
 // their code. Adapters, trainers and decode states come back as remote objects of the same shape.
 // Deliberately not here: anything that runs the model.
 import { MembaError, ErrorCodes, abortError } from './errors.js';
+import { SNAPSHOT } from './protocol.js';
 
-const SNAPSHOT_KEYS = {
-  Mamba: ['config', 'info', 'hasTokenizer'],
-  Adapter: ['config', 'name', 'causal', 'merged'],
-  Trainer: ['options', 'stepCount'],
-  DecodeState: ['batch', 'position'],
-};
 
 /** Wraps a browser Worker or a Node worker_threads Worker into { post, listen, terminate }. */
 function wrap(worker) {
@@ -135,7 +130,7 @@ export class WorkerClient {
     }
   }
 
-  /** A stand-in for a worker-side object: methods are remote calls, SNAPSHOT_KEYS are values. */
+  /** A stand-in for a worker-side object: methods are remote calls, SNAPSHOT are values. */
   _proxy(kind, handle, props) {
     const state = { ...props };
     const client = this;
@@ -146,7 +141,7 @@ export class WorkerClient {
           if (key === '__memba_handle') return handle;
           if (key === 'then') return undefined; // not a thenable
           if (key === 'kind') return kind;
-          if (SNAPSHOT_KEYS[kind].includes(key)) return state[key];
+          if (SNAPSHOT[kind].includes(key)) return state[key];
           if (key === Symbol.asyncIterator || typeof key === 'symbol') return undefined;
           if (key === 'stream' || key === 'streamText') return (...args) => client.iterate(handle, key, args);
           if (kind === 'Mamba' && key === 'terminate') return () => client._ch.terminate();

@@ -8,14 +8,8 @@ import { Mamba, DecodeState } from './mamba.js';
 import { Adapter } from './adapter.js';
 import { Trainer } from './trainer.js';
 import { MembaError, ErrorCodes } from './errors.js';
+import { SNAPSHOT } from './protocol.js';
 
-/** Properties of each class that the page sees as plain values (refreshed after every call). */
-export const SNAPSHOT = {
-  Mamba: ['config', 'info', 'hasTokenizer'],
-  Adapter: ['config', 'name', 'causal', 'merged'],
-  Trainer: ['options', 'stepCount'],
-  DecodeState: ['batch', 'position'],
-};
 const CLASSES = [
   ['Mamba', Mamba],
   ['Adapter', Adapter],

@@ -187,6 +187,11 @@ typedef struct mb_train_ws mb_train_ws;
 void mb_train_ws_free(mb_model *m);
 size_t mb_train_ws_bytes(const mb_model *m);
 
+/* an adapter's LoRA on target t: present?, lora_A [r, in] and lora_B [out, r] of layer l */
+static inline int adapter_has(const mb_adapter *ad, mb_target t) { return (ad->cfg.targets & (1 << t)) != 0; }
+static inline float *adapter_A(const mb_adapter *ad, int l, mb_target t) { return ad->A[l * MB_T_COUNT + t]; }
+static inline float *adapter_B(const mb_adapter *ad, int l, mb_target t) { return ad->B[l * MB_T_COUNT + t]; }
+
 /* chunk length of an adapter's LIM for a sequence of length L */
 int lim_chunk_len(const mb_adapter_config *c, int L);
 void lora_shape(const mb_config *c, mb_target t, int *in, int *out);

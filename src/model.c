@@ -131,12 +131,8 @@ void mb_model_trim(mb_model *m) {
   mb_train_ws_free(m);
 }
 
-static inline int lora_on(const mb_adapter *ad, mb_target t) {
-  return ad && !ad->merged && (ad->cfg.targets & (1 << t));
-}
-
-static inline const float *lora_A(const mb_adapter *ad, int l, mb_target t) { return ad->A[l * MB_T_COUNT + t]; }
-static inline const float *lora_B(const mb_adapter *ad, int l, mb_target t) { return ad->B[l * MB_T_COUNT + t]; }
+/* a LoRA the forward must add: on this target and not folded into the weights */
+static inline int lora_on(const mb_adapter *ad, mb_target t) { return ad && !ad->merged && adapter_has(ad, t); }
 
 const mb_config *mb_model_config(const mb_model *m) { return m ? &m->cfg : NULL; }
 
@@ -280,11 +276,11 @@ static void layer_pre(mb_model *m, int l, int B, int L, mb_state *st, float *u0_
   rmsnorm_forward(a->a, a->h, W->norm, BT, d, c->eps);
   matmul_forward(a->xz, a->a, W->in_proj_w, W->in_proj_b, BT, d, 2 * E);
   if (lora_on(ad, MB_T_IN_PROJ))
-    lora_forward(a->xz, 2 * E, a->lora_h, a->a, lora_A(ad, l, MB_T_IN_PROJ), lora_B(ad, l, MB_T_IN_PROJ), sc, BT, d, 2 * E, r);
+    lora_forward(a->xz, 2 * E, a->lora_h, a->a, adapter_A(ad, l, MB_T_IN_PROJ), adapter_B(ad, l, MB_T_IN_PROJ), sc, BT, d, 2 * E, r);
   if (lora_on(ad, MB_T_IN_PROJ_X))
-    lora_forward(a->xz, 2 * E, a->lora_h, a->a, lora_A(ad, l, MB_T_IN_PROJ_X), lora_B(ad, l, MB_T_IN_PROJ_X), sc, BT, d, E, r);
+    lora_forward(a->xz, 2 * E, a->lora_h, a->a, adapter_A(ad, l, MB_T_IN_PROJ_X), adapter_B(ad, l, MB_T_IN_PROJ_X), sc, BT, d, E, r);
   if (lora_on(ad, MB_T_IN_PROJ_Z))
-    lora_forward(a->xz + E, 2 * E, a->lora_h, a->a, lora_A(ad, l, MB_T_IN_PROJ_Z), lora_B(ad, l, MB_T_IN_PROJ_Z), sc, BT, d, E, r);
+    lora_forward(a->xz + E, 2 * E, a->lora_h, a->a, adapter_A(ad, l, MB_T_IN_PROJ_Z), adapter_B(ad, l, MB_T_IN_PROJ_Z), sc, BT, d, E, r);
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
     /* u_t = silu(conv1d(x)_t), causal, continuing from the state's history when kept */
@@ -294,11 +290,11 @@ static void layer_pre(mb_model *m, int l, int B, int L, mb_state *st, float *u0_
   /* [dl; B; C] = x_proj.weight @ u_t ; delta_t = softplus(dt_proj(dl)) */
   matmul_forward(a->dbc, a->u, W->x_proj_w, NULL, BT, E, DBC);
   if (lora_on(ad, MB_T_X_PROJ))
-    lora_forward(a->dbc, DBC, a->lora_h, a->u, lora_A(ad, l, MB_T_X_PROJ), lora_B(ad, l, MB_T_X_PROJ), sc, BT, E, DBC, r);
+    lora_forward(a->dbc, DBC, a->lora_h, a->u, adapter_A(ad, l, MB_T_X_PROJ), adapter_B(ad, l, MB_T_X_PROJ), sc, BT, E, DBC, r);
   dt_forward(a->delta, a->dbc, DBC, W->dt_proj_w, W->dt_proj_b, BT, E, R);
   if (lora_on(ad, MB_T_DT_PROJ)) {
     for (int t = 0; t < BT; t++) memcpy(a->tmp + (size_t)t * R, a->dbc + (size_t)t * DBC, R * sizeof(float));
-    lora_forward(a->delta, E, a->lora_h, a->tmp, lora_A(ad, l, MB_T_DT_PROJ), lora_B(ad, l, MB_T_DT_PROJ), sc, BT, R, E, r);
+    lora_forward(a->delta, E, a->lora_h, a->tmp, adapter_A(ad, l, MB_T_DT_PROJ), adapter_B(ad, l, MB_T_DT_PROJ), sc, BT, R, E, r);
   }
   /* the gate input: z, or the LIM membrane v with Memba (it depends on z alone) */
   if (ad && ad->cfg.lim) layer_lim(m, l, B, L, st, u0_out);
@@ -333,7 +329,7 @@ static void layer_post(mb_model *m, int l, int B, int L) {
   /* h_t += out_proj.weight @ o_t (+ LoRA) */
   matmul_forward(a->tmp, a->y, W->out_proj_w, W->out_proj_b, BT, E, d);
   if (lora_on(ad, MB_T_OUT_PROJ))
-    lora_forward(a->tmp, d, a->lora_h, a->y, lora_A(ad, l, MB_T_OUT_PROJ), lora_B(ad, l, MB_T_OUT_PROJ), sc, BT, E, d, r);
+    lora_forward(a->tmp, d, a->lora_h, a->y, adapter_A(ad, l, MB_T_OUT_PROJ), adapter_B(ad, l, MB_T_OUT_PROJ), sc, BT, E, d, r);
   for (size_t i = 0; i < (size_t)BT * d; i++) a->h[i] += a->tmp[i];
 }
 

@@ -163,17 +163,14 @@ typedef struct {
   uint64_t seed;     /* dropout seed of this step */
 } tctx;
 
-static inline int lora_on(const mb_adapter *ad, mb_target t) { return (ad->cfg.targets & (1 << t)) != 0; }
-static inline float *lA(const mb_adapter *ad, int l, mb_target t) { return ad->A[l * MB_T_COUNT + t]; }
-static inline float *lB(const mb_adapter *ad, int l, mb_target t) { return ad->B[l * MB_T_COUNT + t]; }
 
 /* LoRA forward of target t into out (stride), with dropout on its input during training */
 static void lora_fwd(mb_train_ws *w, const mb_adapter *ad, const tctx *x, int l, mb_target t,
                      float *out, int stride, const float *inp, int C, int OC) {
-  if (!lora_on(ad, t)) return;
+  if (!adapter_has(ad, t)) return;
   int BT = x->B * x->L;
   const float *in = lora_input(w, ad, inp, (size_t)BT * C, drop_seed(x->seed, l, t));
-  lora_forward(out, stride, WS(W_LH), in, lA(ad, l, t), lB(ad, l, t), ad->scale, BT, C, OC, ad->cfg.r);
+  lora_forward(out, stride, WS(W_LH), in, adapter_A(ad, l, t), adapter_B(ad, l, t), ad->scale, BT, C, OC, ad->cfg.r);
 }
 
 /* One layer's forward keeping every intermediate in the workspace; h (in/out) [BT, d].
@@ -261,21 +258,21 @@ static void lim_next_input(const mb_model *m, int l, const tctx *x, float *next)
  * dinp (through the dropout mask when on). */
 static void lora_bwd(mb_train_ws *w, mb_adapter *ad, const tctx *x, int l, mb_target t,
                      float *dinp, const float *dout, int dstride, const float *inp, int C, int OC) {
-  if (!lora_on(ad, t)) return;
+  if (!adapter_has(ad, t)) return;
   int BT = x->B * x->L;
-  size_t off = (size_t)(lA(ad, l, t) - ad->block);
-  float *dA = ad->grad + off, *dB = ad->grad + (size_t)(lB(ad, l, t) - ad->block);
+  size_t off = (size_t)(adapter_A(ad, l, t) - ad->block);
+  float *dA = ad->grad + off, *dB = ad->grad + (size_t)(adapter_B(ad, l, t) - ad->block);
   const float *in = lora_input(w, ad, inp, (size_t)BT * C, drop_seed(x->seed, l, t));
   if (in == inp) {
-    lora_backward(dA, dB, dinp, WS(W_LH), WS(W_LG), dout, dstride, in, lA(ad, l, t), lB(ad, l, t), ad->scale, BT, C, OC, ad->cfg.r);
+    lora_backward(dA, dB, dinp, WS(W_LH), WS(W_LG), dout, dstride, in, adapter_A(ad, l, t), adapter_B(ad, l, t), ad->scale, BT, C, OC, ad->cfg.r);
     return;
   }
   /* dropout: d(inp) = mask / (1 - p) * d(dropped input); W_DROP is free again after dA */
-  lora_backward(dA, dB, NULL, WS(W_LH), WS(W_LG), dout, dstride, in, lA(ad, l, t), lB(ad, l, t), ad->scale, BT, C, OC, ad->cfg.r);
+  lora_backward(dA, dB, NULL, WS(W_LH), WS(W_LG), dout, dstride, in, adapter_A(ad, l, t), adapter_B(ad, l, t), ad->scale, BT, C, OC, ad->cfg.r);
   float *g = WS(W_DROP);
   size_t n = (size_t)BT * C;
   memset(g, 0, n * sizeof(float));
-  matmul_backward_input(g, WS(W_LG), lA(ad, l, t), BT, C, ad->cfg.r);
+  matmul_backward_input(g, WS(W_LG), adapter_A(ad, l, t), BT, C, ad->cfg.r);
   dropout_apply(g, g, n, ad->cfg.dropout, drop_seed(x->seed, l, t));
   for (size_t i = 0; i < n; i++) dinp[i] += g[i];
 }
@@ -328,7 +325,7 @@ static void layer_backward(mb_model *m, int l, const tctx *x, float *dh, const f
   memset(WS(W_DDLIN), 0, nE * sizeof(float));
   softplus_backward(WS(W_DDLIN), WS(W_DDELTA), F[F_DLIN], nE);
   dt_backward(WS(W_DDBC), DBC, WS(W_DDLIN), W->dt_proj_w, BT, E, R);
-  if (lora_on(ad, MB_T_DT_PROJ)) {
+  if (adapter_has(ad, MB_T_DT_PROJ)) {
     memset(WS(W_DDLC), 0, (size_t)BT * R * sizeof(float));
     lora_bwd(w, ad, x, l, MB_T_DT_PROJ, WS(W_DDLC), WS(W_DDLIN), E, F[F_DLC], R, E);
     for (int t = 0; t < BT; t++)

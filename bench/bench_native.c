@@ -22,8 +22,8 @@ static double now(void) {
 static int bench_train(mb_model *m, int V, int L, int reps) {
   mb_adapter_config ac = {8, 16.0f, 0, (1 << MB_T_IN_PROJ) | (1 << MB_T_OUT_PROJ), 0, 1, 0, 16, 0.5f, 1.0f,
                           MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, MB_LIM_FIRST};
-  mb_adapter *a = mb_adapter_new(m, &ac);
-  if (!a || mb_adapter_init(a, 1) != MB_OK) return 1;
+  mb_adapter *a = NULL;
+  if (mb_adapter_new(m, &ac, &a) != MB_OK || mb_adapter_init(a, 1) != MB_OK) return 1;
   mb_model_set_adapter(m, a);
   mb_train_set_budget(m, 256.0 * 1048576.0);
   int32_t *ids = malloc(sizeof(int32_t) * L), *labels = malloc(sizeof(int32_t) * L);
@@ -54,8 +54,8 @@ int main(int argc, char **argv) {
   if (argc == 7 && !strcmp(argv[1], "train")) {
     int d = atoi(argv[2]), nl = atoi(argv[3]), V = atoi(argv[4]);
     mb_config c = {d, nl, V, 16, 4, 2 * d, (d + 15) / 16, 1e-5f, 0, 1, 1};
-    mb_model *m = mb_model_new(&c);
-    if (!m || mb_model_init_random(m, 1234) != MB_OK) return 1;
+    mb_model *m = NULL;
+    if (mb_model_new(&c, &m) != MB_OK || mb_model_init_random(m, 1234) != MB_OK) return 1;
     int rc = bench_train(m, V, atoi(argv[5]), atoi(argv[6]));
     mb_model_free(m);
     return rc;
@@ -68,15 +68,16 @@ int main(int argc, char **argv) {
   int d = atoi(argv[1]), nl = atoi(argv[2]), V = atoi(argv[3]), L = atoi(argv[4]);
   int steps = atoi(argv[5]), reps = atoi(argv[6]);
   mb_config c = {d, nl, V, 16, 4, 2 * d, (d + 15) / 16, 1e-5f, 0, 1, 1};
-  mb_model *m = mb_model_new(&c);
-  if (!m || mb_model_init_random(m, 1234) != MB_OK) {
+  mb_model *m = NULL;
+  if (mb_model_new(&c, &m) != MB_OK || mb_model_init_random(m, 1234) != MB_OK) {
     fprintf(stderr, "%s\n", mb_last_error());
     return 1;
   }
   int32_t *ids = malloc(sizeof(int32_t) * L);
   for (int i = 0; i < L; i++) ids[i] = (i * 7919) % V;
   float *logits = malloc(sizeof(float) * V);
-  mb_state *s = mb_state_new(m, 1);
+  mb_state *s = NULL;
+  if (mb_state_new(m, 1, &s) != MB_OK) return 1;
   double best_prefill = 1e30, best_decode = 1e30;
   for (int r = 0; r < reps; r++) {
     mb_state_reset(s);

@@ -18,8 +18,7 @@ export class DecodeState {
     this._adapter = adapter;
     this.batch = batch;
     model._bind(adapter);
-    const h = e.mod._mb_state_new(model._handle, batch) >>> 0;
-    if (!h) throw new MembaError(ErrorCodes.OOM, `cannot create decode state: ${e.lastError()}`);
+    const h = e.create(e.mod._mb_state_new, [model._handle, batch], 'cannot create decode state');
     this._handle = h;
     try {
       this._logits = e.malloc(batch * model.config.vocabSize * 4);

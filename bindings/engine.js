@@ -105,6 +105,16 @@ export class Engine {
     return p;
   }
 
+  /** Calls a C constructor fn(...args, out) that hands its handle back through `out`; throws the
+   * status as a MembaError (codes: statusCodes overrides STATUS_CODES per status). */
+  create(fn, args, what, statusCodes = {}) {
+    return this.withAlloc(4, (outp) => {
+      const st = fn(...args, outp);
+      if (st !== 0) throw new MembaError(statusCodes[st] ?? STATUS_CODES[st] ?? ErrorCodes.INTERNAL, `${what}: ${this.lastError()}`);
+      return new Uint32Array(this.mod.HEAPU8.buffer, outp, 1)[0];
+    });
+  }
+
   /** Reads a size_t written at ptr (wasm32: 4 bytes). */
   readSize(ptr) {
     return new Uint32Array(this.mod.HEAPU8.buffer, ptr, 1)[0];

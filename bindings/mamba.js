@@ -265,12 +265,8 @@ export class Mamba {
     return engine.withAlloc(44, (p) => {
       engine.i32(p, 11).set([...fields, 0, c.useBias ? 1 : 0, c.useConvBias ? 1 : 0, hasLmHead ? 0 : 1]);
       engine.f32(p + 28, 1)[0] = c.eps;
-      const h = engine.mod._mb_model_new(p) >>> 0;
-      if (!h) {
-        const msg = engine.lastError();
-        throw new MembaError(/out of memory|too large/.test(msg) ? ErrorCodes.OOM : ErrorCodes.BAD_FORMAT, `cannot create model: ${msg}`);
-      }
-      return h;
+      // a config out of range came from a file: bad_format; oom stays oom
+      return engine.create(engine.mod._mb_model_new, [p], 'cannot create model', { 1: ErrorCodes.BAD_FORMAT });
     });
   }
 
@@ -322,7 +318,7 @@ export class Mamba {
         const V = this.config.vocabSize;
         const out = await this._gpuRun(flat, B, L, 0, () =>
           this._engine.withAlloc(B * L * V * 4, (lp) => {
-            this._engine.check(this._engine.mod._mb_split_end(this._handle, B, L, Logits.ALL, lp, 0), 'forward');
+            this._engine.check(this._engine.mod._mb_split_end(this._handle, Logits.ALL, lp), 'forward');
             return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
           }), null, adapter);
         if (out) return out;
@@ -365,7 +361,7 @@ export class Mamba {
     return this._exclusive(async () => {
       const viaGpu = await this._gpuRun(flat, B, L, 0, (idp) =>
         e.withAlloc(B * L * 4, (op) => {
-          e.check(e.mod._mb_split_end_score(this._handle, idp, B, L, from, op), 'score');
+          e.check(e.mod._mb_split_end_score(this._handle, idp, from, op), 'score');
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
         }), null, adapter);
       if (viaGpu) return viaGpu;
@@ -437,12 +433,7 @@ export class Mamba {
     const e = this._engine;
     const handle = e.withAlloc(56, (p) => {
       e.i32(p, 14).set(cAdapterConfig(lora, lim));
-      const h = e.mod._mb_adapter_new(this._handle, p) >>> 0;
-      if (!h) {
-        const msg = e.lastError();
-        throw new MembaError(/out of memory/.test(msg) ? ErrorCodes.OOM : ErrorCodes.INVALID_ARGUMENT, `cannot create adapter: ${msg}`);
-      }
-      return h;
+      return e.create(e.mod._mb_adapter_new, [this._handle, p], 'cannot create adapter');
     });
     const a = new Adapter(this, handle, lora, lim, name);
     this._adapters.add(a);
@@ -634,7 +625,7 @@ export class Mamba {
     const V = this.config.vocabSize;
     const e = this._engine;
     const viaGpu = await this._gpuRun(flat, 1, flat.length, state._handle, () => {
-      e.check(e.mod._mb_split_end(this._handle, 1, flat.length, Logits.LAST, state._logits, state._handle), 'prefill');
+      e.check(e.mod._mb_split_end(this._handle, Logits.LAST, state._logits), 'prefill');
       return e.f32(state._logits, V).slice();
     }, () => state.reset(), state._adapter);
     return viaGpu ?? state._run(flat, 1, flat.length);

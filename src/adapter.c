@@ -50,13 +50,15 @@ static int config_valid(const mb_adapter_config *c) {
   return 1;
 }
 
-mb_adapter *mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg) {
+mb_status mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg, mb_adapter **ret) {
   mb_clear_error();
-  if (!m || !cfg) return mb_fail(MB_ERR_INVALID_ARG, "model or config is NULL"), NULL;
-  if (!config_valid(cfg)) return NULL;
+  if (!ret) return mb_fail(MB_ERR_INVALID_ARG, "out is NULL");
+  *ret = NULL;
+  if (!m || !cfg) return mb_fail(MB_ERR_INVALID_ARG, "model or config is NULL");
+  if (!config_valid(cfg)) return MB_ERR_INVALID_ARG;
   int nl = m->cfg.n_layer;
   mb_adapter *a = calloc(1, sizeof *a);
-  if (!a) return mb_fail(MB_ERR_OOM, "out of memory for adapter"), NULL;
+  if (!a) return mb_fail(MB_ERR_OOM, "out of memory for adapter");
   a->cfg = *cfg;
   a->model = m;
   a->scale = cfg->r ? (cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r) : 0.0f;
@@ -72,7 +74,7 @@ mb_adapter *mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg) {
   a->block = calloc(total ? total : 1, sizeof(float));
   if (!a->A || !a->B || !a->block) {
     mb_adapter_free(a);
-    return mb_fail(MB_ERR_OOM, "out of memory for adapter tensors"), NULL;
+    return mb_fail(MB_ERR_OOM, "out of memory for adapter tensors");
   }
   a->block_numel = total;
   float *p = a->block;
@@ -86,7 +88,8 @@ mb_adapter *mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg) {
       a->B[l * MB_T_COUNT + t] = p;
       p += (size_t)out * cfg->r;
     }
-  return a;
+  *ret = a;
+  return MB_OK;
 }
 
 void mb_adapter_free(mb_adapter *a) {
@@ -169,6 +172,7 @@ mb_status mb_adapter_merge(mb_model *m, mb_adapter *a) {
   if (!m || !a || a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter does not belong to this model");
   if (m->adapter != a) return mb_fail(MB_ERR_STATE, "only the active adapter can be merged");
   if (a->merged) return MB_OK;
+  m->split.open = 0; /* the weights change under an open split */
   merge_all(m, a, 1.0f);
   a->merged = 1;
   return MB_OK;
@@ -178,6 +182,7 @@ mb_status mb_adapter_unmerge(mb_model *m, mb_adapter *a) {
   mb_clear_error();
   if (!m || !a || a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter does not belong to this model");
   if (!a->merged) return MB_OK;
+  m->split.open = 0;
   merge_all(m, a, -1.0f);
   a->merged = 0;
   return MB_OK;
@@ -188,6 +193,7 @@ mb_status mb_model_set_adapter(mb_model *m, mb_adapter *a) {
   if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
   if (a && a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter belongs to another model");
   if (m->adapter && m->adapter != a && m->adapter->merged) mb_adapter_unmerge(m, m->adapter);
+  if (m->adapter != a) m->split.open = 0; /* activations were sized for the other adapter */
   m->adapter = a;
   return MB_OK;
 }

@@ -7,7 +7,7 @@
 
 #include "internal.h"
 
-static char g_err[512];
+static _Thread_local char g_err[512]; /* per thread: each thread sees its own last error */
 int mb_simd_enabled = 1;
 
 const char *mb_last_error(void) { return g_err; }

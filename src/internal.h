@@ -6,6 +6,7 @@
 #define MEMBA_INTERNAL_H
 
 #include "memba.h"
+#include "memba_backend.h"
 
 /* ---- errors and allocation (error.c) ---- */
 mb_status mb_fail(mb_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -119,19 +120,6 @@ void lim_backward(float *dz, int dz_stride, float *dU0, float *dU, const float *
                   const float *dpost, const float *Apre, int L, int E, int c, float tau,
                   float v_th, int pre_reset, int triangle, float width);
 
-/* ---- scalar references exported for testing other backends (ref_ops.c) ---- */
-void mb_ref_selective_scan(float *y, float *s, const float *u, const float *delta, const float *bc,
-                           int bc_stride, const float *A, const float *D, int L, int E, int N);
-void mb_ref_conv1d_silu(float *u, float *hist, const float *x, int x_stride, const float *w,
-                        const float *bias, int L, int E, int K);
-void mb_ref_softplus(float *x, int n);
-void mb_op_selective_scan(float *y, float *s, const float *u, const float *delta, const float *bc,
-                          int bc_stride, const float *A, const float *D, int L, int E, int N);
-void mb_ref_gate(float *y, const float *g, int g_stride, int T, int E);
-void mb_ref_lim(float *v, float *post, float *U, const float *z, int z_stride,
-                const float *prev_post, int L, int E, int c, double pos0, float tau, float v_th,
-                int pre_reset);
-
 /* ---- model ---- */
 typedef struct {
   float *norm;       /* [d] */
@@ -209,6 +197,10 @@ struct mb_model {
   mb_train_ws *train;  /* training workspace (train.c), NULL until the first training step */
   size_t train_budget; /* bytes of layer intermediates training may keep (mb_train_set_budget) */
   mb_acts acts;
+  struct { /* the open split forward (memba_backend.h), or open = 0 */
+    int open, B, L, layer, stage; /* next: stage 0 pre, 1 mid (or post), 2 post of `layer` */
+    mb_state *state;
+  } split;
 };
 
 struct mb_state {

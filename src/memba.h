@@ -1,8 +1,9 @@
-/* memba.h: the one public header of the memba C core (Mamba-1 inference).
- * The JS bindings and the native tests see only this. Opaque handles, status codes and
- * mb_last_error(); the library never prints, exits or aborts on user input.
- * Not here: file parsing (the bindings parse safetensors and write weights into the slots
- * this API hands out), tokenisation and sampling (JS). */
+/* memba.h: the user ABI of the memba C core: Mamba-1 models, Memba adapters, training.
+ * Opaque handles, status codes and mb_last_error(); constructors return a status and hand the
+ * handle back through an out-parameter. The library never prints, exits or aborts on user input.
+ * Not here: the stage ABI for other backends and the reference kernels for their tests
+ * (memba_backend.h), file parsing (the bindings parse safetensors and write weights into the
+ * slots this API hands out), tokenisation and sampling (JS). */
 #ifndef MEMBA_H
 #define MEMBA_H
 
@@ -21,7 +22,8 @@ typedef enum {
   MB_ERR_STATE = 4,       /* a call out of order (model not finalised, ...) */
 } mb_status;
 
-/* Last error message of this thread ("" when none). Valid until the next failing call. */
+/* Last error message of the calling thread ("" when none): thread-local storage, so each thread
+ * sees its own. Every API call that returns a status clears it first. Valid until the next call. */
 const char *mb_last_error(void);
 
 typedef struct {
@@ -61,8 +63,9 @@ typedef enum {
 typedef struct mb_model mb_model;
 typedef struct mb_state mb_state;
 
-/* Allocates a model with uninitialised weights (one block). NULL on failure (see mb_last_error). */
-mb_model *mb_model_new(const mb_config *cfg);
+/* Allocates a model with uninitialised weights (one block) into *out (NULL on failure):
+ * MB_ERR_INVALID_ARG for a config out of range, MB_ERR_OOM when the weights do not fit. */
+mb_status mb_model_new(const mb_config *cfg, mb_model **out);
 void mb_model_free(mb_model *m);
 const mb_config *mb_model_config(const mb_model *m);
 /* Where to write a parameter (float32, row-major) and how many floats it holds. NULL + *numel = 0
@@ -101,9 +104,10 @@ mb_status mb_score(mb_model *m, const int32_t *ids, int B, int L, int from, floa
 
 /* Recurrent decode state for `batch` sequences: per layer conv_state [B, E, K-1] and
  * ssm_state [B, E, N] (plus, when the active adapter has a causal LIM gate, the membrane
- * [B, c, E]; such a state only works with that adapter shape), and the positions consumed. One flat float block, so it can be
- * copied out, saved and restored byte for byte. */
-mb_state *mb_state_new(const mb_model *m, int batch);
+ * [B, c, E]; such a state only works with that adapter shape), and the positions consumed. One
+ * flat float block, so it can be copied out, saved and restored byte for byte. Into *out (NULL
+ * on failure). */
+mb_status mb_state_new(const mb_model *m, int batch, mb_state **out);
 void mb_state_free(mb_state *s);
 void mb_state_reset(mb_state *s);
 mb_status mb_state_copy(mb_state *dst, const mb_state *src);
@@ -155,8 +159,9 @@ typedef struct {
 
 typedef struct mb_adapter mb_adapter;
 
-/* An adapter for model m (shapes come from m's config); all LoRA tensors zero. NULL on failure. */
-mb_adapter *mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg);
+/* An adapter for model m (shapes come from m's config) into *out; all LoRA tensors zero.
+ * MB_ERR_INVALID_ARG for settings out of range, MB_ERR_OOM. */
+mb_status mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg, mb_adapter **out);
 void mb_adapter_free(mb_adapter *a);
 /* lora_A [r, in] (which = 0) or lora_B [out, r] (which = 1) of a target in a layer. */
 float *mb_adapter_param(mb_adapter *a, mb_target t, int layer, int which, size_t *numel);
@@ -210,33 +215,6 @@ typedef struct {
 mb_status mb_adamw_step(mb_adapter *a, const mb_adamw *opt, int step, float *grad_norm);
 /* Drops the AdamW moments (they are re-made as zeros at the next step). */
 mb_status mb_adapter_reset_optimizer(mb_adapter *a);
-
-/* ---- The split forward: the same forward pass in stages, so another backend (WebGPU, see
- * web/backend.js) can run each layer's middle stage (softplus of delta, the selective scan from
- * and into the state, the gate) on its own buffers: begin, then per layer pre / (mid here, or the
- * other backend reading and writing mb_split_buffer) / post, then end (logits) or end_score. ---- */
-typedef enum {
-  MB_BUF_XZ = 0,    /* [B*L, 2E] in_proj output: z = cols E..2E-1 */
-  MB_BUF_U = 1,     /* [B*L, E] conv + SiLU output */
-  MB_BUF_DBC = 2,   /* [B*L, R + 2N] x_proj output: B at col R, C at col R + N */
-  MB_BUF_DELTA = 3, /* [B*L, E] delta before softplus (after pre), after softplus (after mid) */
-  MB_BUF_Y = 4,     /* [B*L, E] the gated scan output (mid writes it, post reads it) */
-  MB_BUF_LIM_V = 5, /* [B*L, E] the gate input when the active adapter has a LIM gate */
-} mb_split_buf;
-mb_status mb_split_begin(mb_model *m, const int32_t *ids, int B, int L, mb_state *state);
-void mb_split_pre(mb_model *m, int layer, int B, int L, mb_state *state);
-void mb_split_mid(mb_model *m, int layer, int B, int L, mb_state *state);
-void mb_split_post(mb_model *m, int layer, int B, int L);
-mb_status mb_split_end(mb_model *m, int B, int L, mb_logits_mode mode, float *logits, mb_state *state);
-mb_status mb_split_end_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs);
-float *mb_split_buffer(mb_model *m, mb_split_buf which);
-/* A = -exp(A_log) of a layer [E, N] (derived at finalize), and a state's SSM state [E, N]. */
-float *mb_layer_A(mb_model *m, int layer);
-float *mb_state_ssm_ptr(mb_state *s, int layer, int b);
-
-/* Kernel selection, for tests and benchmarks: 1 = SIMD kernels (default), 0 = scalar reference. */
-void mb_set_simd(int on);
-int mb_get_simd(void);
 
 /* malloc/free exported for the bindings (WASM heap buffers). */
 void *mb_malloc(size_t n);

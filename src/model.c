@@ -44,11 +44,13 @@ static int config_valid(const mb_config *c) {
   return 1;
 }
 
-mb_model *mb_model_new(const mb_config *cfg) {
+mb_status mb_model_new(const mb_config *cfg, mb_model **out) {
   mb_clear_error();
-  if (!config_valid(cfg)) return NULL;
+  if (!out) return mb_fail(MB_ERR_INVALID_ARG, "out is NULL");
+  *out = NULL;
+  if (!config_valid(cfg)) return MB_ERR_INVALID_ARG;
   mb_model *m = calloc(1, sizeof *m);
-  if (!m) return mb_fail(MB_ERR_OOM, "out of memory allocating the model"), NULL;
+  if (!m) return mb_fail(MB_ERR_OOM, "out of memory allocating the model");
   m->cfg = *cfg;
   size_t total = 0;
   for (int p = MB_P_EMBEDDING; p <= MB_P_LM_HEAD; p++) total += param_numel(cfg, p);
@@ -57,7 +59,7 @@ mb_model *mb_model_new(const mb_config *cfg) {
   per_layer += (size_t)cfg->d_inner * cfg->d_state; /* derived A */
   if (per_layer > (SIZE_MAX / sizeof(float) - total) / (size_t)cfg->n_layer) {
     free(m);
-    return mb_fail(MB_ERR_OOM, "model too large for this address space"), NULL;
+    return mb_fail(MB_ERR_OOM, "model too large for this address space");
   }
   total += per_layer * cfg->n_layer;
   m->block = malloc(total * sizeof(float));
@@ -66,7 +68,7 @@ mb_model *mb_model_new(const mb_config *cfg) {
     mb_fail(MB_ERR_OOM, "out of memory allocating %zu MB of weights",
             total * sizeof(float) >> 20);
     free(m->block); free(m->layers); free(m);
-    return NULL;
+    return MB_ERR_OOM;
   }
   m->block_numel = total;
   float *p = m->block;
@@ -92,7 +94,8 @@ mb_model *mb_model_new(const mb_config *cfg) {
     p += (size_t)cfg->d_inner * cfg->d_state;
   }
 #undef CARVE
-  return m;
+  *out = m;
+  return MB_OK;
 }
 
 /* The activation buffers, in one table so sizing and freeing treat them alike. */
@@ -342,6 +345,7 @@ static void layer_forward(mb_model *m, int l, int B, int L, mb_state *st, float 
 /* Validates inputs, sizes activations and embeds ids into m->acts.h. */
 static mb_status forward_begin(mb_model *m, const int32_t *ids, int B, int L, mb_state *state) {
   if (!m || !ids) return mb_fail(MB_ERR_INVALID_ARG, "model or ids is NULL");
+  m->split.open = 0; /* any forward reuses the activations: an open split is over */
   if (!m->finalized) return mb_fail(MB_ERR_STATE, "model weights not finalized");
   if (B < 1 || L < 1) return mb_fail(MB_ERR_INVALID_ARG, "empty input (B=%d, L=%d)", B, L);
   if ((size_t)B * L > (1u << 28)) return mb_fail(MB_ERR_INVALID_ARG, "input too long");
@@ -475,32 +479,81 @@ static mb_status score_head(mb_model *m, const int32_t *ids, int B, int L, int f
 
 mb_status mb_split_begin(mb_model *m, const int32_t *ids, int B, int L, mb_state *state) {
   mb_clear_error();
-  return forward_begin(m, ids, B, L, state);
-}
-
-void mb_split_pre(mb_model *m, int l, int B, int L, mb_state *state) { layer_pre(m, l, B, L, state, NULL); }
-
-void mb_split_mid(mb_model *m, int l, int B, int L, mb_state *state) { layer_mid(m, l, B, L, state); }
-
-void mb_split_post(mb_model *m, int l, int B, int L) { layer_post(m, l, B, L); }
-
-mb_status mb_split_end(mb_model *m, int B, int L, mb_logits_mode mode, float *logits, mb_state *state) {
-  mb_clear_error();
-  mb_status st = check_mode(mode, logits);
+  mb_status st = forward_begin(m, ids, B, L, state);
   if (st) return st;
-  if (state) state->pos += L;
-  forward_head(m, B, L, mode, logits);
+  m->split.open = 1;
+  m->split.B = B;
+  m->split.L = L;
+  m->split.state = state;
+  m->split.layer = 0;
+  m->split.stage = 0;
   return MB_OK;
 }
 
-mb_status mb_split_end_score(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs) {
+#define SPLIT_END (-1) /* split_at's layer for the end stages: after the last layer */
+
+/* the split is open and its next stage is `stage` of `layer` (or SPLIT_END) */
+static mb_status split_at(mb_model *m, int layer, int stage, const char *what) {
   mb_clear_error();
-  if (!logprobs || from < 1 || from > L) return mb_fail(MB_ERR_INVALID_ARG, "bad score arguments");
-  return score_head(m, ids, B, L, from, logprobs);
+  if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
+  if (!m->split.open) return mb_fail(MB_ERR_STATE, "%s: no split forward is open (mb_split_begin first; another call may have closed it)", what);
+  if (layer == SPLIT_END) layer = m->cfg.n_layer;
+  else if (layer < 0 || layer >= m->cfg.n_layer) return mb_fail(MB_ERR_INVALID_ARG, "%s: layer %d out of range [0, %d)", what, layer, m->cfg.n_layer);
+  /* post follows pre directly when another backend ran the mid stage */
+  int ok = m->split.layer == layer && (m->split.stage == stage || (stage == 2 && m->split.stage == 1));
+  if (!ok)
+    return mb_fail(MB_ERR_STATE, "%s of layer %d out of order (the split is at layer %d, stage %d)", what, layer, m->split.layer, m->split.stage);
+  return MB_OK;
+}
+
+mb_status mb_split_pre(mb_model *m, int l) {
+  mb_status st = l == SPLIT_END ? mb_fail(MB_ERR_INVALID_ARG, "split pre: layer %d out of range", l) : split_at(m, l, 0, "split pre");
+  if (st) return st;
+  layer_pre(m, l, m->split.B, m->split.L, m->split.state, NULL);
+  m->split.stage = 1;
+  return MB_OK;
+}
+
+mb_status mb_split_mid(mb_model *m, int l) {
+  mb_status st = l == SPLIT_END ? mb_fail(MB_ERR_INVALID_ARG, "split mid: layer %d out of range", l) : split_at(m, l, 1, "split mid");
+  if (st) return st;
+  layer_mid(m, l, m->split.B, m->split.L, m->split.state);
+  m->split.stage = 2;
+  return MB_OK;
+}
+
+mb_status mb_split_post(mb_model *m, int l) {
+  mb_status st = l == SPLIT_END ? mb_fail(MB_ERR_INVALID_ARG, "split post: layer %d out of range", l) : split_at(m, l, 2, "split post");
+  if (st) return st;
+  layer_post(m, l, m->split.B, m->split.L);
+  m->split.layer++;
+  m->split.stage = 0;
+  return MB_OK;
+}
+
+mb_status mb_split_end(mb_model *m, mb_logits_mode mode, float *logits) {
+  mb_status st = split_at(m, SPLIT_END, 0, "split end");
+  if (st) return st;
+  st = check_mode(mode, logits);
+  if (st) return st;
+  m->split.open = 0;
+  if (m->split.state) m->split.state->pos += m->split.L;
+  forward_head(m, m->split.B, m->split.L, mode, logits);
+  return MB_OK;
+}
+
+mb_status mb_split_end_score(mb_model *m, const int32_t *ids, int from, float *logprobs) {
+  mb_status st = split_at(m, SPLIT_END, 0, "split end_score");
+  if (st) return st;
+  int L = m->split.L;
+  if (!ids || !logprobs || from < 1 || from > L) return mb_fail(MB_ERR_INVALID_ARG, "bad score arguments (from=%d, L=%d)", from, L);
+  m->split.open = 0;
+  if (m->split.state) m->split.state->pos += L;
+  return score_head(m, ids, m->split.B, L, from, logprobs);
 }
 
 float *mb_split_buffer(mb_model *m, mb_split_buf which) {
-  if (!m) return NULL;
+  if (!m || !m->split.open) return NULL;
   mb_acts *a = &m->acts;
   switch (which) {
     case MB_BUF_XZ: return a->xz;

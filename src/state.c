@@ -11,12 +11,14 @@ static size_t per_seq(const mb_state *s) {
   return (size_t)(s->K - 1) * s->E + (size_t)s->E * s->N + (size_t)s->lim_c * s->E;
 }
 
-mb_state *mb_state_new(const mb_model *m, int batch) {
+mb_status mb_state_new(const mb_model *m, int batch, mb_state **out) {
   mb_clear_error();
-  if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL"), NULL;
-  if (batch < 1 || batch > 65536) return mb_fail(MB_ERR_INVALID_ARG, "batch %d out of range", batch), NULL;
+  if (!out) return mb_fail(MB_ERR_INVALID_ARG, "out is NULL");
+  *out = NULL;
+  if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
+  if (batch < 1 || batch > 65536) return mb_fail(MB_ERR_INVALID_ARG, "batch %d out of range", batch);
   mb_state *s = calloc(1, sizeof *s);
-  if (!s) return mb_fail(MB_ERR_OOM, "out of memory for decode state"), NULL;
+  if (!s) return mb_fail(MB_ERR_OOM, "out of memory for decode state");
   s->batch = batch;
   s->n_layer = m->cfg.n_layer;
   s->E = m->cfg.d_inner;
@@ -29,9 +31,10 @@ mb_state *mb_state_new(const mb_model *m, int batch) {
   s->data = calloc(s->numel, sizeof(float));
   if (!s->data) {
     free(s);
-    return mb_fail(MB_ERR_OOM, "out of memory for decode state"), NULL;
+    return mb_fail(MB_ERR_OOM, "out of memory for decode state");
   }
-  return s;
+  *out = s;
+  return MB_OK;
 }
 
 void mb_state_free(mb_state *s) {

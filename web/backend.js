@@ -109,10 +109,10 @@ export class GpuBackend {
     const lim = !!adapter?.config?.lim;
     for (let l = 0; l < this.model.config.nLayer; l++) {
       this.model._bind(adapter);
-      m._mb_split_pre(h, l, B, L, statePtr);
+      this.engine.check(m._mb_split_pre(h, l), 'split pre');
       await this._mid(l, B, L, statePtr, lim);
       this.model._bind(adapter);
-      m._mb_split_post(h, l, B, L);
+      this.engine.check(m._mb_split_post(h, l), 'split post');
     }
   }
 

@@ -44,7 +44,8 @@ static const gcase CASES[] = {
 static const char *TNAME[MB_T_COUNT] = {"in_proj", "in_proj.x", "in_proj.z", "out_proj", "x_proj", "dt_proj"};
 
 static mb_adapter *load_adapter(mb_model *m, const gcase *gc) {
-  mb_adapter *a = mb_adapter_new(m, &gc->ac);
+  mb_adapter *a = NULL;
+  mb_adapter_new(m, &gc->ac, &a);
   CHECK(a != NULL, "adapter_new: %s", mb_last_error());
   char path[256];
   snprintf(path, sizeof path, "%sadapter_model.safetensors", gc->dir);

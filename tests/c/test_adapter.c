@@ -3,6 +3,7 @@
  * decode (stream case) against the full forward at every position; merge vs unmerged; a fresh
  * adapter without LIM equals the base model bit for bit; adapter switching; bad configs. */
 #include "../../src/memba.h"
+#include "../../src/memba_backend.h"
 #include "testmodel.h"
 #include "testutil.h"
 #include "tolerance.h"
@@ -55,7 +56,7 @@ static void test_case(const gcase *gc) {
   CHECK(mb_adapter_unmerge(m, a) == MB_OK && !mb_adapter_merged(a), "unmerge");
   /* causal LIM: token by token with the state equals the full forward */
   if (mb_adapter_causal(a)) {
-    mb_state *s = mb_state_new(m, B);
+    mb_state *s = new_state(m, B);
     float step[64 * 2], worst = 0;
     for (int t = 0; t < L; t++) {
       int32_t col[2];
@@ -74,7 +75,7 @@ static void test_case(const gcase *gc) {
     mb_model_set_adapter(m, a);
     mb_state_free(s);
   } else {
-    mb_state *s = mb_state_new(m, B);
+    mb_state *s = new_state(m, B);
     float step[64 * 2];
     CHECK(mb_step(m, s, gc->ids, step) == MB_ERR_STATE, "non-causal LIM decoded with a state");
     mb_state_free(s);
@@ -96,7 +97,7 @@ static void test_fresh_and_errors(void) {
   mb_set_simd(1);
   CHECK(mb_forward(m, ids, 1, 18, MB_LOGITS_ALL, base, NULL, NULL) == MB_OK, "base");
   mb_adapter_config ac = {8, 16.0f, 0, BIT(MB_T_IN_PROJ) | BIT(MB_T_OUT_PROJ) | BIT(MB_T_X_PROJ) | BIT(MB_T_DT_PROJ), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
-  mb_adapter *a = mb_adapter_new(m, &ac);
+  mb_adapter *a = new_adapter(m, &ac);
   CHECK(mb_adapter_init(a, 7) == MB_OK, "init");
   size_t n;
   float *A = mb_adapter_param(a, MB_T_IN_PROJ, 0, 0, &n);
@@ -106,7 +107,7 @@ static void test_fresh_and_errors(void) {
   CHECK(memcmp(base, with, sizeof base) == 0, "a fresh adapter (lora_B = 0) must equal the base bit for bit");
   /* half targets: a LoRA on in_proj.z changes only the gate path */
   mb_adapter_config hz = {2, 2.0f, 1, BIT(MB_T_IN_PROJ_X) | BIT(MB_T_IN_PROJ_Z), 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
-  mb_adapter *h = mb_adapter_new(m, &hz);
+  mb_adapter *h = new_adapter(m, &hz);
   CHECK(h != NULL, "half targets: %s", mb_last_error());
   mb_adapter_init(h, 3);
   float *Bz = mb_adapter_param(h, MB_T_IN_PROJ_Z, 1, 1, &n);
@@ -127,16 +128,17 @@ static void test_fresh_and_errors(void) {
   CHECK(mb_adapter_merge(m, h) == MB_ERR_STATE, "merging an inactive adapter");
   /* bad configs */
   mb_adapter_config bad = hz;
+  mb_adapter *bad_a = NULL;
   bad.targets |= BIT(MB_T_IN_PROJ);
-  CHECK(mb_adapter_new(m, &bad) == NULL, "in_proj + in_proj.x accepted");
+  CHECK(mb_adapter_new(m, &bad, &bad_a) == MB_ERR_INVALID_ARG && !bad_a, "in_proj + in_proj.x accepted");
   bad = hz; bad.lim = 1; bad.chunks = 4; bad.chunk_size = 2; bad.tau = 0.5f; bad.surrogate_width = 1;
-  CHECK(mb_adapter_new(m, &bad) == NULL, "both chunks and chunk_size accepted");
+  CHECK(mb_adapter_new(m, &bad, &bad_a) == MB_ERR_INVALID_ARG && !bad_a, "both chunks and chunk_size accepted");
   bad.chunk_size = 0; bad.tau = 1.5f;
-  CHECK(mb_adapter_new(m, &bad) == NULL, "tau 1.5 accepted");
+  CHECK(mb_adapter_new(m, &bad, &bad_a) == MB_ERR_INVALID_ARG && !bad_a, "tau 1.5 accepted");
   bad.tau = 0.5f; bad.cross_layer = 7;
-  CHECK(mb_adapter_new(m, &bad) == NULL, "cross_layer 7 accepted");
+  CHECK(mb_adapter_new(m, &bad, &bad_a) == MB_ERR_INVALID_ARG && !bad_a, "cross_layer 7 accepted");
   bad.cross_layer = 0; bad.chunks = 0;
-  CHECK(mb_adapter_new(m, &bad) == NULL, "neither chunks nor chunk_size accepted");
+  CHECK(mb_adapter_new(m, &bad, &bad_a) == MB_ERR_INVALID_ARG && !bad_a, "neither chunks nor chunk_size accepted");
   CHECK(mb_inspect(m, ids, 1, 18, with, NULL, NULL) == MB_ERR_STATE, "inspect without LIM");
   mb_adapter_free(a);
   mb_adapter_free(h);

@@ -196,7 +196,7 @@ static void t_model(void) {
   wm = load_model("tests/fixtures/mamba-tiny/model.safetensors", &cfg);
   mb_adapter_config ac = {2, 4.0f, 0, (1 << MB_T_IN_PROJ_Z) | (1 << MB_T_X_PROJ) | (1 << MB_T_DT_PROJ), 0,
                           1, 0, 4, 0.7f, 5.0f, MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, MB_LIM_FIRST};
-  wa = mb_adapter_new(wm, &ac);
+  wa = new_adapter(wm, &ac);
   mb_adapter_init(wa, 5);
   size_t n;
   for (int t = 0; t < MB_T_COUNT; t++)

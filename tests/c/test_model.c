@@ -3,6 +3,7 @@
  * batch of 2 against single runs, state copy/reset, and the error paths of the C API.
  * Run from the repo root (reads tests/fixtures/ and tests/tolerances.json). */
 #include "../../src/memba.h"
+#include "../../src/memba_backend.h"
 #include "testutil.h"
 #include "tolerance.h"
 #include "testmodel.h"
@@ -47,7 +48,7 @@ static void test_decode_and_batch(mb_model *m) {
     compare("batch row vs single run", full + b * 17 * 64, one, 17 * 64, tol("batch_vs_single_rel"));
   }
   /* decode step by step == full forward, at every position */
-  mb_state *s = mb_state_new(m, 1), *s2 = mb_state_new(m, 2), *saved = mb_state_new(m, 1);
+  mb_state *s = new_state(m, 1), *s2 = new_state(m, 2), *saved = new_state(m, 1);
   float worst = 0;
   for (int t = 0; t < 17; t++) {
     CHECK(mb_step(m, s, ids + t, step) == MB_OK, "step: %s", mb_last_error());
@@ -60,7 +61,7 @@ static void test_decode_and_batch(mb_model *m) {
         "decode differs: %g", worst);
   CHECK(mb_state_pos(s) == 17.0, "pos %g", mb_state_pos(s));
   /* prefill 8 positions into a state, then step: equals the full forward */
-  mb_state *p = mb_state_new(m, 1);
+  mb_state *p = new_state(m, 1);
   CHECK(mb_forward(m, ids, 1, 8, MB_LOGITS_LAST, step, NULL, p) == MB_OK, "prefill");
   compare("prefill last logits vs full forward", step, full + 7 * 64, 64, tol("decode_vs_forward_rel"));
   size_t n1, n2;
@@ -113,22 +114,33 @@ static void test_split(mb_model *m) {
   CHECK(mb_forward(m, ids, 2, 17, MB_LOGITS_ALL, whole, NULL, NULL) == MB_OK, "forward");
   CHECK(mb_split_begin(m, ids, 2, 17, NULL) == MB_OK, "split begin");
   for (int l = 0; l < TINY.n_layer; l++) {
-    mb_split_pre(m, l, 2, 17, NULL);
+    CHECK(mb_split_pre(m, l) == MB_OK, "split pre %d", l);
     CHECK(mb_split_buffer(m, MB_BUF_DELTA) && mb_split_buffer(m, MB_BUF_Y), "split buffers");
-    mb_split_mid(m, l, 2, 17, NULL);
-    mb_split_post(m, l, 2, 17);
+    CHECK(mb_split_post(m, l + 1) != MB_OK, "post of another layer accepted");
+    CHECK(mb_split_mid(m, l) == MB_OK, "split mid %d", l);
+    CHECK(mb_split_mid(m, l) == MB_ERR_STATE, "mid twice accepted");
+    CHECK(mb_split_post(m, l) == MB_OK, "split post %d", l);
   }
-  CHECK(mb_split_end(m, 2, 17, MB_LOGITS_ALL, split, NULL) == MB_OK, "split end");
+  CHECK(mb_split_pre(m, TINY.n_layer) == MB_ERR_INVALID_ARG, "layer n_layer accepted");
+  CHECK(mb_split_pre(m, -1) == MB_ERR_INVALID_ARG, "layer -1 accepted");
+  CHECK(mb_split_end(m, MB_LOGITS_ALL, split) == MB_OK, "split end");
+  CHECK(mb_split_end(m, MB_LOGITS_ALL, split) == MB_ERR_STATE, "split end twice accepted");
   CHECK(memcmp(whole, split, sizeof whole) == 0, "split forward differs from mb_forward");
   float want[34];
   CHECK(mb_score(m, ids, 2, 17, 5, want) == MB_OK, "score");
   mb_split_begin(m, ids, 2, 17, NULL);
+  CHECK(mb_split_end_score(m, ids, 5, lp) == MB_ERR_STATE, "end before the last layer accepted");
   for (int l = 0; l < TINY.n_layer; l++) {
-    mb_split_pre(m, l, 2, 17, NULL);
-    mb_split_mid(m, l, 2, 17, NULL);
-    mb_split_post(m, l, 2, 17);
+    mb_split_pre(m, l);
+    mb_split_mid(m, l);
+    mb_split_post(m, l);
   }
-  CHECK(mb_split_end_score(m, ids, 2, 17, 5, lp) == MB_OK && memcmp(lp, want, sizeof lp) == 0, "split score differs");
+  CHECK(mb_split_end_score(m, ids, 5, lp) == MB_OK && memcmp(lp, want, sizeof lp) == 0, "split score differs");
+  /* another forward in between closes the split */
+  mb_split_begin(m, ids, 2, 17, NULL);
+  mb_split_pre(m, 0);
+  CHECK(mb_forward(m, ids, 2, 17, MB_LOGITS_NONE, NULL, NULL, NULL) == MB_OK, "forward");
+  CHECK(mb_split_mid(m, 0) == MB_ERR_STATE && !mb_split_buffer(m, MB_BUF_Y), "a closed split went on");
   printf("  %-44s identical\n", "split forward (pre/mid/post) vs mb_forward");
 }
 
@@ -142,22 +154,24 @@ static void test_errors(mb_model *m) {
   CHECK(mb_forward(m, bad, 1, 0, MB_LOGITS_ALL, logits, NULL, NULL) == MB_ERR_INVALID_ARG, "L=0 accepted");
   CHECK(mb_forward(m, bad, 0, 1, MB_LOGITS_ALL, logits, NULL, NULL) == MB_ERR_INVALID_ARG, "B=0 accepted");
   CHECK(mb_forward(m, bad, 1, 1, MB_LOGITS_ALL, NULL, NULL, NULL) == MB_ERR_INVALID_ARG, "NULL logits accepted");
-  mb_state *s = mb_state_new(m, 2);
+  mb_state *s = new_state(m, 2);
   CHECK(mb_forward(m, bad, 1, 1, MB_LOGITS_LAST, logits, NULL, s) == MB_ERR_SHAPE, "state batch mismatch");
   mb_state_free(s);
   mb_config c = TINY;
   c.d_model = 0;
-  CHECK(mb_model_new(&c) == NULL && strlen(mb_last_error()) > 0, "bad config accepted");
+  mb_model *bad_m = NULL;
+  CHECK(mb_model_new(&c, &bad_m) == MB_ERR_INVALID_ARG && !bad_m && strlen(mb_last_error()) > 0, "bad config accepted");
   c = TINY;
   c.vocab_size = 1 << 24;
   c.d_model = 1 << 24;
-  mb_model *huge = mb_model_new(&c);
-  CHECK(huge == NULL, "impossible model allocated");
+  mb_model *huge = NULL;
+  CHECK(mb_model_new(&c, &huge) == MB_ERR_OOM && huge == NULL, "impossible model allocated");
   mb_model_free(huge);
   /* the model still works after errors */
   int32_t ok[1] = {5};
   CHECK(mb_forward(m, ok, 1, 1, MB_LOGITS_LAST, logits, NULL, NULL) == MB_OK, "usable after errors");
-  mb_model *fresh = mb_model_new(&TINY);
+  mb_model *fresh = NULL;
+  CHECK(mb_model_new(&TINY, &fresh) == MB_OK, "model_new");
   CHECK(mb_forward(fresh, ok, 1, 1, MB_LOGITS_LAST, logits, NULL, NULL) == MB_ERR_STATE, "unfinalized accepted");
   mb_model_free(fresh);
 }

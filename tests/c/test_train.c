@@ -3,6 +3,7 @@
  * surrogate, first transfer, all four targets; -short: L < chunks), and the AdamW trajectories
  * (losses before each step and the final tensors). */
 #include "../../src/memba.h"
+#include "../../src/memba_backend.h"
 #include "cases.h"
 #include "testmodel.h"
 #include "testutil.h"

@@ -5,6 +5,18 @@
 #include "../../src/memba.h"
 #include "testutil.h"
 
+/* constructors that hand back NULL on failure (the check counts it) */
+static inline mb_state *new_state(const mb_model *m, int batch) {
+  mb_state *s = NULL;
+  CHECK(mb_state_new(m, batch, &s) == MB_OK && s, "mb_state_new: %s", mb_last_error());
+  return s;
+}
+static inline mb_adapter *new_adapter(const mb_model *m, const mb_adapter_config *c) {
+  mb_adapter *a = NULL;
+  CHECK(mb_adapter_new(m, c, &a) == MB_OK && a, "mb_adapter_new: %s", mb_last_error());
+  return a;
+}
+
 static void load_param(mb_model *m, st_file *f, mb_param p, int layer, const char *name) {
   size_t want = 0, got = 0;
   float *dst = mb_model_param(m, p, layer, &want);
@@ -17,8 +29,9 @@ static void load_param(mb_model *m, st_file *f, mb_param p, int layer, const cha
 static mb_model *load_model(const char *path, const mb_config *cfg) {
   st_file f;
   if (!st_open(&f, path)) { CHECK(0, "cannot open %s", path); return NULL; }
-  mb_model *m = mb_model_new(cfg);
-  CHECK(m != NULL, "mb_model_new: %s", mb_last_error());
+  mb_model *m = NULL;
+  CHECK(mb_model_new(cfg, &m) == MB_OK && m != NULL, "mb_model_new: %s", mb_last_error());
+  if (!m) { st_close(&f); return NULL; }
   load_param(m, &f, MB_P_EMBEDDING, -1, "backbone.embeddings.weight");
   load_param(m, &f, MB_P_NORM_F, -1, "backbone.norm_f.weight");
   static const struct { mb_param p; const char *n; } names[] = {

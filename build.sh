@@ -13,7 +13,12 @@ cd "$(dirname "$0")"
 
 OUT=dist
 BUILD=build
-SRC=(src/error.c src/model.c src/state.c src/init.c src/adapter.c src/train.c src/optim.c src/ref_ops.c src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/ssm.c src/ops/lora.c src/ops/lim.c)
+SRC=(src/error.c src/ref_ops.c
+  src/core/weights.c src/core/block.c src/core/state.c src/core/adapter.c src/core/init.c
+  src/models/lm.c
+  src/train/train.c src/train/workspace.c src/train/optim.c
+  src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/delta.c src/ops/scan.c src/ops/gate.c
+  src/ops/lora.c src/ops/lim.c src/ops/xent.c)
 EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize mb_model_init_random
   mb_model_weight_bytes mb_model_activation_bytes mb_model_trim mb_forward mb_state_new
   mb_state_free mb_state_reset mb_state_copy mb_state_batch mb_state_pos mb_state_data
@@ -106,7 +111,7 @@ stale() { # stale OUTPUT INPUTS...: true when OUTPUT is missing or older than an
 
 build_wasm() {
   mkdir -p "$OUT"
-  local inputs=("${SRC[@]}" src/*.h src/ops/*.c build.sh)
+  local inputs=("${SRC[@]}" src/*.h src/*/*.h build.sh)
   stale "$OUT/memba.mjs" "${inputs[@]}" || return 0
   local exp
   exp=$(printf "'_%s'," "${EXPORTS[@]}")
@@ -117,10 +122,10 @@ build_wasm() {
 
 build_native() {
   mkdir -p "$BUILD"
-  local inputs=("${SRC[@]}" src/*.h build.sh)
+  local inputs=("${SRC[@]}" src/*.h src/*/*.h build.sh)
   if stale "$BUILD/libmemba.a" "${inputs[@]}"; then
     echo "build.sh: cc -> $BUILD/libmemba.a"
-    rm -f "$BUILD"/*.o
+    rm -f "$BUILD"/*.o "$BUILD/libmemba.a" # ar would keep members of files that moved
     for f in "${SRC[@]}"; do
       cc "${CFLAGS_COMMON[@]}" "${NATIVE_FLAGS[@]}" -c "$f" -o "$BUILD/$(basename "${f%.c}").o"
     done

@@ -2,7 +2,7 @@
  * history of the K-1 positions before it (the decode state), so prefill, chunked prefill and the
  * one-token decode step are the same code (spec section 1: x_s = 0 for s < 0 without history).
  *   x~_t = conv1d.bias + sum_k conv1d.weight[c,0,k] * x_{t-(K-1)+k} ;  u_t = silu(x~_t)
- * Training uses conv1d_forward (pre-activation kept) and conv1d_silu_backward (input gradient;
+ * Training keeps the pre-activation x~ (the xc output) for conv1d_silu_backward (input gradient;
  * the conv weights are frozen; training always starts from an empty history). */
 #include <math.h>
 
@@ -30,12 +30,13 @@ static void hist_update(float *hist, const float *x, int x_stride, int L, int E,
   }
 }
 
-void conv1d_silu_forward_scalar(float *u, float *hist, const float *x, int x_stride,
+void conv1d_silu_forward_scalar(float *u, float *xc, float *hist, const float *x, int x_stride,
                                 const float *w, const float *bias, int L, int E, int K) {
   for (int t = 0; t < L; t++) {
     for (int c = 0; c < E; c++) {
       float acc = bias ? bias[c] : 0.0f;
       for (int k = 0; k < K; k++) acc += w[c * K + k] * x_at(x, x_stride, hist, t - (K - 1) + k, c, E, K);
+      if (xc) xc[(size_t)t * E + c] = acc;
       u[(size_t)t * E + c] = silu_f(acc);
     }
   }
@@ -44,7 +45,7 @@ void conv1d_silu_forward_scalar(float *u, float *hist, const float *x, int x_str
 
 /* SIMD over channels: needs E % 4 == 0 and K <= 8. Weights are transposed per call into [K, E]
  * (K*E floats, small) so each tap is a contiguous vector. */
-static void conv1d_silu_forward_simd(float *u, float *hist, const float *x, int x_stride,
+static void conv1d_silu_forward_simd(float *u, float *xc, float *hist, const float *x, int x_stride,
                                      const float *w, const float *bias, int L, int E, int K) {
   for (int c0 = 0; c0 < E; c0 += 4) {
     f32x4 wk[8];
@@ -62,29 +63,19 @@ static void conv1d_silu_forward_simd(float *u, float *hist, const float *x, int 
         else xv = v_splat(0.0f);
         acc += wk[k] * xv;
       }
+      if (xc) v_store(xc + (size_t)t * E + c0, acc);
       v_store(u + (size_t)t * E + c0, v_silu(acc));
     }
   }
   if (hist) hist_update(hist, x, x_stride, L, E, K);
 }
 
-void conv1d_silu_forward(float *u, float *hist, const float *x, int x_stride, const float *w,
-                         const float *bias, int L, int E, int K) {
+void conv1d_silu_forward(float *u, float *xc, float *hist, const float *x, int x_stride,
+                         const float *w, const float *bias, int L, int E, int K) {
   if (mb_simd_enabled && E % 4 == 0 && K <= 8)
-    conv1d_silu_forward_simd(u, hist, x, x_stride, w, bias, L, E, K);
+    conv1d_silu_forward_simd(u, xc, hist, x, x_stride, w, bias, L, E, K);
   else
-    conv1d_silu_forward_scalar(u, hist, x, x_stride, w, bias, L, E, K);
-}
-
-/* Pre-activation conv x~ (no SiLU, no history), kept by training for the backward. */
-void conv1d_forward(float *xc, const float *x, int x_stride, const float *w, const float *bias,
-                    int L, int E, int K) {
-  for (int t = 0; t < L; t++)
-    for (int c = 0; c < E; c++) {
-      float acc = bias ? bias[c] : 0.0f;
-      for (int k = 0; k < K; k++) acc += w[c * K + k] * x_at(x, x_stride, NULL, t - (K - 1) + k, c, E, K);
-      xc[(size_t)t * E + c] = acc;
-    }
+    conv1d_silu_forward_scalar(u, xc, hist, x, x_stride, w, bias, L, E, K);
 }
 
 /* dx (rows of stride x_stride) += d/dx of u = silu(conv(x)), given du and the pre-activation xc:

@@ -50,7 +50,7 @@ void lim_transfer_mean(float *U0, const float *post, int L, int E, int c) {
 /* Backward of lim_forward from position 0 (training), given the kept pre-reset values Apre [L, E]:
  *   dv [L, E] the gate gradient; dpost [L, E] (or NULL) the gradient reaching this layer's
  *   post-update values through the transfer to the next layer.
- * Writes dz (+=, rows of stride dz_stride) and dU0 [c, E] (=): the gradient of the membrane this
+ * Accumulates dz (+=, rows of stride dz_stride) and dU0 [c, E] (+=): the gradient of the membrane this
  * layer started from (its transferred U0, or for `first` the previous layer's post values of the
  * first c tokens). dU: [c, E] scratch.
  *   dU/dA = (1 - S)                                   (mask)
@@ -59,7 +59,6 @@ void lim_backward(float *dz, int dz_stride, float *dU0, float *dU, const float *
                   const float *dpost, const float *Apre, int L, int E, int c, float tau,
                   float v_th, int pre_reset, int triangle, float width) {
   memset(dU, 0, sizeof(float) * (size_t)c * E);
-  memset(dU0, 0, sizeof(float) * (size_t)c * E);
   float inv_w2 = 1.0f / (width * width);
   for (int t = L - 1; t >= 0; t--) {
     int j = t % c;
@@ -67,7 +66,8 @@ void lim_backward(float *dz, int dz_stride, float *dU0, float *dU, const float *
     const float *a = Apre + (size_t)t * E, *g = dv + (size_t)t * E;
     const float *gp = dpost ? dpost + (size_t)t * E : NULL;
     float *dzt = dz + (size_t)t * dz_stride;
-    float *dst = t < c ? dU0 + (size_t)j * E : du; /* where d(base) goes */
+    int to_u0 = t < c; /* chunk 0 started from U0: d(base) goes there (+=), else to the slot (=) */
+    float *dst = to_u0 ? dU0 + (size_t)j * E : du;
     for (int e = 0; e < E; e++) {
       float s = a[e] > v_th ? 1.0f : 0.0f;
       float dudA = 1.0f - s;
@@ -78,7 +78,8 @@ void lim_backward(float *dz, int dz_stride, float *dU0, float *dU, const float *
       float dpt = du[e] + (gp ? gp[e] : 0.0f) + (pre_reset ? 0.0f : g[e]); /* d post_t */
       float dA = dpt * dudA + (pre_reset ? g[e] : 0.0f);
       dzt[e] += dA;
-      dst[e] = tau * dA; /* A = tau * base + z */
+      if (to_u0) dst[e] += tau * dA; /* A = tau * base + z */
+      else dst[e] = tau * dA;
     }
   }
 }

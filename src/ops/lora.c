@@ -1,6 +1,6 @@
 /* lora.c: LoRA with HF PEFT semantics (spec section 2): y = W x + scale * B @ (A @ x), scale =
  * alpha/r (or alpha/sqrt(r) with rsLoRA), added into an existing output (possibly a strided half
- * of in_proj's output); and merging it into W. Dropout is a training concern (not here).
+ * of in_proj's output); merging it into W; the seeded dropout masks training draws on its input.
  * lora_backward gives the LoRA tensors' gradients and the input gradient through the branch. */
 #include "../internal.h"
 #include "../simd.h"
@@ -66,4 +66,14 @@ void lora_backward(float *dA, float *dB, float *dinp, float *tmp_h, float *tmp_g
     }
   }
   if (dinp) matmul_backward_input(dinp, tmp_g, A, T, C, r);
+}
+
+void lora_dropout(float *out, const float *x, size_t n, float p, uint64_t seed) {
+  float keep = 1.0f / (1.0f - p);
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+  for (size_t i = 0; i < n; i++) {
+    s ^= s >> 12; s ^= s << 25; s ^= s >> 27;
+    float u = (float)((s * 0x2545F4914F6CDD1Dull) >> 40) / 16777216.0f;
+    out[i] = u < p ? 0.0f : x[i] * keep;
+  }
 }

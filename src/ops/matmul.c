@@ -2,7 +2,8 @@
  * (PyTorch nn.Linear layout). The hot loop of prefill (T = B*L) and of decode (T = B, a matvec).
  * Scalar reference + SIMD: for T < 4 a row-streaming matvec, else a kernel register-tiled 4 output
  * rows x 2 tokens; both with scalar tails.
- * Not here: threading (later: split the o loop), transposed weights, low-precision weights. */
+ * linear_forward / linear_backward_input take a typed weight slot and dispatch on its dtype (f32
+ * only today). Not here: threading (later: split the o loop), transposed weights. */
 #include "../internal.h"
 #include "../simd.h"
 
@@ -194,5 +195,20 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
             for (int c = c8; c < C; c++) dx[c] += g * w[c];
           }
     }
+  }
+}
+
+/* ---- through a typed weight slot: the one place a matmul learns the weight's dtype ---- */
+
+void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
+                    int C, int OC) {
+  switch (w->dtype) {
+    case MB_DT_F32: matmul_forward(out, inp, slot_f32(w), bias ? slot_f32(bias) : NULL, T, C, OC); break;
+  }
+}
+
+void linear_backward_input(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC) {
+  switch (w->dtype) {
+    case MB_DT_F32: matmul_backward_input(dinp, dout, slot_f32(w), T, C, OC); break;
   }
 }

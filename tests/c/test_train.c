@@ -4,6 +4,7 @@
  * (losses before each step and the final tensors). */
 #include "../../src/memba.h"
 #include "../../src/memba_backend.h"
+#include "../../src/internal.h" /* xent_lse: the one cross-entropy */
 #include "cases.h"
 #include "testmodel.h"
 #include "testutil.h"
@@ -36,6 +37,61 @@ static void compare_tensors(st_file *e, mb_adapter *a, const gcase *gc, const ch
   printf("  %-48s worst maxdiff/limit %.3g\n", grads ? "gradients of every LoRA tensor" : "AdamW final tensors", worst);
 }
 
+/* The mean cross-entropy of mb_forward's logits, with the library's one log-sum-exp. */
+static float forward_loss(mb_model *m, const int32_t *ids, const int32_t *labels, int B, int L) {
+  const mb_config *c = mb_model_config(m);
+  float *logits = malloc(sizeof(float) * (size_t)B * L * c->vocab_size);
+  CHECK(mb_forward(m, ids, B, L, MB_LOGITS_ALL, logits, NULL, NULL) == MB_OK, "forward: %s", mb_last_error());
+  double sum = 0;
+  long n = 0;
+  for (int t = 0; t < B * L; t++) {
+    if (labels[t] == -100) continue;
+    const float *row = logits + (size_t)t * c->vocab_size;
+    sum += xent_lse(row, c->vocab_size) - row[labels[t]];
+    n++;
+  }
+  free(logits);
+  return (float)(sum / (double)n);
+}
+
+/* the training forward is the inference forward: its loss equals the loss of mb_forward's logits */
+static void check_loss_equals_forward(mb_model *m, const int32_t *ids, const int32_t *labels, int B, int L,
+                                      float train_loss) {
+  float want = forward_loss(m, ids, labels, B, L);
+  printf("  %-48s %.9g vs %.9g (B=%d, L=%d)\n", "training loss vs mb_forward's cross-entropy", train_loss, want, B, L);
+  CHECK(memcmp(&train_loss, &want, sizeof want) == 0, "training loss %.9g != forward loss %.9g (not bit for bit)", train_loss, want);
+}
+
+/* the same on random weights with B*L past one block of head rows, for each LIM transfer */
+static void test_loss_equals_forward(void) {
+  mb_config cfg = {48, 3, 96, 8, 4, 96, 3, 1e-5f, 0, 1, 1};
+  mb_model *m = NULL;
+  CHECK(mb_model_new(&cfg, &m) == MB_OK && mb_model_init_random(m, 7) == MB_OK, "random model");
+  enum { B = 2, L = 71 };
+  int32_t ids[B * L], labels[B * L];
+  for (int i = 0; i < B * L; i++) ids[i] = (i * 37 + 11) % cfg.vocab_size;
+  for (int i = 0; i < B * L; i++) labels[i] = i % L == L - 1 || i % 5 == 2 ? -100 : ids[i + 1];
+  const int cross[] = {MB_LIM_MEAN, MB_LIM_FIRST, MB_LIM_NONE};
+  for (int k = 0; k < 4; k++) {
+    mb_adapter_config ac = {4, 8.0f, 0, BIT(MB_T_IN_PROJ) | BIT(MB_T_OUT_PROJ) | BIT(MB_T_DT_PROJ), 0, k < 3, 0, 16,
+                            0.5f, 1.0f, MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, k < 3 ? cross[k] : MB_LIM_MEAN};
+    if (k == 0) { ac.chunks = 4; ac.chunk_size = 0; }
+    mb_adapter *a = new_adapter(m, &ac);
+    mb_adapter_init(a, 3);
+    /* non-zero lora_B so the LoRA branch counts */
+    size_t n;
+    float *blk = mb_adapter_block(a, 0, &n);
+    for (size_t i = 0; i < n; i++) blk[i] += 0.01f * (float)((i * 7) % 13) - 0.06f;
+    mb_model_set_adapter(m, a);
+    float loss = 0;
+    mb_adapter_zero_grad(a);
+    CHECK(mb_train_backward(m, ids, labels, B, L, 0, &loss) == MB_OK, "backward: %s", mb_last_error());
+    check_loss_equals_forward(m, ids, labels, B, L, loss);
+    mb_adapter_free(a);
+  }
+  mb_model_free(m);
+}
+
 static void test_case(const gcase *gc) {
   printf(" %s\n", gc->dir);
   mb_adapter *a;
@@ -51,7 +107,7 @@ static void test_case(const gcase *gc) {
   printf("  %-48s %.6f vs %.6f\n", "loss", loss, want_loss[0]);
   CHECK(fabsf(loss - want_loss[0]) <= tol("adamw_loss_abs"), "loss %g vs %g", loss, want_loss[0]);
   compare_tensors(&e, a, gc, "grad.", 1);
-  /* the loss equals the forward's own cross-entropy (the two code paths agree) */
+  check_loss_equals_forward(m, gc->ids, gc->labels, gc->B, gc->L, loss);
   if (gc->adam_steps) {
     float *losses = st_get(&e, "adamw.losses", &n), worst = 0;
     for (int k = 1; k <= gc->adam_steps; k++) {
@@ -109,6 +165,7 @@ int main(void) {
   mb_set_simd(1);
   for (size_t i = 0; i < sizeof CASES / sizeof CASES[0]; i++) test_case(&CASES[i]);
   test_budget();
+  test_loss_equals_forward();
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

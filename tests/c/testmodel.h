@@ -17,7 +17,7 @@ static inline mb_adapter *new_adapter(const mb_model *m, const mb_adapter_config
   return a;
 }
 
-static void load_param(mb_model *m, st_file *f, mb_param p, int layer, const char *name) {
+static inline void load_param(mb_model *m, st_file *f, mb_param p, int layer, const char *name) {
   size_t want = 0, got = 0;
   float *dst = mb_model_param(m, p, layer, &want);
   float *src = st_get(f, name, &got);
@@ -26,7 +26,7 @@ static void load_param(mb_model *m, st_file *f, mb_param p, int layer, const cha
   free(src);
 }
 
-static mb_model *load_model(const char *path, const mb_config *cfg) {
+static inline mb_model *load_model(const char *path, const mb_config *cfg) {
   st_file f;
   if (!st_open(&f, path)) { CHECK(0, "cannot open %s", path); return NULL; }
   mb_model *m = NULL;

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 static size_t per_seq(const mb_state *s) {
   return (size_t)(s->K - 1) * s->E + (size_t)s->E * s->N + (size_t)s->lim_c * s->E;

@@ -1,12 +1,12 @@
 /* adapter.c: a Memba adapter bound to one model: its settings (LoRA rank, scale, targets; LIM
  * options), its LoRA tensors in one block, PEFT initialisation, and merging into the base
- * weights. The forward pass that uses it lives in model.c; file formats in the bindings.
- * Not here: optimizer state and gradients (training). */
+ * weights. The forward that uses it is the block (core/block.c); file formats live in the bindings.
+ * Not here: optimizer state and gradients (train/optim.c). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 void lora_shape(const mb_config *c, mb_target t, int *in, int *out) {
   int d = c->d_model, E = c->d_inner, R = c->dt_rank, N = c->d_state;
@@ -147,21 +147,31 @@ int mb_adapter_causal(const mb_adapter *a) {
 
 int mb_adapter_merged(const mb_adapter *a) { return a ? a->merged : 0; }
 
+/* merging writes the base weights in float32: every target's slot must be f32 */
+static mb_status merge_check(const mb_model *m, const mb_adapter *a) {
+  for (int l = 0; l < m->cfg.n_layer; l++)
+    for (int t = 0; t < MB_T_COUNT; t++) {
+      if (!a->A[l * MB_T_COUNT + t]) continue;
+      mb_param p = t == MB_T_OUT_PROJ ? MB_P_OUT_PROJ_W : t == MB_T_X_PROJ ? MB_P_X_PROJ_W
+                   : t == MB_T_DT_PROJ ? MB_P_DT_PROJ_W : MB_P_IN_PROJ_W;
+      if (!slot_f32(model_slot(m, p, l))) return mb_fail(MB_ERR_STATE, "merge needs float32 base weights");
+    }
+  return MB_OK;
+}
+
 /* W += sign * scale * B @ A for every target of every layer */
 static void merge_all(mb_model *m, mb_adapter *a, float sign) {
   const mb_config *c = &m->cfg;
   for (int l = 0; l < c->n_layer; l++) {
-    mb_layer *W = &m->layers[l];
     for (int t = 0; t < MB_T_COUNT; t++) {
       const float *A = a->A[l * MB_T_COUNT + t], *B = a->B[l * MB_T_COUNT + t];
       if (!A) continue;
       int in, out;
       lora_shape(c, (mb_target)t, &in, &out);
-      float *w = t == MB_T_OUT_PROJ  ? W->out_proj_w
-                 : t == MB_T_X_PROJ  ? W->x_proj_w
-                 : t == MB_T_DT_PROJ ? W->dt_proj_w
-                 : t == MB_T_IN_PROJ_Z ? W->in_proj_w + (size_t)c->d_inner * c->d_model
-                                       : W->in_proj_w;
+      mb_param p = t == MB_T_OUT_PROJ ? MB_P_OUT_PROJ_W : t == MB_T_X_PROJ ? MB_P_X_PROJ_W
+                   : t == MB_T_DT_PROJ ? MB_P_DT_PROJ_W : MB_P_IN_PROJ_W;
+      float *w = mb_model_param(m, p, l, NULL); /* f32 slots: merge_check said so */
+      if (t == MB_T_IN_PROJ_Z) w += (size_t)c->d_inner * c->d_model;
       lora_merge(w, A, B, sign * a->scale, out, in, a->cfg.r);
     }
   }
@@ -172,6 +182,8 @@ mb_status mb_adapter_merge(mb_model *m, mb_adapter *a) {
   if (!m || !a || a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter does not belong to this model");
   if (m->adapter != a) return mb_fail(MB_ERR_STATE, "only the active adapter can be merged");
   if (a->merged) return MB_OK;
+  mb_status st = merge_check(m, a);
+  if (st) return st;
   m->split.open = 0; /* the weights change under an open split */
   merge_all(m, a, 1.0f);
   a->merged = 1;

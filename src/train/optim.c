@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../internal.h"
 
 mb_status mb_adapter_grad_ensure(mb_adapter *a) {
   if (a->grad) return MB_OK;

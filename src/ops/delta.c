@@ -1,0 +1,42 @@
+/* delta.c: the step size of a Mamba-1 mixer (spec section 1):
+ *   delta_t = softplus(dt_proj.weight @ dl_t + dt_proj.bias),  softplus(v) = v for v > 20
+ * as two ops (dt_forward, then softplus_forward) so a LoRA on dt_proj can add in between; and
+ * their backwards (input gradients only: dt_proj is frozen). Not here: the scan (scan.c). */
+#include <math.h>
+
+#include "../internal.h"
+
+void dt_forward(float *dlin, const float *dbc, int dbc_stride, const float *dt_proj_w,
+                const float *dt_proj_b, int T, int E, int R) {
+  for (int t = 0; t < T; t++) {
+    const float *dl = dbc + (size_t)t * dbc_stride;
+    float *out = dlin + (size_t)t * E;
+    for (int e = 0; e < E; e++) {
+      const float *w = dt_proj_w + (size_t)e * R;
+      float acc = dt_proj_b[e];
+      for (int r = 0; r < R; r++) acc += w[r] * dl[r];
+      out[e] = acc;
+    }
+  }
+}
+
+void softplus_forward(float *out, const float *inp, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = softplus_f(inp[i]);
+}
+
+/* ddlin += ddelta * softplus'(dlin), softplus'(v) = sigmoid(v) (1 above the threshold 20) */
+void softplus_backward(float *ddlin, const float *ddelta, const float *dlin, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    ddlin[i] += dlin[i] > 20.0f ? ddelta[i] : ddelta[i] / (1.0f + expf(-dlin[i]));
+}
+
+/* dbc[t, 0:R] (+=, rows of stride dbc_stride) from ddlin through the frozen dt_proj.weight */
+void dt_backward(float *dbc, int dbc_stride, const float *ddlin, const float *dt_proj_w, int T,
+                 int E, int R) {
+  for (int t = 0; t < T; t++) {
+    float *dl = dbc + (size_t)t * dbc_stride;
+    const float *g = ddlin + (size_t)t * E;
+    for (int e = 0; e < E; e++)
+      for (int r = 0; r < R; r++) dl[r] += g[e] * dt_proj_w[(size_t)e * R + r];
+  }
+}

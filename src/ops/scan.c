@@ -1,0 +1,137 @@
+/* scan.c: the selective scan of a Mamba-1 mixer (spec section 1), over one sequence from a given
+ * state (zeros, or the decode state), so prefill and the decode step share it:
+ *   s_t = exp(delta_t*A) * s_{t-1} + delta_t*B_t*u_t ;  y_t = s_t @ C_t + D*u_t
+ * The forward optionally keeps every s_t (training) for the reverse-time backward. The SIMD
+ * variants vectorise over the state dim N (N % 4 == 0) with the same arithmetic per element.
+ * Not here: softplus and dt_proj (delta.c), the gate (gate.c), LIM (lim.c). */
+#include <math.h>
+#include <string.h>
+
+#include "../internal.h"
+#include "../simd.h"
+
+void selective_scan_forward_scalar(float *y, float *s, float *states, const float *u,
+                                   const float *delta, const float *bc, int bc_stride,
+                                   const float *A, const float *D, int L, int E, int N) {
+  size_t EN = (size_t)E * N;
+  for (int t = 0; t < L; t++) {
+    const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
+    for (int e = 0; e < E; e++) {
+      float delta_t = delta[(size_t)t * E + e], ut = u[(size_t)t * E + e];
+      float *se = s + (size_t)e * N;
+      const float *Ae = A + (size_t)e * N;
+      float acc = 0.0f;
+      for (int n = 0; n < N; n++) {
+        se[n] = expf(delta_t * Ae[n]) * se[n] + delta_t * Bt[n] * ut; /* deltaA * s + deltaB_u */
+        acc += se[n] * Ct[n];
+      }
+      y[(size_t)t * E + e] = acc + D[e] * ut;
+    }
+    if (states) memcpy(states + t * EN, s, EN * sizeof(float));
+  }
+}
+
+static void selective_scan_forward_simd(float *y, float *s, float *states, const float *u,
+                                        const float *delta, const float *bc, int bc_stride,
+                                        const float *A, const float *D, int L, int E, int N) {
+  size_t EN = (size_t)E * N;
+  for (int t = 0; t < L; t++) {
+    const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
+    for (int e = 0; e < E; e++) {
+      float delta_t = delta[(size_t)t * E + e], ut = u[(size_t)t * E + e];
+      f32x4 vdelta = v_splat(delta_t), vdelta_u = v_splat(delta_t * ut), acc = v_splat(0.0f);
+      float *se = s + (size_t)e * N;
+      const float *Ae = A + (size_t)e * N;
+      for (int n = 0; n < N; n += 4) {
+        f32x4 sv = v_exp(vdelta * v_load(Ae + n)) * v_load(se + n) + vdelta_u * v_load(Bt + n);
+        v_store(se + n, sv);
+        acc += sv * v_load(Ct + n);
+      }
+      y[(size_t)t * E + e] = v_hsum(acc) + D[e] * ut;
+    }
+    if (states) memcpy(states + t * EN, s, EN * sizeof(float));
+  }
+}
+
+void selective_scan_forward(float *y, float *s, float *states, const float *u, const float *delta,
+                            const float *bc, int bc_stride, const float *A, const float *D, int L,
+                            int E, int N) {
+  if (mb_simd_enabled && N % 4 == 0)
+    selective_scan_forward_simd(y, s, states, u, delta, bc, bc_stride, A, D, L, E, N);
+  else
+    selective_scan_forward_scalar(y, s, states, u, delta, bc, bc_stride, A, D, L, E, N);
+}
+
+/* Reverse-time backward of the scan (A and D are frozen):
+ *   y_t = s_t . C_t + D u_t ;  s_t = deltaA_t * s_{t-1} + delta_t B_t u_t,  deltaA_t = exp(delta_t A)
+ * du (+=), ddelta (+=), and dbc (+=, at the B and C columns of rows of stride bc_stride) from dy,
+ * the kept states [L, E, N] and the initial state s0. ds: [E, N] scratch. */
+void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                                    const float *states, const float *s0, const float *u,
+                                    const float *delta, const float *bc, int bc_stride,
+                                    const float *A, const float *D, int L, int E, int N) {
+  size_t EN = (size_t)E * N;
+  memset(ds, 0, EN * sizeof(float));
+  for (int t = L - 1; t >= 0; t--) {
+    const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
+    float *dBt = dbc + (size_t)t * bc_stride, *dCt = dBt + N;
+    const float *cur = states + t * EN, *prev = t ? states + (t - 1) * EN : s0;
+    for (int e = 0; e < E; e++) {
+      size_t te = (size_t)t * E + e;
+      float g = dy[te], delta_t = delta[te], ut = u[te], ddelta_t = 0.0f, du_t = g * D[e];
+      for (int n = 0; n < N; n++) {
+        size_t i = (size_t)e * N + n;
+        float dsi = ds[i] + g * Ct[n];
+        dCt[n] += g * cur[i];
+        float deltaA = expf(delta_t * A[i]);
+        ddelta_t += dsi * (A[i] * deltaA * prev[i] + Bt[n] * ut);
+        dBt[n] += dsi * delta_t * ut;
+        du_t += dsi * delta_t * Bt[n];
+        ds[i] = dsi * deltaA;
+      }
+      ddelta[te] += ddelta_t;
+      du[te] += du_t;
+    }
+  }
+}
+
+static void selective_scan_backward_simd(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                                         const float *states, const float *s0, const float *u,
+                                         const float *delta, const float *bc, int bc_stride,
+                                         const float *A, const float *D, int L, int E, int N) {
+  size_t EN = (size_t)E * N;
+  memset(ds, 0, EN * sizeof(float));
+  for (int t = L - 1; t >= 0; t--) {
+    const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
+    float *dBt = dbc + (size_t)t * bc_stride, *dCt = dBt + N;
+    const float *cur = states + t * EN, *prev = t ? states + (t - 1) * EN : s0;
+    for (int e = 0; e < E; e++) {
+      size_t te = (size_t)t * E + e, o = (size_t)e * N;
+      float g = dy[te], delta_t = delta[te], ut = u[te];
+      f32x4 vg = v_splat(g), vdelta = v_splat(delta_t), vut = v_splat(ut), vdelta_u = v_splat(delta_t * ut);
+      f32x4 ddelta_t = v_splat(0.0f), du_t = v_splat(0.0f);
+      for (int n = 0; n < N; n += 4) {
+        f32x4 a = v_load(A + o + n), bt = v_load(Bt + n);
+        f32x4 dsi = v_load(ds + o + n) + vg * v_load(Ct + n);
+        v_store(dCt + n, v_load(dCt + n) + vg * v_load(cur + o + n));
+        f32x4 deltaA = v_exp(vdelta * a);
+        ddelta_t += dsi * (a * deltaA * v_load(prev + o + n) + bt * vut);
+        v_store(dBt + n, v_load(dBt + n) + dsi * vdelta_u);
+        du_t += dsi * vdelta * bt;
+        v_store(ds + o + n, dsi * deltaA);
+      }
+      ddelta[te] += v_hsum(ddelta_t);
+      du[te] += g * D[e] + v_hsum(du_t);
+    }
+  }
+}
+
+void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                             const float *states, const float *s0, const float *u,
+                             const float *delta, const float *bc, int bc_stride, const float *A,
+                             const float *D, int L, int E, int N) {
+  if (mb_simd_enabled && N % 4 == 0)
+    selective_scan_backward_simd(du, ddelta, dbc, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
+  else
+    selective_scan_backward_scalar(du, ddelta, dbc, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
+}

@@ -1,0 +1,134 @@
+/* workspace.c: the memory plan of a training step (checkpointing under a budget). The first pass
+ * keeps each layer's input h [B, L, d] and its LIM input [B, c, E], and the full intermediates
+ * (scan states [B, L, E, N] included) of as many layers as mb_train_set_budget allows; the
+ * backward recomputes the other layers one at a time. Budget 0: O(n_layer * L * d) plus one
+ * layer's intermediates. Not here: the math (train.c, core/block.c). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "train.h"
+
+static void ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz, size_t *fz) {
+  const mb_config *c = &m->cfg;
+  const mb_adapter *ad = m->adapter;
+  size_t d = c->d_model, E = c->d_inner, N = c->d_state, R = c->dt_rank, DBC = R + 2 * N;
+  size_t BT = B * L, r = ad->cfg.r ? (size_t)ad->cfg.r : 1, nl = c->n_layer;
+  size_t cl = ad->cfg.lim ? (size_t)lim_chunk_len(&ad->cfg, (int)L) : 1;
+  size_t in_max = d > E ? d : E, lim = ad->cfg.lim ? BT * E : 1, V = c->vocab_size;
+  size_t f[F_COUNT] = {[F_A] = BT * d, [F_XZ] = BT * 2 * E, [F_XC] = BT * E, [F_U] = BT * E,
+                       [F_DBC] = BT * DBC, [F_DL] = BT * R, [F_DLIN] = BT * E, [F_DELTA] = BT * E,
+                       [F_Y] = BT * E, [F_O] = BT * E, [F_STATES] = BT * E * N, [F_V] = lim,
+                       [F_APRE] = lim, [F_POST] = lim};
+  size_t per[W_COUNT] = {
+      [W_OUT] = BT * d, [W_DH] = BT * d, [W_DA] = BT * d, [W_DXZ] = BT * 2 * E, [W_DU] = BT * E,
+      [W_DDBC] = BT * DBC, [W_DDL] = BT * R, [W_DDELTA] = BT * E, [W_DDLIN] = BT * E,
+      [W_DY] = BT * E, [W_DG] = BT * E, [W_DO] = BT * E, [W_DPOST] = lim, [W_DS] = E * N,
+      [W_S0] = E * N, [W_DU0] = B * cl * E, [W_DUSCR] = cl * E, [W_LH] = BT * r, [W_LG] = BT * r,
+      [W_HIN] = nl * BT * d, [W_LIMIN] = ad->cfg.lim ? nl * B * cl * E : 1,
+      [W_HEAD] = HEAD_ROWS * V, [W_HF] = HEAD_ROWS * d, [W_DHF] = HEAD_ROWS * d, [W_HL] = BT * d,
+      [W_DROP] = ad->cfg.dropout > 0 ? BT * in_max : 1, [W_SSM] = E * N, [W_U] = cl * E};
+  memcpy(sz, per, sizeof per);
+  memcpy(fz, f, sizeof f);
+}
+
+static void sets_free(mb_train_ws *w) {
+  if (w->sets)
+    for (int k = 0; k < w->n_sets * F_COUNT; k++) free(w->sets[k]);
+  free(w->sets);
+  free(w->acts);
+  w->sets = NULL;
+  w->acts = NULL;
+  w->n_sets = w->stored = 0;
+  memset(w->set_size, 0, sizeof w->set_size);
+}
+
+/* the block-activation view of set k */
+static void set_view(mb_train_ws *w, int k) {
+  float **F = w->sets + (size_t)k * F_COUNT;
+  mb_block_acts a = {.a = F[F_A], .xz = F[F_XZ], .xc = F[F_XC], .u = F[F_U], .dbc = F[F_DBC],
+                     .dl = F[F_DL], .dlin = F[F_DLIN], .delta = F[F_DELTA], .y = F[F_Y], .o = F[F_O],
+                     .states = F[F_STATES], .v = F[F_V], .apre = F[F_APRE], .post = F[F_POST],
+                     .out = w->buf[W_OUT]};
+  w->acts[k] = a;
+}
+
+mb_status train_ws_ensure(mb_model *m, int B, int L) {
+  size_t sz[W_COUNT], fz[F_COUNT];
+  ws_sizes(m, (size_t)B, (size_t)L, sz, fz);
+  mb_train_ws *w = m->train;
+  if (!w) {
+    w = calloc(1, sizeof *w);
+    if (!w) return mb_fail(MB_ERR_OOM, "out of memory for the training workspace");
+    m->train = w;
+  }
+  for (int i = 0; i < W_COUNT; i++) {
+    if (sz[i] <= w->size[i]) continue;
+    float *p = malloc(sz[i] * sizeof(float));
+    if (!p) return mb_fail(MB_ERR_OOM, "out of memory for training activations (%zu MB more)", sz[i] * 4 >> 20);
+    free(w->buf[i]);
+    w->buf[i] = p;
+    w->size[i] = sz[i];
+  }
+  size_t set_bytes = 0;
+  for (int i = 0; i < F_COUNT; i++) set_bytes += fz[i] * sizeof(float);
+  int nl = m->cfg.n_layer;
+  size_t fit = m->train_budget / set_bytes;
+  int stored = fit >= (size_t)nl ? nl : (int)fit;
+  int fits = 1;
+  for (int i = 0; i < F_COUNT; i++) fits &= fz[i] <= w->set_size[i];
+  if (w->sets && fits && w->stored == stored) {
+    for (int k = 0; k < w->n_sets; k++) set_view(w, k); /* W_OUT may have moved */
+    return MB_OK;
+  }
+  sets_free(w);
+  int n_sets = stored < nl ? stored + 1 : nl;
+  w->sets = calloc((size_t)n_sets * F_COUNT, sizeof(float *));
+  w->acts = calloc((size_t)n_sets, sizeof(mb_block_acts));
+  if (!w->sets || !w->acts) {
+    sets_free(w);
+    return mb_fail(MB_ERR_OOM, "out of memory for the training workspace");
+  }
+  w->n_sets = n_sets;
+  w->stored = stored;
+  for (int k = 0; k < n_sets * F_COUNT; k++) {
+    w->sets[k] = malloc(fz[k % F_COUNT] * sizeof(float));
+    if (!w->sets[k]) {
+      sets_free(w);
+      return mb_fail(MB_ERR_OOM, "out of memory for training activations (%zu MB per layer)", set_bytes >> 20);
+    }
+  }
+  memcpy(w->set_size, fz, sizeof fz);
+  for (int k = 0; k < n_sets; k++) set_view(w, k);
+  return MB_OK;
+}
+
+mb_block_acts *train_layer_acts(mb_train_ws *w, int l) {
+  return &w->acts[l < w->stored ? l : w->n_sets - 1];
+}
+
+mb_block_scratch train_scratch(const mb_train_ws *w) {
+  mb_block_scratch s = {w->buf[W_LH], w->buf[W_DROP], w->buf[W_SSM], w->buf[W_U]};
+  return s;
+}
+
+void mb_train_ws_free(mb_model *m) {
+  if (!m || !m->train) return;
+  for (int i = 0; i < W_COUNT; i++) free(m->train->buf[i]);
+  sets_free(m->train);
+  free(m->train);
+  m->train = NULL;
+}
+
+size_t mb_train_ws_bytes(const mb_model *m) {
+  size_t n = 0;
+  if (!m || !m->train) return 0;
+  for (int i = 0; i < W_COUNT; i++) n += m->train->size[i] * sizeof(float);
+  for (int i = 0; i < F_COUNT; i++) n += (size_t)m->train->n_sets * m->train->set_size[i] * sizeof(float);
+  return n;
+}
+
+int mb_train_stored_layers(const mb_model *m) { return m && m->train ? m->train->stored : 0; }
+
+void mb_train_set_budget(mb_model *m, double bytes) {
+  if (m) m->train_budget = bytes > 0 ? (size_t)bytes : 0;
+}

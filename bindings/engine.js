@@ -4,8 +4,8 @@
 // Deliberately not here: model logic (mamba.js) and file parsing (safetensors.js, checkpoint.js).
 import createMembaModule from '../dist/memba.mjs';
 import { MembaError, ErrorCodes } from './errors.js';
+import { IS_NODE } from './env.js';
 
-const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 let modulePromise = null;
 
 /** C status codes (src/memba.h) -> error codes. */
@@ -35,7 +35,7 @@ export function getEngine(opts = {}) {
       const args = {};
       if (opts.wasmBinary) {
         args.wasmBinary = opts.wasmBinary;
-      } else if (isNode) {
+      } else if (IS_NODE) {
         const fs = await import('node:fs/promises');
         args.wasmBinary = await fs.readFile(new URL('../dist/memba.wasm', import.meta.url));
       } else {

@@ -5,7 +5,8 @@
 // safetensors.js, source.js), sampling math (sampler.js), adapters and training (later).
 import { Tokenizer } from '@huggingface/tokenizers';
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { getEngine, Param, Logits } from './engine.js';
+import { getEngine } from './engine.js';
+import { Param, Logits, Status } from './abi.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
@@ -107,9 +108,9 @@ export class Mamba {
     const handle = Mamba._create(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
     try {
       await Mamba._writeWeights(engine, handle, plan, { signal, onProgress });
-      engine.check(engine.mod._mb_model_finalize(handle), 'finalize');
+      engine.mb_model_finalize(handle, { what: 'finalize' });
     } catch (err) {
-      engine.mod._mb_model_free(handle);
+      engine.mb_model_free(handle);
       throw err;
     }
     let tokenizer = null;
@@ -117,7 +118,7 @@ export class Mamba {
       try {
         tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
       } catch (err) {
-        engine.mod._mb_model_free(handle);
+        engine.mb_model_free(handle);
         throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
       }
     }
@@ -127,7 +128,7 @@ export class Mamba {
       hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
       layout: ckpt.config.layout,
       backend: 'wasm',
-      weightBytes: Number(engine.mod._mb_model_weight_bytes(handle)) >>> 0,
+      weightBytes: engine.mb_model_weight_bytes(handle),
     };
     onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
     const eos = ckpt.rawConfig?.eos_token_id;
@@ -214,7 +215,7 @@ export class Mamba {
     const idp = e.putIds(flat);
     try {
       this._bind(adapter);
-      e.check(e.mod._mb_split_begin(this._handle, idp, B, L, statePtr), 'forward');
+      e.mb_split_begin(this._handle, idp, B, L, statePtr, { what: 'forward' });
       try {
         await gpu.layers(B, L, statePtr, adapter);
       } catch (err) {
@@ -251,23 +252,23 @@ export class Mamba {
     const engine = await getEngine();
     const handle = Mamba._create(engine, config, false);
     try {
-      engine.check(engine.mod._mb_model_init_random(handle, seed >>> 0), 'init');
+      engine.mb_model_init_random(handle, seed >>> 0, { what: 'init' });
     } catch (err) {
-      engine.mod._mb_model_free(handle);
+      engine.mb_model_free(handle);
       throw err;
     }
-    const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mod._mb_model_weight_bytes(handle) >>> 0 };
+    const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mb_model_weight_bytes(handle) };
     return new Mamba(engine, handle, config, null, info);
   }
 
   static _create(engine, c, hasLmHead) {
-    const fields = [c.dModel, c.nLayer, c.vocabSize, c.dState, c.dConv, c.dInner, c.dtRank];
-    return engine.withAlloc(44, (p) => {
-      engine.i32(p, 11).set([...fields, 0, c.useBias ? 1 : 0, c.useConvBias ? 1 : 0, hasLmHead ? 0 : 1]);
-      engine.f32(p + 28, 1)[0] = c.eps;
-      // a config out of range came from a file: bad_format; oom stays oom
-      return engine.create(engine.mod._mb_model_new, [p], 'cannot create model', { 1: ErrorCodes.BAD_FORMAT });
-    });
+    const cfg = {
+      d_model: c.dModel, n_layer: c.nLayer, vocab_size: c.vocabSize, d_state: c.dState, d_conv: c.dConv,
+      d_inner: c.dInner, dt_rank: c.dtRank, eps: c.eps, use_bias: c.useBias, use_conv_bias: c.useConvBias,
+      tied_head: !hasLmHead,
+    };
+    // a config out of range came from a file: bad_format; oom stays oom
+    return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
   }
 
   static async _writeWeights(engine, handle, plan, { signal, onProgress }) {
@@ -278,14 +279,10 @@ export class Mamba {
       const key = layer >= 0 ? name.replace(/^layers\.\d+\./, '') : name;
       const slot = SLOT_OF[key];
       if (slot === undefined) continue; // a tensor the engine does not use
-      const ptr = engine.withAlloc(4, (np) => {
-        const p = engine.mod._mb_model_param(handle, slot, layer, np) >>> 0;
-        const numel = engine.readSize(np);
-        if (!p) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
-        if (numel !== tensor.numel)
-          throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
-        return p;
-      });
+      const { ptr, numel } = engine.mb_model_param(handle, slot, layer);
+      if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
+      if (numel !== tensor.numel)
+        throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
       tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
       if (Date.now() - lastYield > 50) {
         onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
@@ -318,7 +315,7 @@ export class Mamba {
         const V = this.config.vocabSize;
         const out = await this._gpuRun(flat, B, L, 0, () =>
           this._engine.withAlloc(B * L * V * 4, (lp) => {
-            this._engine.check(this._engine.mod._mb_split_end(this._handle, Logits.ALL, lp), 'forward');
+            this._engine.mb_split_end(this._handle, Logits.ALL, lp, { what: 'forward' });
             return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
           }), null, adapter);
         if (out) return out;
@@ -337,7 +334,7 @@ export class Mamba {
       this._bind(adapter);
       lp = e.malloc(B * L * V * 4);
       if (outputHidden) hp = e.malloc(nLayer * B * L * d * 4);
-      e.check(e.mod._mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0), 'forward');
+      e.mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0, { what: 'forward' });
       const out = { data: e.f32(lp, B * L * V).slice(), dims: [B, L, V] };
       if (outputHidden) out.hidden = { data: e.f32(hp, nLayer * B * L * d).slice(), dims: [nLayer, B, L, d] };
       return out;
@@ -361,7 +358,7 @@ export class Mamba {
     return this._exclusive(async () => {
       const viaGpu = await this._gpuRun(flat, B, L, 0, (idp) =>
         e.withAlloc(B * L * 4, (op) => {
-          e.check(e.mod._mb_split_end_score(this._handle, idp, from, op), 'score');
+          e.mb_split_end_score(this._handle, idp, from, op, { what: 'score' });
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
         }), null, adapter);
       if (viaGpu) return viaGpu;
@@ -369,7 +366,7 @@ export class Mamba {
       try {
         return e.withAlloc(B * L * 4, (op) => {
           this._bind(adapter);
-          e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
+          e.mb_score(this._handle, idp, B, L, from, op, { what: 'score' });
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
         });
       } finally {
@@ -399,7 +396,7 @@ export class Mamba {
   /** Makes the C model use `adapter` (null = base) for the next call. */
   _bind(adapter) {
     if (this._bound === adapter) return;
-    this._engine.check(this._engine.mod._mb_model_set_adapter(this._handle, adapter ? adapter._handle : 0), 'set adapter');
+    this._engine.mb_model_set_adapter(this._handle, adapter ? adapter._handle : 0, { what: 'set adapter' });
     this._bound = adapter;
   }
 
@@ -431,10 +428,7 @@ export class Mamba {
 
   _newAdapter(lora, lim, name) {
     const e = this._engine;
-    const handle = e.withAlloc(56, (p) => {
-      e.i32(p, 14).set(cAdapterConfig(lora, lim));
-      return e.create(e.mod._mb_adapter_new, [this._handle, p], 'cannot create adapter');
-    });
+    const handle = e.mb_adapter_new(this._handle, cAdapterConfig(lora, lim), { what: 'cannot create adapter' });
     const a = new Adapter(this, handle, lora, lim, name);
     this._adapters.add(a);
     return a;
@@ -453,7 +447,7 @@ export class Mamba {
     if (!l && !m) throw invalid('an adapter needs LoRA, a LIM gate, or both');
     if (!Number.isInteger(seed)) throw invalid(`seed must be an integer, got ${seed}`);
     const a = this._newAdapter(l, m, name);
-    this._engine.check(this._engine.mod._mb_adapter_init(a._handle, seed >>> 0), 'adapter init');
+    this._engine.mb_adapter_init(a._handle, seed >>> 0, { what: 'adapter init' });
     this.setAdapter(a);
     return a;
   }
@@ -518,7 +512,7 @@ export class Mamba {
       vp = e.malloc(nLayer * B * L * E * 4);
       up = e.malloc(nLayer * B * c * E * 4);
       this._bind(a);
-      e.withAlloc(4, (cp) => e.check(e.mod._mb_inspect(this._handle, idp, B, L, vp, up, cp), 'inspect'));
+      e.mb_inspect(this._handle, idp, B, L, vp, up, { what: 'inspect' });
       const layers = [];
       for (let l = 0; l < nLayer; l++)
         layers.push({
@@ -625,7 +619,7 @@ export class Mamba {
     const V = this.config.vocabSize;
     const e = this._engine;
     const viaGpu = await this._gpuRun(flat, 1, flat.length, state._handle, () => {
-      e.check(e.mod._mb_split_end(this._handle, Logits.LAST, state._logits), 'prefill');
+      e.mb_split_end(this._handle, Logits.LAST, state._logits, { what: 'prefill' });
       return e.f32(state._logits, V).slice();
     }, () => state.reset(), state._adapter);
     return viaGpu ?? state._run(flat, 1, flat.length);
@@ -639,7 +633,7 @@ export class Mamba {
     try {
       return e.withAlloc(V * 4, (lp) => {
         this._bind(adapter);
-        e.check(e.mod._mb_forward(this._handle, idp, 1, flat.length, Logits.LAST, lp, 0, 0), 'forward');
+        e.mb_forward(this._handle, idp, 1, flat.length, Logits.LAST, lp, 0, 0, { what: 'forward' });
         return e.f32(lp, V).slice();
       });
     } finally {
@@ -671,8 +665,8 @@ export class Mamba {
   /** Bytes held in the WASM heap by weights and cached activations. */
   memory() {
     this._alive();
-    const m = this._engine.mod;
-    return { weights: m._mb_model_weight_bytes(this._handle) >>> 0, activations: m._mb_model_activation_bytes(this._handle) >>> 0 };
+    const e = this._engine;
+    return { weights: e.mb_model_weight_bytes(this._handle), activations: e.mb_model_activation_bytes(this._handle) };
   }
 
   /** Frees the model and its states; later calls throw 'disposed'. Safe to call twice. */
@@ -682,7 +676,7 @@ export class Mamba {
     for (const a of [...this._adapters]) a.dispose();
     this._gpu?.destroy();
     this._gpu = null;
-    this._engine.mod._mb_model_free(this._handle);
+    this._engine.mb_model_free(this._handle);
     this._handle = 0;
   }
 

@@ -7,7 +7,7 @@
 // Deliberately not here: matmuls on the GPU (later), one-token decode steps (too small to pay).
 import { requestDevice, GpuKernels } from './webgpu.js';
 
-const BUF = { XZ: 0, U: 1, DBC: 2, DELTA: 3, Y: 4, LIM_V: 5 };
+import { SplitBuf as BUF, Param } from '../bindings/abi.js';
 
 /** Adapter descriptions of CPU implementations of WebGPU (correct, never faster than WASM). */
 export function isSoftwareAdapter(description) {
@@ -44,12 +44,11 @@ export class GpuBackend {
   _uploadWeights() {
     const { nLayer, dInner: E, dState: N } = this.model.config;
     const e = this.engine;
-    const m = e.mod;
     this.A = [];
     this.D = [];
     for (let l = 0; l < nLayer; l++) {
-      this.A.push(this.kernels.buffer(e.f32(m._mb_layer_A(this.model._handle, l) >>> 0, E * N).slice()));
-      const dp = e.withAlloc(4, (np) => m._mb_model_param(this.model._handle, 12 /* MB_P_D */, l, np) >>> 0);
+      this.A.push(this.kernels.buffer(e.f32(e.mb_layer_A(this.model._handle, l), E * N).slice()));
+      const dp = e.mb_model_param(this.model._handle, Param.D, l).ptr;
       this.D.push(this.kernels.buffer(e.f32(dp, E).slice()));
     }
   }
@@ -70,10 +69,9 @@ export class GpuBackend {
     const DBC = R + 2 * N;
     const BT = B * L;
     const e = this.engine;
-    const m = e.mod;
     const h = this.model._handle;
     const k = this.kernels;
-    const heap = (which, n) => e.f32(m._mb_split_buffer(h, which) >>> 0, n);
+    const heap = (which, n) => e.f32(e.mb_split_buffer(h, which), n);
     const u = this._buf('u', BT * E);
     const delta = this._buf('delta', BT * E);
     const dbc = this._buf('dbc', BT * DBC);
@@ -86,7 +84,7 @@ export class GpuBackend {
     k.write(g, lim ? heap(BUF.LIM_V, BT * E) : heap(BUF.XZ, BT * 2 * E));
     const ssm = [];
     for (let b = 0; b < B; b++) {
-      const p = statePtr ? m._mb_state_ssm_ptr(statePtr, l, b) >>> 0 : 0;
+      const p = statePtr ? e.mb_state_ssm_ptr(statePtr, l, b) : 0;
       ssm.push(p);
       k.write(s, p ? e.f32(p, E * N) : new Float32Array(E * N), b * E * N);
     }
@@ -104,15 +102,15 @@ export class GpuBackend {
   /** Runs every layer with its middle stage here; the caller began and will end the split forward.
    * `adapter` is re-bound before each layer: synchronous calls may run between our awaits. */
   async layers(B, L, statePtr, adapter) {
-    const m = this.engine.mod;
+    const e = this.engine;
     const h = this.model._handle;
     const lim = !!adapter?.config?.lim;
     for (let l = 0; l < this.model.config.nLayer; l++) {
       this.model._bind(adapter);
-      this.engine.check(m._mb_split_pre(h, l), 'split pre');
+      e.mb_split_pre(h, l, { what: 'split pre' });
       await this._mid(l, B, L, statePtr, lim);
       this.model._bind(adapter);
-      this.engine.check(m._mb_split_post(h, l), 'split post');
+      e.mb_split_post(h, l, { what: 'split post' });
     }
   }
 

@@ -279,6 +279,8 @@ export class Abi {
   constructor(mod) {
     /** @private the raw module: only this file calls its `_mb_*` exports */
     this._mod = mod;
+    /** Names of FUNCTIONS the module does not export (their wrappers throw 'internal'); [] normally. */
+    this.missing = [];
     for (const f of functionList()) this[f.name] = this._wrap(f);
     // scratch space for struct arguments and out-parameters (calls are synchronous: no overlap)
     const structBytes = Math.max(...Object.values(STRUCTS).map((s) => s.size));
@@ -288,7 +290,12 @@ export class Abi {
 
   _wrap({ name, ret, params }) {
     const raw = this._mod[`_${name}`];
-    if (typeof raw !== 'function') return () => { throw internal(`${name} is not exported by the WASM module (build.sh EXPORTS)`); };
+    if (typeof raw !== 'function') {
+      this.missing.push(name);
+      return () => {
+        throw internal(`${name} is not exported by the WASM module (build.sh EXPORTS)`);
+      };
+    }
     const visible = params.filter((p) => !OUT_TYPES.has(p.type));
     const outs = params.filter((p) => OUT_TYPES.has(p.type));
     const n = visible.length;

@@ -12,6 +12,7 @@ import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
 import { toIdBatch, invalid, yieldToEventLoop } from './ids.js';
 import { DecodeState } from './decode-state.js';
+import { chooseBackend, gpuRun } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 
@@ -33,12 +34,7 @@ const SLOT_OF = {
   'mixer.out_proj.bias': Param.OUT_PROJ_B,
 };
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
-/**
- * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
- * with the matmuls still in WASM the GPU scan does not pay at any released size (prefill 0.83-1.10x),
- * so 'auto' means WASM until the matmuls move to WebGPU; then this is the one number to lower.
- */
-export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
+export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
 
 export { toIdBatch, DecodeState };
 
@@ -143,26 +139,9 @@ export class Mamba {
     return model;
   }
 
-  /**
-   * 'wasm': the WASM engine only. 'webgpu': each layer's scan runs on WebGPU (an error where there
-   * is no adapter). 'auto': WebGPU where a hardware adapter exists and the model is large enough
-   * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER: today never, see there), else WASM.
-   */
-  async _chooseBackend(backend, opts) {
-    if (backend === 'wasm') return;
-    if (backend === 'auto' && this.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
-    const { GpuBackend } = await import('../web/backend.js');
-    const r = await GpuBackend.create(this, opts);
-    if (!r.backend) {
-      if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': ${r.reason}`);
-      return;
-    }
-    if (backend === 'auto' && r.backend.software) {
-      r.backend.destroy();
-      return; // a CPU implementation of WebGPU never beats WASM
-    }
-    this._gpu = r.backend;
-    this._setInfo({ backend: 'webgpu', adapter: r.backend.description });
+  /** Picks the backend ('auto' | 'wasm' | 'webgpu'): see gpu.js chooseBackend. */
+  _chooseBackend(backend, opts) {
+    return chooseBackend(this, backend, opts);
   }
 
   _setInfo(patch) {
@@ -186,48 +165,6 @@ export class Mamba {
 
   _checkNotBusy() {
     if (this._busy) throw new MembaError(ErrorCodes.BUSY, 'the model is running an asynchronous (WebGPU) call: await it before synchronous calls');
-  }
-
-  /** The GPU backend if usable; a lost device switches the model to WASM for good. */
-  _gpuOk() {
-    if (this._gpu?.lost) this._gpuFailed(new Error(this._gpu.lostReason));
-    return this._gpu ?? null;
-  }
-
-  _gpuFailed(err) {
-    if (!this._gpu) return;
-    try {
-      this._gpu.destroy();
-    } catch {}
-    this._gpu = null;
-    this._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); running on WASM` });
-  }
-
-  /**
-   * The split forward with the GPU backend: begin, layers on the GPU, then `end(ptr)`. On any GPU
-   * failure the model falls back to WASM, `restore()` undoes partial state changes, and the
-   * caller's WASM path runs instead (returns undefined).
-   */
-  async _gpuRun(flat, B, L, statePtr, end, restore, adapter = this._adapter) {
-    const gpu = this._gpuOk();
-    if (!gpu) return undefined;
-    const e = this._engine;
-    const idp = e.putIds(flat);
-    try {
-      this._bind(adapter);
-      e.mb_split_begin(this._handle, idp, B, L, statePtr, { what: 'forward' });
-      try {
-        await gpu.layers(B, L, statePtr, adapter);
-      } catch (err) {
-        this._gpuFailed(err);
-        restore?.();
-        return undefined;
-      }
-      this._bind(adapter);
-      return end(idp);
-    } finally {
-      e.free(idp);
-    }
   }
 
   /**
@@ -313,7 +250,7 @@ export class Mamba {
     return this._exclusive(async () => {
       if (!outputHidden && this._gpu) {
         const V = this.config.vocabSize;
-        const out = await this._gpuRun(flat, B, L, 0, () =>
+        const out = await gpuRun(this, flat, B, L, 0, () =>
           this._engine.withAlloc(B * L * V * 4, (lp) => {
             this._engine.mb_split_end(this._handle, Logits.ALL, lp, { what: 'forward' });
             return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
@@ -356,7 +293,7 @@ export class Mamba {
     const e = this._engine;
     const adapter = this._adapter;
     return this._exclusive(async () => {
-      const viaGpu = await this._gpuRun(flat, B, L, 0, (idp) =>
+      const viaGpu = await gpuRun(this, flat, B, L, 0, (idp) =>
         e.withAlloc(B * L * 4, (op) => {
           e.mb_split_end_score(this._handle, idp, from, op, { what: 'score' });
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
@@ -618,7 +555,7 @@ export class Mamba {
   async _prefill(state, flat) {
     const V = this.config.vocabSize;
     const e = this._engine;
-    const viaGpu = await this._gpuRun(flat, 1, flat.length, state._handle, () => {
+    const viaGpu = await gpuRun(this, flat, 1, flat.length, state._handle, () => {
       e.mb_split_end(this._handle, Logits.LAST, state._logits, { what: 'prefill' });
       return e.f32(state._logits, V).slice();
     }, () => state.reset(), state._adapter);

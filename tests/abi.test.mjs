@@ -3,8 +3,9 @@
 // checks abi.js against them: every enum value, every struct field (name, type, order), every
 // function (header, return kind, parameter names in C order), a wrapper for every export. Then
 // it runs the wrappers (a struct round trip through the C core, status -> error code mapping) and
-// checks that nothing outside abi.js / engine.js calls the raw exports and that the environment
-// is probed only in bindings/env.js.
+// checks that nothing outside abi.js / engine.js calls the raw exports, that the environment is
+// probed only in bindings/env.js, and that web/ uses no model internals (only bindings/gpu.js's
+// GpuModel / GpuPass).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -181,7 +182,7 @@ function sources(dir) {
   return out;
 }
 
-test('only abi.js (and the loader engine.js) touch the raw exports; only env.js probes the environment', () => {
+test('only abi.js (and the loader engine.js) touch the raw exports; only env.js probes the environment; web/ uses no model internals', () => {
   const raw = new RegExp(['_', 'mb_'].join('')); // spelled apart so that this file does not match itself
   const files = ['bindings', 'web', 'tests', 'bench', 'demo'].flatMap(sources);
   const rawHits = files.filter((f) => !['bindings/abi.js', 'bindings/engine.js'].includes(f) && raw.test(read(f)));
@@ -189,4 +190,7 @@ test('only abi.js (and the loader engine.js) touch the raw exports; only env.js 
   const probe = /process\.versions|typeof (window|self|Worker|navigator)\b|globalThis\.navigator/;
   const probeHits = ['bindings', 'web'].flatMap(sources).filter((f) => f !== 'bindings/env.js' && probe.test(read(f)));
   assert.deepEqual(probeHits, [], 'files that probe the environment themselves');
+  // web/ reaches the model only through bindings/gpu.js's GpuModel / GpuPass
+  const inside = /\._(engine|handle|bind|states|adapters)\b|bindings\/(abi|engine|mamba)\.js/;
+  assert.deepEqual(sources('web').filter((f) => inside.test(read(f))), [], 'web/ files that use model internals');
 });

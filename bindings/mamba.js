@@ -1,14 +1,16 @@
-// mamba.js: the public Mamba class: load a checkpoint into the C core, run forward passes,
-// decode with an explicit recurrent state, generate and stream tokens, score log-likelihoods,
-// tokenize. Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
+// mamba.js: the public Mamba class: a Mamba-1 model in the C core (loaded from a checkpoint by
+// load.js, or random), its forward passes, decoding with an explicit recurrent state
+// (decode-state.js), generation and streaming of tokens and text, log-likelihood scoring,
+// tokenisation, Memba adapters (create, load, activate: adapter.js), fine-tuning (createTrainer:
+// trainer.js), LIM inspection, and the backend choice (WASM, or each layer's scan on WebGPU:
+// gpu.js). Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
 // any error the model stays usable. Deliberately not here: file formats (checkpoint.js,
-// safetensors.js, source.js), sampling math (sampler.js), adapters and training (later).
-import { Tokenizer } from '@huggingface/tokenizers';
+// safetensors.js, source.js), the C ABI (abi.js), sampling math (sampler.js), the Worker
+// transport (remote.js, worker.js).
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { getEngine } from './engine.js';
-import { Param, Logits, Status } from './abi.js';
+import { Logits } from './abi.js';
+import { loadModel, randomModel } from './load.js';
 import { openSource } from './source.js';
-import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
 import { toIdBatch, invalid, yieldToEventLoop } from './ids.js';
 import { DecodeState } from './decode-state.js';
@@ -16,40 +18,10 @@ import { chooseBackend, gpuRun } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 
-const SLOT_OF = {
-  'embeddings.weight': Param.EMBEDDING,
-  'norm_f.weight': Param.NORM_F,
-  'lm_head.weight': Param.LM_HEAD,
-  'norm.weight': Param.NORM,
-  'mixer.in_proj.weight': Param.IN_PROJ_W,
-  'mixer.in_proj.bias': Param.IN_PROJ_B,
-  'mixer.conv1d.weight': Param.CONV_W,
-  'mixer.conv1d.bias': Param.CONV_B,
-  'mixer.x_proj.weight': Param.X_PROJ_W,
-  'mixer.dt_proj.weight': Param.DT_PROJ_W,
-  'mixer.dt_proj.bias': Param.DT_PROJ_B,
-  'mixer.A_log': Param.A_LOG,
-  'mixer.D': Param.D,
-  'mixer.out_proj.weight': Param.OUT_PROJ_W,
-  'mixer.out_proj.bias': Param.OUT_PROJ_B,
-};
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
 export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
 
 export { toIdBatch, DecodeState };
-
-function bytesEqual(a, b) {
-  if (a.length !== b.length) return false;
-  // compare 4 bytes at a time where both views are aligned, bytes otherwise
-  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && a.length % 4 === 0) {
-    const x = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
-    const y = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-    return true;
-  }
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 export class Mamba {
   /** @private use Mamba.load */
@@ -75,7 +47,10 @@ export class Mamba {
    * @param {string|URL|{files: object}|Map} source a directory (Node), a base URL, an HF hub id or in-memory files
    * @param {{ onProgress?: Function, signal?: AbortSignal, backend?: 'auto'|'wasm'|'webgpu',
    *           hubBase?: string, revision?: string, cache?: boolean|object, fetch?: Function,
-   *           worker?: boolean|Worker }} [opts] worker: run the engine in a Web Worker (see remote.js)
+   *           worker?: boolean|Worker, wasmBinary?: ArrayBuffer|Uint8Array, wasmUrl?: string|URL,
+   *           gpu?: GPU, powerPreference?: string }} [opts] worker: run the engine in a Web Worker
+   *   (see remote.js); wasmBinary / wasmUrl: engine.js; gpu / powerPreference: web/webgpu.js.
+   *   The full list, one line each: LoadOptions in index.d.ts.
    */
   static async load(source, opts = {}) {
     if (opts === null || typeof opts !== 'object') throw invalid('options must be an object');
@@ -88,47 +63,7 @@ export class Mamba {
     if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${backend}`);
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
     throwIfAborted(signal);
-    const src = await openSource(source, opts);
-    const ckpt = await readCheckpoint(src, { signal, onProgress });
-    // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
-    // twice) is used tied: it would cost a second [V, d] block for nothing
-    const head = ckpt.tensors.get('lm_head.weight');
-    const emb = ckpt.tensors.get('embeddings.weight');
-    if (head && emb && head.dtype === emb.dtype && head.data.length === emb.data.length && bytesEqual(head.data, emb.data)) {
-      ckpt.tensors.delete('lm_head.weight');
-      ckpt.config = { ...ckpt.config, tieEmbeddings: true };
-    }
-    const plan = planWeights(ckpt.config, ckpt.tensors);
-    const engine = await getEngine(opts);
-    throwIfAborted(signal);
-    const handle = Mamba._create(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
-    try {
-      await Mamba._writeWeights(engine, handle, plan, { signal, onProgress });
-      engine.mb_model_finalize(handle, { what: 'finalize' });
-    } catch (err) {
-      engine.mb_model_free(handle);
-      throw err;
-    }
-    let tokenizer = null;
-    if (ckpt.tokenizerJson) {
-      try {
-        tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
-      } catch (err) {
-        engine.mb_model_free(handle);
-        throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
-      }
-    }
-    const info = {
-      source: src.description,
-      // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
-      hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
-      layout: ckpt.config.layout,
-      backend: 'wasm',
-      weightBytes: engine.mb_model_weight_bytes(handle),
-    };
-    onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
-    const eos = ckpt.rawConfig?.eos_token_id;
-    const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+    const { engine, handle, config, tokenizer, info } = await loadModel(source, opts);
     const model = new Mamba(engine, handle, config, tokenizer, info);
     try {
       await model._chooseBackend(backend, opts);
@@ -174,60 +109,8 @@ export class Mamba {
    *           expand?: number, dtRank?: number }} shape
    */
   static async createRandom(shape, { seed = 1234 } = {}) {
-    const int = (v, name) => {
-      if (!Number.isInteger(v) || v < 1) throw invalid(`${name} must be a positive integer, got ${v}`);
-      return v;
-    };
-    const dModel = int(shape?.dModel, 'dModel');
-    const expand = int(shape.expand ?? 2, 'expand');
-    const config = {
-      dModel, nLayer: int(shape.nLayer, 'nLayer'), vocabSize: int(shape.vocabSize, 'vocabSize'),
-      dState: int(shape.dState ?? 16, 'dState'), dConv: int(shape.dConv ?? 4, 'dConv'), expand,
-      dInner: expand * dModel, dtRank: int(shape.dtRank ?? Math.ceil(dModel / 16), 'dtRank'),
-      eps: 1e-5, useBias: false, useConvBias: true, tieEmbeddings: true, layout: 'random', eosTokenId: null,
-    };
-    const engine = await getEngine();
-    const handle = Mamba._create(engine, config, false);
-    try {
-      engine.mb_model_init_random(handle, seed >>> 0, { what: 'init' });
-    } catch (err) {
-      engine.mb_model_free(handle);
-      throw err;
-    }
-    const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mb_model_weight_bytes(handle) };
-    return new Mamba(engine, handle, config, null, info);
-  }
-
-  static _create(engine, c, hasLmHead) {
-    const cfg = {
-      d_model: c.dModel, n_layer: c.nLayer, vocab_size: c.vocabSize, d_state: c.dState, d_conv: c.dConv,
-      d_inner: c.dInner, dt_rank: c.dtRank, eps: c.eps, use_bias: c.useBias, use_conv_bias: c.useConvBias,
-      tied_head: !hasLmHead,
-    };
-    // a config out of range came from a file: bad_format; oom stays oom
-    return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
-  }
-
-  static async _writeWeights(engine, handle, plan, { signal, onProgress }) {
-    const { tensorToFloat32 } = await import('./safetensors.js');
-    let lastYield = Date.now();
-    for (let i = 0; i < plan.length; i++) {
-      const { name, layer, tensor } = plan[i];
-      const key = layer >= 0 ? name.replace(/^layers\.\d+\./, '') : name;
-      const slot = SLOT_OF[key];
-      if (slot === undefined) continue; // a tensor the engine does not use
-      const { ptr, numel } = engine.mb_model_param(handle, slot, layer);
-      if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
-      if (numel !== tensor.numel)
-        throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
-      tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
-      if (Date.now() - lastYield > 50) {
-        onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
-        await yieldToEventLoop();
-        throwIfAborted(signal);
-        lastYield = Date.now();
-      }
-    }
+    const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed);
+    return new Mamba(engine, handle, config, tokenizer, info);
   }
 
   _alive() {

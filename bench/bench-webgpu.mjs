@@ -72,10 +72,10 @@ for (const [name, E] of shapes) {
     const pp = [e.malloc(L * E * 4), ptr(new Float32Array(E * N)), ptr(u), ptr(delta), ptr(bc)];
     const pa = ptr(A);
     const pd = ptr(D);
-    e.mod._mb_op_selective_scan(pp[0], pp[1], pp[2], pp[3], pp[4], stride, pa, pd, L, E, N);
+    e.mb_op_selective_scan(pp[0], pp[1], pp[2], pp[3], pp[4], stride, pa, pd, L, E, N);
     const reps = quick ? 1 : 2;
     const t0 = performance.now();
-    for (let i = 0; i < reps; i++) e.mod._mb_op_selective_scan(pp[0], pp[1], pp[2], pp[3], pp[4], stride, pa, pd, L, E, N);
+    for (let i = 0; i < reps; i++) e.mb_op_selective_scan(pp[0], pp[1], pp[2], pp[3], pp[4], stride, pa, pd, L, E, N);
     const tw = (performance.now() - t0) / reps / 1000;
     [...pp, pa, pd].forEach((p) => e.free(p));
     rows.push(`| scan ${name} (E=${E}), L=${L} | ${(bytes / tg / 1e9).toFixed(2)} GB/s (${(tg * 1000).toFixed(2)} ms) | ${(bytes / tw / 1e9).toFixed(2)} GB/s (${(tw * 1000).toFixed(1)} ms) | ${(tw / tg).toFixed(2)} |`);

@@ -59,7 +59,7 @@ async function benchWasm() {
     prefill_tok_s: L / (bestPrefill / 1000),
     decode_tok_s: steps / (bestDecode / 1000),
     weight_mb: model.info.weightBytes / 2 ** 20,
-    wasm_heap_mb: engine.mod.HEAPU8.length / 2 ** 20,
+    wasm_heap_mb: engine.heapBytes / 2 ** 20,
     peak_rss_mb: process.resourceUsage().maxRSS / 1024,
   };
   model.dispose();
@@ -87,7 +87,7 @@ async function trainWasm(seqLen) {
   const mem = trainer.memory();
   const engine = await getEngine();
   model.dispose();
-  return { train_tok_s: seqLen / (best / 1000), stored_layers: mem.storedLayers, wasm_heap_mb: engine.mod.HEAPU8.length / 2 ** 20, peak_rss_mb: process.resourceUsage().maxRSS / 1024 };
+  return { train_tok_s: seqLen / (best / 1000), stored_layers: mem.storedLayers, wasm_heap_mb: engine.heapBytes / 2 ** 20, peak_rss_mb: process.resourceUsage().maxRSS / 1024 };
 }
 
 function trainNative(seqLen) {

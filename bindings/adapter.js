@@ -4,11 +4,13 @@
 // Deliberately not here: the math (src/adapter.c, src/ops/lora.c, src/ops/lim.c) and training.
 import { MembaError, ErrorCodes } from './errors.js';
 import { parseSafetensors, writeSafetensors, tensorToFloat32 } from './safetensors.js';
+import { TARGET_NAMES, LimOutput, LimResetGrad, LimCross, LoraMatrix, enumNames, enumValue } from './abi.js';
 
-/** LoRA targets, in the order of src/memba.h's mb_target. */
-export const TARGETS = ['in_proj', 'in_proj.x', 'in_proj.z', 'out_proj', 'x_proj', 'dt_proj'];
+/** LoRA target names, in the order of mb_target (abi.js). */
+export const TARGETS = Object.freeze(Object.keys(TARGET_NAMES).sort((a, b) => TARGET_NAMES[a] - TARGET_NAMES[b]));
 export const LIM_DEFAULTS = Object.freeze({ chunks: 4, tau: 0.5, v_th: 1.0, output: 'post_reset', reset_grad: 'mask', surrogate_width: 1.0, cross_layer: 'mean' });
-const LIM_ENUMS = { output: ['post_reset', 'pre_reset'], reset_grad: ['mask', 'triangle'], cross_layer: ['mean', 'first', 'none'] };
+/** The LIM settings that are C enums, and those enums (their values' names are the settings' values). */
+const LIM_ENUMS = { output: LimOutput, reset_grad: LimResetGrad, cross_layer: LimCross };
 const LIM_KEYS = new Set(['chunks', 'chunk_size', 'tau', 'v_th', 'output', 'reset_grad', 'surrogate_width', 'cross_layer']);
 const PREFIX = 'base_model.model.backbone.layers.';
 
@@ -39,8 +41,10 @@ export function normalizeLim(lim, code = ErrorCodes.INVALID_ARGUMENT) {
   if (typeof out.v_th !== 'number' || !Number.isFinite(out.v_th)) throw bad(`v_th must be a finite number, got ${out.v_th}`);
   if (typeof out.surrogate_width !== 'number' || !(out.surrogate_width > 0) || !Number.isFinite(out.surrogate_width))
     throw bad(`surrogate_width must be > 0, got ${out.surrogate_width}`);
-  for (const [k, allowed] of Object.entries(LIM_ENUMS))
+  for (const [k, e] of Object.entries(LIM_ENUMS)) {
+    const allowed = enumNames(e);
     if (!allowed.includes(out[k])) throw bad(`${k} must be one of ${allowed.join(', ')}, got ${JSON.stringify(out[k])}`);
+  }
   return Object.freeze(out);
 }
 
@@ -92,31 +96,25 @@ export function loraFromPeftConfig(pc) {
   return normalizeLora({ r: pc.r, alpha: pc.lora_alpha ?? 8, targets, dropout: pc.lora_dropout ?? 0, rslora: !!pc.use_rslora }, null, ErrorCodes.BAD_FORMAT);
 }
 
-/** The flat mb_adapter_config (14 x 4 bytes) for the C core. */
+/** The fields of mb_adapter_config (abi.js MbAdapterConfig) for normalised settings; no LoRA /
+ * no LIM give zeros (and surrogate_width 1, a valid value). */
 export function cAdapterConfig(lora, lim) {
-  const i = new Int32Array(14);
-  const f = new Float32Array(i.buffer);
-  if (lora) {
-    i[0] = lora.r;
-    f[1] = lora.alpha;
-    i[2] = lora.rslora ? 1 : 0;
-    i[3] = lora.targets.reduce((m, t) => m | (1 << TARGETS.indexOf(t)), 0);
-    f[4] = lora.dropout;
-  }
-  if (lim) {
-    i[5] = 1;
-    i[6] = lim.chunks ?? 0;
-    i[7] = lim.chunk_size ?? 0;
-    f[8] = lim.tau;
-    f[9] = lim.v_th;
-    i[10] = LIM_ENUMS.output.indexOf(lim.output);
-    i[11] = LIM_ENUMS.reset_grad.indexOf(lim.reset_grad);
-    f[12] = lim.surrogate_width;
-    i[13] = LIM_ENUMS.cross_layer.indexOf(lim.cross_layer);
-  } else {
-    f[12] = 1;
-  }
-  return i;
+  return {
+    r: lora ? lora.r : 0,
+    alpha: lora ? lora.alpha : 0,
+    rslora: lora ? lora.rslora : false,
+    targets: lora ? lora.targets.reduce((m, t) => m | (1 << TARGET_NAMES[t]), 0) : 0,
+    dropout: lora ? lora.dropout : 0,
+    lim: !!lim,
+    chunks: lim?.chunks ?? 0,
+    chunk_size: lim?.chunk_size ?? 0,
+    tau: lim ? lim.tau : 0,
+    v_th: lim ? lim.v_th : 0,
+    output: lim ? enumValue(LimOutput, lim.output) : 0,
+    reset_grad: lim ? enumValue(LimResetGrad, lim.reset_grad) : 0,
+    surrogate_width: lim ? lim.surrogate_width : 1,
+    cross_layer: lim ? enumValue(LimCross, lim.cross_layer) : 0,
+  };
 }
 
 /** PEFT tensor name of a LoRA matrix. */
@@ -212,16 +210,14 @@ export class Adapter {
 
   get merged() {
     this._alive();
-    return this._engine.mod._mb_adapter_merged(this._handle) === 1;
+    return this._engine.mb_adapter_merged(this._handle) === 1;
   }
 
   _param(target, layer, which) {
     const e = this._engine;
-    return e.withAlloc(4, (np) => {
-      const p = e.mod._mb_adapter_param(this._handle, TARGETS.indexOf(target), layer, which === 'B' ? 1 : 0, np) >>> 0;
-      if (!p) throw new MembaError(ErrorCodes.INTERNAL, `no LoRA ${which} for ${target} in layer ${layer}`);
-      return e.f32(p, e.readSize(np));
-    });
+    const { ptr, numel } = e.mb_adapter_param(this._handle, TARGET_NAMES[target], layer, LoraMatrix[which]);
+    if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no LoRA ${which} for ${target} in layer ${layer}`);
+    return e.f32(ptr, numel);
   }
 
   /** LoRA tensors by PEFT name (copies). */
@@ -273,21 +269,21 @@ export class Adapter {
     this._alive();
     this._model._checkNotBusy(); // base weights must not change under an in-flight forward
     this._model.setAdapter(this);
-    this._engine.check(this._engine.mod._mb_adapter_merge(this._model._handle, this._handle), 'merge');
+    this._engine.mb_adapter_merge(this._model._handle, this._handle, { what: 'merge' });
   }
 
   /** Takes the LoRA out of the base weights again (restores them up to float rounding). */
   unmerge() {
     this._alive();
     this._model._checkNotBusy();
-    this._engine.check(this._engine.mod._mb_adapter_unmerge(this._model._handle, this._handle), 'unmerge');
+    this._engine.mb_adapter_unmerge(this._model._handle, this._handle, { what: 'unmerge' });
   }
 
   /** Frees the adapter (unmerging it and deactivating it first). Safe to call twice. */
   dispose() {
     if (!this._handle) return;
     if (this._model._adapter === this) this._model._adapter = null;
-    this._engine.mod._mb_adapter_free(this._handle);
+    this._engine.mb_adapter_free(this._handle);
     this._handle = 0;
     this._model._adapters.delete(this);
   }

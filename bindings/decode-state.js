@@ -3,7 +3,7 @@
 // restore, reset. Synchronous and WASM-side (a lost GPU never takes it away).
 // Deliberately not here: sampling and generation loops (mamba.js).
 import { MembaError, ErrorCodes } from './errors.js';
-import { Logits } from './engine.js';
+import { Logits } from './abi.js';
 import { toIdBatch, invalid } from './ids.js';
 
 /**
@@ -18,14 +18,14 @@ export class DecodeState {
     this._adapter = adapter;
     this.batch = batch;
     model._bind(adapter);
-    const h = e.create(e.mod._mb_state_new, [model._handle, batch], 'cannot create decode state');
+    const h = e.mb_state_new(model._handle, batch, { what: 'cannot create decode state' });
     this._handle = h;
     try {
       this._logits = e.malloc(batch * model.config.vocabSize * 4);
       this._ids = e.malloc(batch * 4); // one step's ids: no allocation per token
     } catch (err) {
       e.free(this._logits);
-      e.mod._mb_state_free(h);
+      e.mb_state_free(h);
       throw err;
     }
     model._states.add(this);
@@ -41,7 +41,7 @@ export class DecodeState {
   /** Positions consumed so far. */
   get position() {
     this._alive();
-    return Number(this._engine.mod._mb_state_pos(this._handle));
+    return Number(this._engine.mb_state_pos(this._handle));
   }
 
   _run(flat, B, L) {
@@ -52,7 +52,7 @@ export class DecodeState {
     if (step) e.i32(idp, flat.length).set(flat);
     try {
       this._model._bind(this._adapter);
-      e.check(e.mod._mb_forward(this._model._handle, idp, B, L, Logits.LAST, this._logits, 0, this._handle), 'decode');
+      e.mb_forward(this._model._handle, idp, B, L, Logits.LAST, this._logits, 0, this._handle, { what: 'decode' });
       return e.f32(this._logits, B * this._model.config.vocabSize).slice();
     } finally {
       if (!step) e.free(idp);
@@ -78,7 +78,7 @@ export class DecodeState {
   clone() {
     this._alive();
     const c = new DecodeState(this._model, this.batch, this._adapter);
-    this._engine.check(this._engine.mod._mb_state_copy(c._handle, this._handle), 'clone');
+    this._engine.mb_state_copy(c._handle, this._handle, { what: 'clone' });
     return c;
   }
 
@@ -86,10 +86,8 @@ export class DecodeState {
   save() {
     this._alive();
     const e = this._engine;
-    return e.withAlloc(4, (np) => {
-      const p = e.mod._mb_state_data(this._handle, np) >>> 0;
-      return { batch: this.batch, position: this.position, data: e.f32(p, e.readSize(np)).slice() };
-    });
+    const { ptr, numel } = e.mb_state_data(this._handle);
+    return { batch: this.batch, position: this.position, data: e.f32(ptr, numel).slice() };
   }
 
   /** Restores a snapshot from save(). */
@@ -98,25 +96,22 @@ export class DecodeState {
     const e = this._engine;
     if (!snapshot || !(snapshot.data instanceof Float32Array) || !Number.isInteger(snapshot.position) || snapshot.position < 0)
       throw invalid('restore takes a snapshot from DecodeState.save()');
-    e.withAlloc(4, (np) => {
-      const p = e.mod._mb_state_data(this._handle, np) >>> 0;
-      const n = e.readSize(np);
-      if (snapshot.data.length !== n || snapshot.batch !== this.batch)
-        throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `snapshot holds ${snapshot.data.length} values, this state ${n}`);
-      e.f32(p, n).set(snapshot.data);
-      e.mod._mb_state_set_pos(this._handle, snapshot.position);
-    });
+    const { ptr, numel: n } = e.mb_state_data(this._handle);
+    if (snapshot.data.length !== n || snapshot.batch !== this.batch)
+      throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `snapshot holds ${snapshot.data.length} values, this state ${n}`);
+    e.f32(ptr, n).set(snapshot.data);
+    e.mb_state_set_pos(this._handle, snapshot.position);
   }
 
   /** Back to the empty state (position 0). */
   reset() {
     this._alive();
-    this._engine.mod._mb_state_reset(this._handle);
+    this._engine.mb_state_reset(this._handle);
   }
 
   dispose() {
     if (!this._handle) return;
-    this._engine.mod._mb_state_free(this._handle);
+    this._engine.mb_state_free(this._handle);
     this._engine.free(this._logits);
     this._engine.free(this._ids);
     this._handle = 0;

@@ -21,19 +21,32 @@ export interface Progress {
   total?: number;
 }
 
+/** Every option Mamba.load (and loadAdapter, for the source ones) reads. */
 export interface LoadOptions {
+  /** progress events while files are read and weights are written */
   onProgress?: (p: Progress) => void;
+  /** aborts the load (rejects with an AbortError) */
   signal?: AbortSignal;
   /** 'wasm'; 'webgpu' (each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WebGPU only where it pays (measured: not yet at any size, while matmuls run in WASM), else WASM. */
   backend?: 'auto' | 'wasm' | 'webgpu';
-  /** Hub base URL for hub ids (default https://huggingface.co) and revision (default main). */
+  /** Hub base URL for hub ids (default https://huggingface.co). */
   hubBase?: string;
+  /** Hub branch, tag or commit for hub ids (default 'main'). */
   revision?: string;
-  /** Browser Cache API use for URL / hub sources (default on where available), or a {match, put} object. */
-  cache?: boolean | { match(url: string): Promise<Response | undefined>; put(url: string, r: Response): Promise<void> };
+  /** Browser Cache API use for URL / hub sources ('auto', the default: on where available), or a {match, put} object. */
+  cache?: 'auto' | boolean | { match(url: string): Promise<Response | undefined>; put(url: string, r: Response): Promise<void> };
+  /** fetch implementation for URL / hub sources (default globalThis.fetch) */
   fetch?: typeof fetch;
   /** run the engine in a Web Worker / worker thread: the returned model has the same methods, all async */
   worker?: boolean | Worker;
+  /** the bytes of dist/memba.wasm (used by the first load of a JS realm: the engine is made once) */
+  wasmBinary?: ArrayBuffer | Uint8Array;
+  /** where a browser fetches memba.wasm (default: next to dist/memba.mjs; first load of a realm only) */
+  wasmUrl?: string | URL;
+  /** the WebGPU entry point to use instead of navigator.gpu (or, in Node, the npm package 'webgpu') */
+  gpu?: { requestAdapter(options?: { powerPreference?: string }): Promise<unknown> };
+  /** adapter preference asked of WebGPU (default 'high-performance') */
+  powerPreference?: 'high-performance' | 'low-power';
 }
 
 /** A directory (Node), a base URL, an HF hub id ('owner/name'), or in-memory files. */
@@ -127,7 +140,8 @@ export class Mamba {
   static load(source: ModelSource, options?: LoadOptions): Promise<Mamba>;
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
-  readonly info: Readonly<{ source: string; layout: string; backend: 'wasm' | 'webgpu'; weightBytes: number; adapter?: string; fallbackReason?: string }>;
+  /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; fallbackReason: why WebGPU was given up */
+  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; weightBytes: number; adapter?: string; fallbackReason?: string }>;
   readonly hasTokenizer: boolean;
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean }): Promise<Tensor & { hidden?: Tensor }>;
   scoreTokens(ids: TokenIds | TokenIds[], from?: number): Promise<Tensor>;
@@ -159,3 +173,13 @@ export function tensorToFloat32(tensor: { dtype: string; numel: number; data: Ui
 
 /** Loads a model in a worker (what Mamba.load(source, { worker }) does). */
 export function loadInWorker(source: ModelSource, options?: LoadOptions): Promise<any>;
+
+/** The page's connection to a Worker (or Node worker thread) running bindings/worker.js. */
+export class WorkerClient {
+  /** owned: terminate the worker when its model is disposed */
+  constructor(worker: { postMessage(message: unknown): void; terminate(): unknown }, options?: { owned?: boolean });
+  /** Mamba.load inside the worker; resolves to the remote model (same methods, all async) */
+  load(source: ModelSource, options?: LoadOptions): Promise<any>;
+  createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<any>;
+  terminate(): void;
+}

@@ -1,58 +1,27 @@
-// mamba.js: the public Mamba class: load a checkpoint into the C core, run forward passes,
-// decode with an explicit recurrent state, generate and stream tokens, score log-likelihoods,
-// tokenize. Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
+// mamba.js: the public Mamba class: a Mamba-1 model in the C core (loaded from a checkpoint by
+// load.js, or random), its forward passes, decoding with an explicit recurrent state
+// (decode-state.js), generation and streaming of tokens and text, log-likelihood scoring,
+// tokenisation, Memba adapters (create, load, activate: adapter.js), fine-tuning (createTrainer:
+// trainer.js), LIM inspection, and the backend choice (WASM, or each layer's scan on WebGPU:
+// gpu.js). Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
 // any error the model stays usable. Deliberately not here: file formats (checkpoint.js,
-// safetensors.js, source.js), sampling math (sampler.js), adapters and training (later).
-import { Tokenizer } from '@huggingface/tokenizers';
+// safetensors.js, source.js), the C ABI (abi.js), sampling math (sampler.js), the Worker
+// transport (remote.js, worker.js).
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { getEngine, Param, Logits } from './engine.js';
+import { Logits } from './abi.js';
+import { loadModel, randomModel } from './load.js';
 import { openSource } from './source.js';
-import { readCheckpoint, planWeights } from './checkpoint.js';
 import { createSampler } from './sampler.js';
 import { toIdBatch, invalid, yieldToEventLoop } from './ids.js';
 import { DecodeState } from './decode-state.js';
+import { chooseBackend, gpuRun } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 
-const SLOT_OF = {
-  'embeddings.weight': Param.EMBEDDING,
-  'norm_f.weight': Param.NORM_F,
-  'lm_head.weight': Param.LM_HEAD,
-  'norm.weight': Param.NORM,
-  'mixer.in_proj.weight': Param.IN_PROJ_W,
-  'mixer.in_proj.bias': Param.IN_PROJ_B,
-  'mixer.conv1d.weight': Param.CONV_W,
-  'mixer.conv1d.bias': Param.CONV_B,
-  'mixer.x_proj.weight': Param.X_PROJ_W,
-  'mixer.dt_proj.weight': Param.DT_PROJ_W,
-  'mixer.dt_proj.bias': Param.DT_PROJ_B,
-  'mixer.A_log': Param.A_LOG,
-  'mixer.D': Param.D,
-  'mixer.out_proj.weight': Param.OUT_PROJ_W,
-  'mixer.out_proj.bias': Param.OUT_PROJ_B,
-};
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
-/**
- * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
- * with the matmuls still in WASM the GPU scan does not pay at any released size (prefill 0.83-1.10x),
- * so 'auto' means WASM until the matmuls move to WebGPU; then this is the one number to lower.
- */
-export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
+export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
 
 export { toIdBatch, DecodeState };
-
-function bytesEqual(a, b) {
-  if (a.length !== b.length) return false;
-  // compare 4 bytes at a time where both views are aligned, bytes otherwise
-  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && a.length % 4 === 0) {
-    const x = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
-    const y = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-    return true;
-  }
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 export class Mamba {
   /** @private use Mamba.load */
@@ -78,7 +47,10 @@ export class Mamba {
    * @param {string|URL|{files: object}|Map} source a directory (Node), a base URL, an HF hub id or in-memory files
    * @param {{ onProgress?: Function, signal?: AbortSignal, backend?: 'auto'|'wasm'|'webgpu',
    *           hubBase?: string, revision?: string, cache?: boolean|object, fetch?: Function,
-   *           worker?: boolean|Worker }} [opts] worker: run the engine in a Web Worker (see remote.js)
+   *           worker?: boolean|Worker, wasmBinary?: ArrayBuffer|Uint8Array, wasmUrl?: string|URL,
+   *           gpu?: GPU, powerPreference?: string }} [opts] worker: run the engine in a Web Worker
+   *   (see remote.js); wasmBinary / wasmUrl: engine.js; gpu / powerPreference: web/webgpu.js.
+   *   The full list, one line each: LoadOptions in index.d.ts.
    */
   static async load(source, opts = {}) {
     if (opts === null || typeof opts !== 'object') throw invalid('options must be an object');
@@ -91,47 +63,7 @@ export class Mamba {
     if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${backend}`);
     if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
     throwIfAborted(signal);
-    const src = await openSource(source, opts);
-    const ckpt = await readCheckpoint(src, { signal, onProgress });
-    // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
-    // twice) is used tied: it would cost a second [V, d] block for nothing
-    const head = ckpt.tensors.get('lm_head.weight');
-    const emb = ckpt.tensors.get('embeddings.weight');
-    if (head && emb && head.dtype === emb.dtype && head.data.length === emb.data.length && bytesEqual(head.data, emb.data)) {
-      ckpt.tensors.delete('lm_head.weight');
-      ckpt.config = { ...ckpt.config, tieEmbeddings: true };
-    }
-    const plan = planWeights(ckpt.config, ckpt.tensors);
-    const engine = await getEngine(opts);
-    throwIfAborted(signal);
-    const handle = Mamba._create(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
-    try {
-      await Mamba._writeWeights(engine, handle, plan, { signal, onProgress });
-      engine.check(engine.mod._mb_model_finalize(handle), 'finalize');
-    } catch (err) {
-      engine.mod._mb_model_free(handle);
-      throw err;
-    }
-    let tokenizer = null;
-    if (ckpt.tokenizerJson) {
-      try {
-        tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
-      } catch (err) {
-        engine.mod._mb_model_free(handle);
-        throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
-      }
-    }
-    const info = {
-      source: src.description,
-      // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
-      hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
-      layout: ckpt.config.layout,
-      backend: 'wasm',
-      weightBytes: Number(engine.mod._mb_model_weight_bytes(handle)) >>> 0,
-    };
-    onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
-    const eos = ckpt.rawConfig?.eos_token_id;
-    const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+    const { engine, handle, config, tokenizer, info } = await loadModel(source, opts);
     const model = new Mamba(engine, handle, config, tokenizer, info);
     try {
       await model._chooseBackend(backend, opts);
@@ -142,26 +74,9 @@ export class Mamba {
     return model;
   }
 
-  /**
-   * 'wasm': the WASM engine only. 'webgpu': each layer's scan runs on WebGPU (an error where there
-   * is no adapter). 'auto': WebGPU where a hardware adapter exists and the model is large enough
-   * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER: today never, see there), else WASM.
-   */
-  async _chooseBackend(backend, opts) {
-    if (backend === 'wasm') return;
-    if (backend === 'auto' && this.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
-    const { GpuBackend } = await import('../web/backend.js');
-    const r = await GpuBackend.create(this, opts);
-    if (!r.backend) {
-      if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': ${r.reason}`);
-      return;
-    }
-    if (backend === 'auto' && r.backend.software) {
-      r.backend.destroy();
-      return; // a CPU implementation of WebGPU never beats WASM
-    }
-    this._gpu = r.backend;
-    this._setInfo({ backend: 'webgpu', adapter: r.backend.description });
+  /** Picks the backend ('auto' | 'wasm' | 'webgpu'): see gpu.js chooseBackend. */
+  _chooseBackend(backend, opts) {
+    return chooseBackend(this, backend, opts);
   }
 
   _setInfo(patch) {
@@ -187,48 +102,6 @@ export class Mamba {
     if (this._busy) throw new MembaError(ErrorCodes.BUSY, 'the model is running an asynchronous (WebGPU) call: await it before synchronous calls');
   }
 
-  /** The GPU backend if usable; a lost device switches the model to WASM for good. */
-  _gpuOk() {
-    if (this._gpu?.lost) this._gpuFailed(new Error(this._gpu.lostReason));
-    return this._gpu ?? null;
-  }
-
-  _gpuFailed(err) {
-    if (!this._gpu) return;
-    try {
-      this._gpu.destroy();
-    } catch {}
-    this._gpu = null;
-    this._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); running on WASM` });
-  }
-
-  /**
-   * The split forward with the GPU backend: begin, layers on the GPU, then `end(ptr)`. On any GPU
-   * failure the model falls back to WASM, `restore()` undoes partial state changes, and the
-   * caller's WASM path runs instead (returns undefined).
-   */
-  async _gpuRun(flat, B, L, statePtr, end, restore, adapter = this._adapter) {
-    const gpu = this._gpuOk();
-    if (!gpu) return undefined;
-    const e = this._engine;
-    const idp = e.putIds(flat);
-    try {
-      this._bind(adapter);
-      e.check(e.mod._mb_split_begin(this._handle, idp, B, L, statePtr), 'forward');
-      try {
-        await gpu.layers(B, L, statePtr, adapter);
-      } catch (err) {
-        this._gpuFailed(err);
-        restore?.();
-        return undefined;
-      }
-      this._bind(adapter);
-      return end(idp);
-    } finally {
-      e.free(idp);
-    }
-  }
-
   /**
    * A model of any Mamba-1 shape with deterministic pseudo-random weights (no checkpoint): for
    * benchmarks and stress tests. It runs like a real model but says nothing meaningful.
@@ -236,64 +109,8 @@ export class Mamba {
    *           expand?: number, dtRank?: number }} shape
    */
   static async createRandom(shape, { seed = 1234 } = {}) {
-    const int = (v, name) => {
-      if (!Number.isInteger(v) || v < 1) throw invalid(`${name} must be a positive integer, got ${v}`);
-      return v;
-    };
-    const dModel = int(shape?.dModel, 'dModel');
-    const expand = int(shape.expand ?? 2, 'expand');
-    const config = {
-      dModel, nLayer: int(shape.nLayer, 'nLayer'), vocabSize: int(shape.vocabSize, 'vocabSize'),
-      dState: int(shape.dState ?? 16, 'dState'), dConv: int(shape.dConv ?? 4, 'dConv'), expand,
-      dInner: expand * dModel, dtRank: int(shape.dtRank ?? Math.ceil(dModel / 16), 'dtRank'),
-      eps: 1e-5, useBias: false, useConvBias: true, tieEmbeddings: true, layout: 'random', eosTokenId: null,
-    };
-    const engine = await getEngine();
-    const handle = Mamba._create(engine, config, false);
-    try {
-      engine.check(engine.mod._mb_model_init_random(handle, seed >>> 0), 'init');
-    } catch (err) {
-      engine.mod._mb_model_free(handle);
-      throw err;
-    }
-    const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mod._mb_model_weight_bytes(handle) >>> 0 };
-    return new Mamba(engine, handle, config, null, info);
-  }
-
-  static _create(engine, c, hasLmHead) {
-    const fields = [c.dModel, c.nLayer, c.vocabSize, c.dState, c.dConv, c.dInner, c.dtRank];
-    return engine.withAlloc(44, (p) => {
-      engine.i32(p, 11).set([...fields, 0, c.useBias ? 1 : 0, c.useConvBias ? 1 : 0, hasLmHead ? 0 : 1]);
-      engine.f32(p + 28, 1)[0] = c.eps;
-      // a config out of range came from a file: bad_format; oom stays oom
-      return engine.create(engine.mod._mb_model_new, [p], 'cannot create model', { 1: ErrorCodes.BAD_FORMAT });
-    });
-  }
-
-  static async _writeWeights(engine, handle, plan, { signal, onProgress }) {
-    const { tensorToFloat32 } = await import('./safetensors.js');
-    let lastYield = Date.now();
-    for (let i = 0; i < plan.length; i++) {
-      const { name, layer, tensor } = plan[i];
-      const key = layer >= 0 ? name.replace(/^layers\.\d+\./, '') : name;
-      const slot = SLOT_OF[key];
-      if (slot === undefined) continue; // a tensor the engine does not use
-      const ptr = engine.withAlloc(4, (np) => {
-        const p = engine.mod._mb_model_param(handle, slot, layer, np) >>> 0;
-        const numel = engine.readSize(np);
-        if (!p) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
-        if (numel !== tensor.numel)
-          throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
-        return p;
-      });
-      tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
-      if (Date.now() - lastYield > 50) {
-        onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
-        await yieldToEventLoop();
-        throwIfAborted(signal);
-        lastYield = Date.now();
-      }
-    }
+    const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed);
+    return new Mamba(engine, handle, config, tokenizer, info);
   }
 
   _alive() {
@@ -316,9 +133,9 @@ export class Mamba {
     return this._exclusive(async () => {
       if (!outputHidden && this._gpu) {
         const V = this.config.vocabSize;
-        const out = await this._gpuRun(flat, B, L, 0, () =>
+        const out = await gpuRun(this, flat, B, L, 0, () =>
           this._engine.withAlloc(B * L * V * 4, (lp) => {
-            this._engine.check(this._engine.mod._mb_split_end(this._handle, Logits.ALL, lp), 'forward');
+            this._engine.mb_split_end(this._handle, Logits.ALL, lp, { what: 'forward' });
             return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
           }), null, adapter);
         if (out) return out;
@@ -337,7 +154,7 @@ export class Mamba {
       this._bind(adapter);
       lp = e.malloc(B * L * V * 4);
       if (outputHidden) hp = e.malloc(nLayer * B * L * d * 4);
-      e.check(e.mod._mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0), 'forward');
+      e.mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0, { what: 'forward' });
       const out = { data: e.f32(lp, B * L * V).slice(), dims: [B, L, V] };
       if (outputHidden) out.hidden = { data: e.f32(hp, nLayer * B * L * d).slice(), dims: [nLayer, B, L, d] };
       return out;
@@ -359,9 +176,9 @@ export class Mamba {
     const e = this._engine;
     const adapter = this._adapter;
     return this._exclusive(async () => {
-      const viaGpu = await this._gpuRun(flat, B, L, 0, (idp) =>
+      const viaGpu = await gpuRun(this, flat, B, L, 0, (idp) =>
         e.withAlloc(B * L * 4, (op) => {
-          e.check(e.mod._mb_split_end_score(this._handle, idp, from, op), 'score');
+          e.mb_split_end_score(this._handle, idp, from, op, { what: 'score' });
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
         }), null, adapter);
       if (viaGpu) return viaGpu;
@@ -369,7 +186,7 @@ export class Mamba {
       try {
         return e.withAlloc(B * L * 4, (op) => {
           this._bind(adapter);
-          e.check(e.mod._mb_score(this._handle, idp, B, L, from, op), 'score');
+          e.mb_score(this._handle, idp, B, L, from, op, { what: 'score' });
           return { data: e.f32(op, B * L).slice(), dims: [B, L] };
         });
       } finally {
@@ -399,7 +216,7 @@ export class Mamba {
   /** Makes the C model use `adapter` (null = base) for the next call. */
   _bind(adapter) {
     if (this._bound === adapter) return;
-    this._engine.check(this._engine.mod._mb_model_set_adapter(this._handle, adapter ? adapter._handle : 0), 'set adapter');
+    this._engine.mb_model_set_adapter(this._handle, adapter ? adapter._handle : 0, { what: 'set adapter' });
     this._bound = adapter;
   }
 
@@ -431,10 +248,7 @@ export class Mamba {
 
   _newAdapter(lora, lim, name) {
     const e = this._engine;
-    const handle = e.withAlloc(56, (p) => {
-      e.i32(p, 14).set(cAdapterConfig(lora, lim));
-      return e.create(e.mod._mb_adapter_new, [this._handle, p], 'cannot create adapter');
-    });
+    const handle = e.mb_adapter_new(this._handle, cAdapterConfig(lora, lim), { what: 'cannot create adapter' });
     const a = new Adapter(this, handle, lora, lim, name);
     this._adapters.add(a);
     return a;
@@ -453,7 +267,7 @@ export class Mamba {
     if (!l && !m) throw invalid('an adapter needs LoRA, a LIM gate, or both');
     if (!Number.isInteger(seed)) throw invalid(`seed must be an integer, got ${seed}`);
     const a = this._newAdapter(l, m, name);
-    this._engine.check(this._engine.mod._mb_adapter_init(a._handle, seed >>> 0), 'adapter init');
+    this._engine.mb_adapter_init(a._handle, seed >>> 0, { what: 'adapter init' });
     this.setAdapter(a);
     return a;
   }
@@ -518,7 +332,7 @@ export class Mamba {
       vp = e.malloc(nLayer * B * L * E * 4);
       up = e.malloc(nLayer * B * c * E * 4);
       this._bind(a);
-      e.withAlloc(4, (cp) => e.check(e.mod._mb_inspect(this._handle, idp, B, L, vp, up, cp), 'inspect'));
+      e.mb_inspect(this._handle, idp, B, L, vp, up, { what: 'inspect' });
       const layers = [];
       for (let l = 0; l < nLayer; l++)
         layers.push({
@@ -624,8 +438,8 @@ export class Mamba {
   async _prefill(state, flat) {
     const V = this.config.vocabSize;
     const e = this._engine;
-    const viaGpu = await this._gpuRun(flat, 1, flat.length, state._handle, () => {
-      e.check(e.mod._mb_split_end(this._handle, Logits.LAST, state._logits), 'prefill');
+    const viaGpu = await gpuRun(this, flat, 1, flat.length, state._handle, () => {
+      e.mb_split_end(this._handle, Logits.LAST, state._logits, { what: 'prefill' });
       return e.f32(state._logits, V).slice();
     }, () => state.reset(), state._adapter);
     return viaGpu ?? state._run(flat, 1, flat.length);
@@ -639,7 +453,7 @@ export class Mamba {
     try {
       return e.withAlloc(V * 4, (lp) => {
         this._bind(adapter);
-        e.check(e.mod._mb_forward(this._handle, idp, 1, flat.length, Logits.LAST, lp, 0, 0), 'forward');
+        e.mb_forward(this._handle, idp, 1, flat.length, Logits.LAST, lp, 0, 0, { what: 'forward' });
         return e.f32(lp, V).slice();
       });
     } finally {
@@ -671,8 +485,8 @@ export class Mamba {
   /** Bytes held in the WASM heap by weights and cached activations. */
   memory() {
     this._alive();
-    const m = this._engine.mod;
-    return { weights: m._mb_model_weight_bytes(this._handle) >>> 0, activations: m._mb_model_activation_bytes(this._handle) >>> 0 };
+    const e = this._engine;
+    return { weights: e.mb_model_weight_bytes(this._handle), activations: e.mb_model_activation_bytes(this._handle) };
   }
 
   /** Frees the model and its states; later calls throw 'disposed'. Safe to call twice. */
@@ -682,7 +496,7 @@ export class Mamba {
     for (const a of [...this._adapters]) a.dispose();
     this._gpu?.destroy();
     this._gpu = null;
-    this._engine.mod._mb_model_free(this._handle);
+    this._engine.mb_model_free(this._handle);
     this._handle = 0;
   }
 

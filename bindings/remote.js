@@ -7,6 +7,7 @@
 // Deliberately not here: anything that runs the model.
 import { MembaError, ErrorCodes, abortError } from './errors.js';
 import { SNAPSHOT } from './protocol.js';
+import { HAS_WORKER } from './env.js';
 
 
 /** Wraps a browser Worker or a Node worker_threads Worker into { post, listen, terminate }. */
@@ -180,7 +181,7 @@ export async function loadInWorker(source, opts = {}) {
   const owned = w === true || w === undefined;
   if (owned) {
     const url = new URL('./worker.js', import.meta.url);
-    if (typeof Worker !== 'undefined') w = new Worker(url, { type: 'module' });
+    if (HAS_WORKER) w = new Worker(url, { type: 'module' });
     else {
       const { Worker: NodeWorker } = await import('node:worker_threads');
       w = new NodeWorker(url);

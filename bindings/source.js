@@ -4,6 +4,7 @@
 // (see checkpoint.js), and imports node: modules lazily, only for filesystem sources.
 
 import { MembaError, ErrorCodes, abortError, throwIfAborted } from './errors.js';
+import { IS_NODE } from './env.js';
 
 /** Name of the Cache API cache used for url and hub sources. */
 export const CACHE_NAME = 'memba-wasm-v1';
@@ -12,7 +13,6 @@ const PROGRESS_BYTES = 64 * 1024;
 const PROGRESS_MS = 50;
 const FILE_CHUNK = 8 * 1024 * 1024;
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
-const IS_NODE = typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 
 /** Node built-ins are imported lazily, and hidden from bundlers, so browsers never load them. */
 const nodeImport = (specifier) => import(/* webpackIgnore: true */ /* @vite-ignore */ specifier);

@@ -5,7 +5,8 @@
 // Deliberately not here: the math (src/train.c, src/optim.c) and the Worker transport (worker.js).
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { createRng } from './sampler.js';
-import { TARGETS, peftName } from './adapter.js';
+import { peftName } from './adapter.js';
+import { TARGET_NAMES, LoraMatrix, AdapterBlock } from './abi.js';
 
 const invalid = (msg) => new MembaError(ErrorCodes.INVALID_ARGUMENT, msg);
 
@@ -87,12 +88,11 @@ export class Trainer {
     if (this.adapter.merged) this.adapter.unmerge();
   }
 
+  /** A whole block of the adapter (AdapterBlock: tensors, gradients, AdamW moments) as a heap view. */
   _block(which) {
     const e = this._engine;
-    return e.withAlloc(4, (np) => {
-      const p = e.mod._mb_adapter_block(this.adapter._handle, which, np) >>> 0;
-      return p ? e.f32(p, e.readSize(np)) : null;
-    });
+    const { ptr, numel } = e.mb_adapter_block(this.adapter._handle, which);
+    return ptr ? e.f32(ptr, numel) : null;
   }
 
   /**
@@ -109,19 +109,15 @@ export class Trainer {
 
   _step({ flat, labels, B, L }) {
     const e = this._engine;
-    const m = e.mod;
     const h = this.adapter._handle;
     this._model._bind(this.adapter);
-    m._mb_train_set_budget(this._model._handle, this.options.memoryBudget);
-    if (this._micro === 0) e.check(m._mb_adapter_zero_grad(h), 'zero grad');
+    e.mb_train_set_budget(this._model._handle, this.options.memoryBudget);
+    if (this._micro === 0) e.mb_adapter_zero_grad(h, { what: 'zero grad' });
     const idp = e.putIds(flat);
     const lp = e.putIds(labels);
     let loss;
     try {
-      loss = e.withAlloc(4, (outp) => {
-        e.check(m._mb_train_backward(this._model._handle, idp, lp, B, L, this._calls >>> 0, outp), 'train step');
-        return e.f32(outp, 1)[0];
-      });
+      loss = e.mb_train_backward(this._model._handle, idp, lp, B, L, this._calls >>> 0, { what: 'train step' });
     } finally {
       e.free(idp);
       e.free(lp);
@@ -129,7 +125,9 @@ export class Trainer {
     this._calls++;
     const reject = (what) => {
       this._micro = 0;
-      m._mb_adapter_zero_grad(h);
+      try {
+        e.mb_adapter_zero_grad(h);
+      } catch {} // the batch's error is the one to report
       return new MembaError(ErrorCodes.NON_FINITE, `${what} is not finite (NaN or Inf): the batch was rejected and the adapter left unchanged`);
     };
     if (!Number.isFinite(loss)) throw reject(`the loss (${loss})`);
@@ -138,17 +136,15 @@ export class Trainer {
     if (this._micro < this.options.accumulate) return { loss, gradNorm: null, step: this.stepCount, lr: null };
     const { accumulate, lr, betas, eps, weightDecay, clipNorm, schedule } = this.options;
     if (accumulate > 1) {
-      const g = this._block(1);
+      const g = this._block(AdapterBlock.GRADS);
       for (let i = 0; i < g.length; i++) g[i] /= accumulate;
     }
-    const gradNorm = m._mb_adapter_grad_norm(h);
+    const gradNorm = e.mb_adapter_grad_norm(h);
     if (!Number.isFinite(gradNorm)) throw reject(`the gradient norm (${gradNorm})`);
     const k = this.stepCount + 1;
     const lrk = scheduleLr(lr, schedule, k);
-    e.withAlloc(24, (op) => {
-      e.f32(op, 6).set([lrk, betas[0], betas[1], eps, weightDecay, clipNorm]);
-      e.check(m._mb_adamw_step(h, op, k, 0), 'AdamW step');
-    });
+    const opt = { lr: lrk, beta1: betas[0], beta2: betas[1], eps, weight_decay: weightDecay, clip: clipNorm };
+    e.mb_adamw_step(h, opt, k, { what: 'AdamW step' });
     this.stepCount = k;
     this._micro = 0;
     return { loss, gradNorm, step: k, lr: lrk };
@@ -157,8 +153,8 @@ export class Trainer {
   /** Memory of the last step: layers whose intermediates were kept (the rest were recomputed), bytes. */
   memory() {
     this._alive();
-    const m = this._engine.mod;
-    return { storedLayers: m._mb_train_stored_layers(this._model._handle), activationBytes: m._mb_model_activation_bytes(this._model._handle) >>> 0, heapBytes: m.HEAPU8.length };
+    const e = this._engine;
+    return { storedLayers: e.mb_train_stored_layers(this._model._handle), activationBytes: e.mb_model_activation_bytes(this._model._handle), heapBytes: e.heapBytes };
   }
 
   /** Gradients of the last step (before its update), by PEFT tensor name. */
@@ -169,11 +165,9 @@ export class Trainer {
     const e = this._engine;
     for (let l = 0; l < this._model.config.nLayer; l++)
       for (const t of lora.targets)
-        for (const [w, which] of [['A', 0], ['B', 1]]) {
-          out[peftName(l, t, w)] = e.withAlloc(4, (np) => {
-            const p = e.mod._mb_adapter_grad(this.adapter._handle, TARGETS.indexOf(t), l, which, np) >>> 0;
-            return e.f32(p, e.readSize(np)).slice();
-          });
+        for (const w of ['A', 'B']) {
+          const { ptr, numel } = e.mb_adapter_grad(this.adapter._handle, TARGET_NAMES[t], l, LoraMatrix[w]);
+          out[peftName(l, t, w)] = e.f32(ptr, numel).slice();
         }
     return out;
   }
@@ -181,7 +175,7 @@ export class Trainer {
   /** The whole training state (adapter tensors, AdamW moments, step, RNG): structured-clonable. */
   saveState() {
     this._alive();
-    const m1 = this.stepCount > 0 ? this._block(2) : null;
+    const m1 = this.stepCount > 0 ? this._block(AdapterBlock.ADAM_M1) : null;
     return {
       format: 'memba-trainer-v1',
       options: { ...this.options, schedule: this.options.schedule },
@@ -189,10 +183,10 @@ export class Trainer {
       micro: this._micro,
       calls: this._calls,
       dataRng: this._dataRng,
-      tensors: this._block(0).slice(),
-      grad: this._micro > 0 ? this._block(1).slice() : null,
+      tensors: this._block(AdapterBlock.TENSORS).slice(),
+      grad: this._micro > 0 ? this._block(AdapterBlock.GRADS).slice() : null,
       m1: m1 ? m1.slice() : null,
-      m2: m1 ? this._block(3).slice() : null,
+      m2: m1 ? this._block(AdapterBlock.ADAM_M2).slice() : null,
     };
   }
 
@@ -200,18 +194,18 @@ export class Trainer {
   restoreState(state) {
     this._alive();
     if (!state || state.format !== 'memba-trainer-v1') throw invalid('restoreState takes a state from trainer.saveState()');
-    const t = this._block(0);
+    const t = this._block(AdapterBlock.TENSORS);
     if (!(state.tensors instanceof Float32Array) || state.tensors.length !== t.length)
       throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `the state holds ${state.tensors?.length} adapter values, this adapter ${t.length}`);
     t.set(state.tensors);
     const e = this._engine;
-    e.check(e.mod._mb_adapter_zero_grad(this.adapter._handle), 'zero grad');
-    if (state.grad) this._block(1).set(state.grad);
+    e.mb_adapter_zero_grad(this.adapter._handle, { what: 'zero grad' });
+    if (state.grad) this._block(AdapterBlock.GRADS).set(state.grad);
     if (state.m1) {
-      this._block(2).set(state.m1);
-      this._block(3).set(state.m2);
+      this._block(AdapterBlock.ADAM_M1).set(state.m1);
+      this._block(AdapterBlock.ADAM_M2).set(state.m2);
     } else {
-      e.check(e.mod._mb_adapter_reset_optimizer(this.adapter._handle), 'reset');
+      e.mb_adapter_reset_optimizer(this.adapter._handle, { what: 'reset' });
     }
     this.stepCount = state.stepCount;
     this._micro = state.micro;

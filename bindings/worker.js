@@ -9,6 +9,7 @@ import { Adapter } from './adapter.js';
 import { Trainer } from './trainer.js';
 import { MembaError, ErrorCodes } from './errors.js';
 import { SNAPSHOT } from './protocol.js';
+import { IS_WORKER } from './env.js';
 
 const CLASSES = [
   ['Mamba', Mamba],
@@ -18,7 +19,7 @@ const CLASSES = [
 ];
 
 async function channel() {
-  if (typeof self !== 'undefined' && typeof self.postMessage === 'function' && typeof window === 'undefined')
+  if (IS_WORKER)
     return { post: (m, t) => self.postMessage(m, t), listen: (fn) => self.addEventListener('message', (e) => fn(e.data)) };
   const { parentPort } = await import('node:worker_threads');
   return { post: (m, t) => parentPort.postMessage(m, t), listen: (fn) => parentPort.on('message', fn) };

@@ -13,7 +13,7 @@ import {
   parseSafetensors, writeSafetensors, tensorToFloat32, float32ToFloat16Bits, float32ToBFloat16Bits,
 } from '../bindings/safetensors.js';
 import { MembaError } from '../bindings/errors.js';
-import { rejectsCode } from './helpers.mjs';
+import { rejectsCode, TOL } from './helpers.mjs';
 
 const HF_DIR = fileURLToPath(new URL('./fixtures/mamba-tiny', import.meta.url));
 const ORIG_DIR = fileURLToPath(new URL('./fixtures/mamba-tiny-original-layout', import.meta.url));
@@ -207,7 +207,7 @@ test('readCheckpoint: biases and lm_head are found, inferred and planned in orde
 });
 
 test('readCheckpoint: F16 and BF16 checkpoints convert within their precision', async () => {
-  for (const [dtype, convert, rel] of [['F16', float32ToFloat16Bits, 2 ** -11], ['BF16', float32ToBFloat16Bits, 2 ** -8]]) {
+  for (const [dtype, convert, rel] of [['F16', float32ToFloat16Bits, TOL.f16_round_rel], ['BF16', float32ToBFloat16Bits, TOL.bf16_round_rel]]) {
     const file = goldenFile((m) => {
       for (const [n, t] of m) m.set(n, { dtype, shape: t.shape, data: convert(tensorToFloat32(t)) });
     });
@@ -217,7 +217,7 @@ test('readCheckpoint: F16 and BF16 checkpoints convert within their precision', 
       const want = tensorToFloat32(GOLDEN.get(w.tensor.name));
       const got = tensorToFloat32(w.tensor);
       for (let i = 0; i < want.length; i++) {
-        assert.ok(Math.abs(got[i] - want[i]) <= Math.abs(want[i]) * rel + 2 ** -24, `${dtype} ${w.name}[${i}]`);
+        assert.ok(Math.abs(got[i] - want[i]) <= Math.abs(want[i]) * rel + TOL.half_round_abs, `${dtype} ${w.name}[${i}]`);
       }
     }
   }

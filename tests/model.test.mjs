@@ -134,13 +134,13 @@ test('scalar reference kernels and SIMD kernels agree on the whole model (WASM)'
   const model = await Mamba.load(fixture('mamba-tiny'));
   const engine = await getEngine();
   const simd = await model.forward(c.ids);
-  engine.mod._mb_set_simd(0);
+  engine.mb_set_simd(0);
   try {
     const scalar = await model.forward(c.ids);
     assertClose('WASM scalar vs SIMD logits', simd.data, scalar.data, 'simd_vs_scalar_rel');
     assertClose('WASM scalar logits vs golden', scalar.data, readExpected('mamba-tiny').get('logits'), 'logits_rel');
   } finally {
-    engine.mod._mb_set_simd(1);
+    engine.mb_set_simd(1);
   }
   model.dispose();
 });

@@ -10,6 +10,7 @@ import {
   parseSafetensors, tensorToFloat32, writeSafetensors, float32ToFloat16Bits, float32ToBFloat16Bits, DTYPE_SIZES,
 } from '../bindings/safetensors.js';
 import { MembaError } from '../bindings/errors.js';
+import { TOL } from './helpers.mjs';
 import { normalizeConfig, canonicalizeTensors, planWeights } from '../bindings/checkpoint.js';
 
 const fixture = (p) => fileURLToPath(new URL(`./fixtures/${p}`, import.meta.url));
@@ -155,7 +156,7 @@ test('F16 conversion: every half value round-trips; random floats round to neare
       const other = Math.abs(x - values[sign | m]);
       assert.ok(err < other || (err === other && (h & 1) === 0), `x=${x} h=0x${h.toString(16)}`);
     }
-    if (Math.abs(x) >= 2 ** -14) assert.ok(err <= Math.abs(x) * 2 ** -11);
+    if (Math.abs(x) >= 2 ** -14) assert.ok(err <= Math.abs(x) * TOL.f16_round_rel);
   }
 });
 
@@ -181,7 +182,7 @@ test('BF16 conversion: exact special values, nearest-even rounding, precision', 
   const xs = new Float32Array(5000).map((_, i) => Math.sin(i * 12.9898) * 10 ** ((i % 13) - 6));
   const ys = tensorToFloat32({ name: 'x', dtype: 'BF16', shape: [xs.length], numel: xs.length,
     data: new Uint8Array(float32ToBFloat16Bits(xs).buffer) });
-  for (let i = 0; i < xs.length; i++) assert.ok(Math.abs(xs[i] - ys[i]) <= Math.abs(xs[i]) * 2 ** -8, `${xs[i]}`);
+  for (let i = 0; i < xs.length; i++) assert.ok(Math.abs(xs[i] - ys[i]) <= Math.abs(xs[i]) * TOL.bf16_round_rel, `${xs[i]}`);
 });
 
 test('tensorToFloat32 handles unaligned data, F64, out arrays and wrong dtypes', () => {

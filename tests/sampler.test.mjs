@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSampler, topIndices, argmax, createRng } from '../bindings/sampler.js';
+import { TOL } from './helpers.mjs';
 
 test('topIndices equals a full sort; argmax takes the first of ties', () => {
   const rng = createRng(7);
@@ -49,7 +50,7 @@ test('sampled frequencies follow the exact truncated distribution', () => {
     for (const [id, c] of counts) assert.ok(want.has(id), `token ${id} outside the allowed set`);
     for (const [id, p] of want) worst = Math.max(worst, Math.abs((counts.get(id) ?? 0) / n - p));
     console.log(`T=${temperature} topK=${topK} topP=${topP}: max |freq - p| = ${worst.toFixed(4)}`);
-    assert.ok(worst < 0.012, `frequencies off by ${worst}`);
+    assert.ok(worst < TOL.sampler_freq_abs, `frequencies off by ${worst}`);
   }
 });
 

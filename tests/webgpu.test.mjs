@@ -45,7 +45,7 @@ function check(what, got, want) {
   assert.ok(e <= TOL.wgsl_nse, `${what}: nse ${e}`);
 }
 
-/** Runs a C reference kernel with args in C order: Float32Arrays are copied in (and out), null is
+/** Runs a C reference kernel (its abi.js wrapper, e.g. 'mb_ref_gate') with args in C order: Float32Arrays are copied in (and out), null is
  * NULL, numbers are scalars. Returns the arrays after the call, in order. */
 function cref(fn, args) {
   const e = engine;
@@ -59,7 +59,7 @@ function cref(fn, args) {
     return p;
   });
   try {
-    e.mod[fn](...call);
+    e[fn](...call);
     return ptrs.map(([p, n]) => e.f32(p, n).slice());
   } finally {
     ptrs.forEach(([p]) => e.free(p));
@@ -86,7 +86,7 @@ test('selective_scan_forward.wgsl == selective_scan_forward (C), chunked in time
       const bcb = bc.slice(b * L * stride + off, (b + 1) * L * stride);
       const padded = new Float32Array(L * stride);
       padded.set(bcb);
-      const [y, s] = cref('_mb_ref_selective_scan', [new Float32Array(L * E), s0.slice(b * E * N, (b + 1) * E * N), u.slice(b * L * E, (b + 1) * L * E), delta.slice(b * L * E, (b + 1) * L * E), padded, stride, A, D, L, E, N]);
+      const [y, s] = cref('mb_ref_selective_scan', [new Float32Array(L * E), s0.slice(b * E * N, (b + 1) * E * N), u.slice(b * L * E, (b + 1) * L * E), delta.slice(b * L * E, (b + 1) * L * E), padded, stride, A, D, L, E, N]);
       yWant.set(y, b * L * E);
       sWant.set(s, b * E * N);
     }
@@ -108,7 +108,7 @@ test('conv1d_silu_forward.wgsl == conv1d_silu_forward (C), with and without hist
     const uWant = new Float32Array(B * L * E);
     const hWant = new Float32Array(B * (K - 1) * E);
     for (let b = 0; b < B; b++) {
-      const [u, h] = cref('_mb_ref_conv1d_silu', [new Float32Array(L * E), hist.slice(b * (K - 1) * E, (b + 1) * (K - 1) * E), x.slice(b * L * xs, (b + 1) * L * xs), xs, w, bias, L, E, K]);
+      const [u, h] = cref('mb_ref_conv1d_silu', [new Float32Array(L * E), hist.slice(b * (K - 1) * E, (b + 1) * (K - 1) * E), x.slice(b * L * xs, (b + 1) * L * xs), xs, w, bias, L, E, K]);
       uWant.set(u, b * L * E);
       hWant.set(h, b * (K - 1) * E);
     }
@@ -124,7 +124,7 @@ test('softplus_forward.wgsl and gate_forward.wgsl == their C kernels', async (t)
   const n = 1000;
   const x = rand(n, -40, 40);
   x.set([20, 20.0001, 19.999, -9.3, -9.1, 0, -100, 1e-3], 0);
-  const [want] = cref('_mb_ref_softplus', [x.slice(), n]);
+  const [want] = cref('mb_ref_softplus', [x.slice(), n]);
   const xb = gpu.buffer(x);
   gpu.softplus({ x: xb }, { n });
   check('softplus n=1000', await gpu.read(xb, n), want);
@@ -133,7 +133,7 @@ test('softplus_forward.wgsl and gate_forward.wgsl == their C kernels', async (t)
   const gs = 2 * E;
   const y = rand(T * E, -3, 3);
   const g = rand(T * gs, -30, 30);
-  const [gw] = cref('_mb_ref_gate', [y.slice(), g.slice(E), gs, T, E]);
+  const [gw] = cref('mb_ref_gate', [y.slice(), g.slice(E), gs, T, E]);
   const yb = gpu.buffer(y);
   gpu.gate({ y: yb, g: gpu.buffer(g) }, { T, E, gStride: gs, gOffset: E });
   check('gate T=7 E=67 (z half of in_proj output)', await gpu.read(yb, T * E), gw);
@@ -146,7 +146,7 @@ test('lim_forward.wgsl == lim_forward (C): post/pre reset, mean-style start, fir
     const z = rand(L * zs, -1.5, 1.5);
     const U0 = rand(c * E, -1, 1);
     const prev = rand(L * E, -1, 1);
-    const [v, post, U] = cref('_mb_ref_lim', [new Float32Array(L * E), new Float32Array(L * E), U0.slice(), z.slice(E), zs, withPrev ? prev : null, L, E, c, pos0, 0.7, 0.8, pre ? 1 : 0]);
+    const [v, post, U] = cref('mb_ref_lim', [new Float32Array(L * E), new Float32Array(L * E), U0.slice(), z.slice(E), zs, withPrev ? prev : null, L, E, c, pos0, 0.7, 0.8, pre ? 1 : 0]);
     const bufs = { v: gpu.buffer(L * E), post: gpu.buffer(L * E), U: gpu.buffer(U0), z: gpu.buffer(z), prevPost: withPrev ? gpu.buffer(prev) : undefined };
     gpu.lim(bufs, { B: 1, L, E, c, zStride: zs, zOffset: E, pos0, preReset: pre, tau: 0.7, vTh: 0.8 });
     const name = `lim L=${L} E=${E} c=${c} pos0=${pos0}${pre ? ' pre' : ''}${withPrev ? ' first' : ''}`;

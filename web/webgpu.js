@@ -2,13 +2,15 @@
 // package `webgpu` (Dawn) in Node), loads the WGSL kernels of web/kernels/ (one per op, mirroring
 // a C function of src/ops/ with the same argument order), and runs them on GPU buffers.
 // Deliberately not here: deciding when the GPU pays (the backend choice) and the model loop.
+import { IS_NODE, IS_BROWSER, NAVIGATOR_GPU } from '../bindings/env.js';
+
 const KERNELS = ['selective_scan_forward', 'conv1d_silu_forward', 'softplus_forward', 'gate_forward', 'lim_forward'];
 /* Kernels with several entry points get an explicit layout (an 'auto' layout would drop the
  * bindings an entry point does not use); the others use 'auto'. */
 const LAYOUTS = {
   conv1d_silu_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
 };
-const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
+const NODE_ONLY = IS_NODE && !IS_BROWSER; // Node proper: WebGPU comes from the npm package, kernels from disk
 let nodeGpu = null; // Dawn's instance must outlive its devices: keep it for the process
 
 /**
@@ -16,8 +18,8 @@ let nodeGpu = null; // Dawn's instance must outlive its devices: keep it for the
  * @param {{ gpu?: GPU, powerPreference?: string }} [opts]
  */
 export async function requestDevice(opts = {}) {
-  let gpu = opts.gpu ?? globalThis.navigator?.gpu;
-  if (!gpu && isNode) {
+  let gpu = opts.gpu ?? NAVIGATOR_GPU;
+  if (!gpu && NODE_ONLY) {
     try {
       const webgpu = await import('webgpu');
       for (const [k, v] of Object.entries(webgpu.globals ?? {})) if (!(k in globalThis)) globalThis[k] = v;
@@ -44,7 +46,7 @@ export async function requestDevice(opts = {}) {
 
 async function kernelSource(name) {
   const url = new URL(`./kernels/${name}.wgsl`, import.meta.url);
-  if (isNode) {
+  if (NODE_ONLY) {
     const fs = await import('node:fs/promises');
     return fs.readFile(url, 'utf8');
   }

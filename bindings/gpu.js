@@ -1,0 +1,166 @@
+// gpu.js: the model's side of the WebGPU backend (web/backend.js): choosing it at load time,
+// running a split forward through it (falling back to WASM for good on any GPU failure), and the
+// one interface the backend reaches the model through: a GpuModel at creation and a GpuPass per
+// forward (typedefs below). web/ sees no handle, no engine and no private field of Mamba; the
+// split-forward stages, buffers and state pointers stay on this side (abi.js wrappers).
+// Deliberately not here: GPU kernels and buffers (web/), the WASM paths (mamba.js).
+import { MembaError, ErrorCodes } from './errors.js';
+import { Param, SplitBuf } from './abi.js';
+
+/**
+ * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
+ * with the matmuls still in WASM the GPU scan does not pay at any released size (prefill 0.83-1.10x),
+ * so 'auto' means WASM until the matmuls move to WebGPU; then this is the one number to lower.
+ */
+export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
+
+/**
+ * What GpuBackend.create(gpuModel, opts) gets: the model's shape and the weights its kernels read.
+ * @typedef {object} GpuModel
+ * @property {Readonly<object>} config the model's normalised config (nLayer, dInner, dState, dtRank, ...)
+ * @property {(layer: number) => Float32Array} layerA A = -exp(A_log) of a layer, [E, N] (a copy)
+ * @property {(layer: number) => Float32Array} layerD D of a layer, [E] (a copy)
+ */
+
+/**
+ * What backend.layers(pass) gets: one split forward of B sequences of L tokens, begun by the model
+ * (and ended by it after layers() returns). For each layer l in order the backend calls pre(l),
+ * runs the middle stage (softplus of delta, the selective scan from and into the state, the gate)
+ * reading and writing buffer(...), then post(l).
+ * @typedef {object} GpuPass
+ * @property {number} B sequences
+ * @property {number} L tokens per sequence
+ * @property {boolean} lim the gate input is the LIM gate's output (buffer 'lim_v', [B*L, E]) rather
+ *   than z (columns E..2E-1 of buffer 'xz', [B*L, 2E])
+ * @property {boolean} hasState a decode state is being prefilled: ssm(l, b) is its SSM state, which
+ *   the scan starts from and must leave updated; without one the scan starts from zeros
+ * @property {(layer: number) => void} pre the C pre stage of a layer (in_proj, conv, x_proj, LIM),
+ *   with the call's adapter bound; throws a MembaError
+ * @property {(layer: number) => void} post the C post stage of a layer (out_proj, residual)
+ * @property {(name: 'xz'|'u'|'dbc'|'delta'|'y'|'lim_v') => Float32Array} buffer a view of an
+ *   activation buffer of the open split, whole ([B*L, 2E], [B*L, E], [B*L, R+2N] with B at column R
+ *   and C at R+N, delta before softplus, y to write the gated scan output into, the LIM output).
+ *   Views of the WASM heap: valid until the next await or engine call; take a fresh one after.
+ * @property {(layer: number, b: number) => Float32Array|null} ssm a view of the decode state's
+ *   SSM state [E, N] of a layer and sequence (null without a state); same validity as buffer()
+ */
+
+/** The GpuModel of a model. */
+export function gpuModel(model) {
+  const e = model._engine;
+  const h = model._handle;
+  const { dInner: E, dState: N } = model.config;
+  const copy = (ptr, n, what) => {
+    if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no ${what}`);
+    return e.f32(ptr, n).slice();
+  };
+  return Object.freeze({
+    config: model.config,
+    layerA: (l) => copy(e.mb_layer_A(h, l), E * N, `A of layer ${l}`),
+    layerD: (l) => {
+      const { ptr, numel } = e.mb_model_param(h, Param.D, l);
+      return copy(ptr, numel, `D of layer ${l}`);
+    },
+  });
+}
+
+const BUFFERS = { xz: SplitBuf.XZ, u: SplitBuf.U, dbc: SplitBuf.DBC, delta: SplitBuf.DELTA, y: SplitBuf.Y, lim_v: SplitBuf.LIM_V };
+
+/** The GpuPass of a split forward the model has begun (statePtr: a decode state or 0). */
+function gpuPass(model, B, L, statePtr, adapter) {
+  const e = model._engine;
+  const h = model._handle;
+  const { dInner: E, dState: N, dtRank: R } = model.config;
+  const BL = B * L;
+  const sizes = { xz: BL * 2 * E, u: BL * E, dbc: BL * (R + 2 * N), delta: BL * E, y: BL * E, lim_v: BL * E };
+  return Object.freeze({
+    B,
+    L,
+    lim: !!adapter?.config?.lim,
+    hasState: !!statePtr,
+    // the adapter is bound again before each stage: synchronous calls may run between the awaits
+    pre(l) {
+      model._bind(adapter);
+      e.mb_split_pre(h, l, { what: 'split pre' });
+    },
+    post(l) {
+      model._bind(adapter);
+      e.mb_split_post(h, l, { what: 'split post' });
+    },
+    buffer(name) {
+      if (!Object.hasOwn(BUFFERS, name)) throw new MembaError(ErrorCodes.INTERNAL, `no split buffer '${name}'`);
+      const p = e.mb_split_buffer(h, BUFFERS[name]);
+      if (!p) throw new MembaError(ErrorCodes.INTERNAL, `split buffer '${name}' is not open`);
+      return e.f32(p, sizes[name]);
+    },
+    ssm(l, b) {
+      const p = statePtr ? e.mb_state_ssm_ptr(statePtr, l, b) : 0;
+      return p ? e.f32(p, E * N) : null;
+    },
+  });
+}
+
+/**
+ * 'wasm': the WASM engine only. 'webgpu': each layer's scan runs on WebGPU (an error where there
+ * is no adapter). 'auto': WebGPU where a hardware adapter exists and the model is large enough
+ * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER: today never, see there), else WASM.
+ * Options read: gpu, powerPreference (web/webgpu.js requestDevice).
+ */
+export async function chooseBackend(model, backend, opts) {
+  if (backend === 'wasm') return;
+  if (backend === 'auto' && model.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
+  const { GpuBackend } = await import('../web/backend.js');
+  const r = await GpuBackend.create(gpuModel(model), opts);
+  if (!r.backend) {
+    if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': ${r.reason}`);
+    return;
+  }
+  if (backend === 'auto' && r.backend.software) {
+    r.backend.destroy();
+    return; // a CPU implementation of WebGPU never beats WASM
+  }
+  model._gpu = r.backend;
+  model._setInfo({ backend: 'webgpu', adapter: r.backend.description });
+}
+
+/** The model's GPU backend if usable; a lost device switches the model to WASM for good. */
+function gpuOk(model) {
+  if (model._gpu?.lost) gpuFailed(model, new Error(model._gpu.lostReason));
+  return model._gpu ?? null;
+}
+
+function gpuFailed(model, err) {
+  if (!model._gpu) return;
+  try {
+    model._gpu.destroy();
+  } catch {}
+  model._gpu = null;
+  model._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); running on WASM` });
+}
+
+/**
+ * The split forward with the GPU backend: begin, layers on the GPU, then `end(idsPtr)`. On any GPU
+ * failure the model falls back to WASM, `restore()` undoes partial state changes, and the
+ * caller's WASM path runs instead (returns undefined; also when there is no GPU backend).
+ */
+export async function gpuRun(model, flat, B, L, statePtr, end, restore, adapter) {
+  const gpu = gpuOk(model);
+  if (!gpu) return undefined;
+  const e = model._engine;
+  const idp = e.putIds(flat);
+  try {
+    model._bind(adapter);
+    e.mb_split_begin(model._handle, idp, B, L, statePtr, { what: 'forward' });
+    try {
+      await gpu.layers(gpuPass(model, B, L, statePtr, adapter));
+    } catch (err) {
+      gpuFailed(model, err);
+      restore?.();
+      return undefined;
+    }
+    model._bind(adapter);
+    return end(idp);
+  } finally {
+    e.free(idp);
+  }
+}

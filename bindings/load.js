@@ -1,0 +1,158 @@
+// load.js: builds the C model behind a Mamba: from a checkpoint (the source opened, config.json
+// and the safetensors read and planned by checkpoint.js, an lm_head that is a byte-for-byte copy
+// of the embedding used tied, the mb_config written, every planned tensor converted to float32
+// into its parameter slot with progress and abort between tensors, finalize, the tokenizer), or
+// with random weights of a given shape. Returns what the Mamba constructor takes.
+// Deliberately not here: reading files (source.js), naming and shape-checking tensors
+// (checkpoint.js), the public class (mamba.js).
+import { Tokenizer } from '@huggingface/tokenizers';
+import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
+import { getEngine } from './engine.js';
+import { Param, Status } from './abi.js';
+import { openSource } from './source.js';
+import { readCheckpoint, planWeights } from './checkpoint.js';
+import { invalid, yieldToEventLoop } from './ids.js';
+
+/** The parameter slot of each canonical tensor name (per-layer names without `layers.{l}.`). */
+const SLOT_OF = {
+  'embeddings.weight': Param.EMBEDDING,
+  'norm_f.weight': Param.NORM_F,
+  'lm_head.weight': Param.LM_HEAD,
+  'norm.weight': Param.NORM,
+  'mixer.in_proj.weight': Param.IN_PROJ_W,
+  'mixer.in_proj.bias': Param.IN_PROJ_B,
+  'mixer.conv1d.weight': Param.CONV_W,
+  'mixer.conv1d.bias': Param.CONV_B,
+  'mixer.x_proj.weight': Param.X_PROJ_W,
+  'mixer.dt_proj.weight': Param.DT_PROJ_W,
+  'mixer.dt_proj.bias': Param.DT_PROJ_B,
+  'mixer.A_log': Param.A_LOG,
+  'mixer.D': Param.D,
+  'mixer.out_proj.weight': Param.OUT_PROJ_W,
+  'mixer.out_proj.bias': Param.OUT_PROJ_B,
+};
+
+function bytesEqual(a, b) {
+  if (a.length !== b.length) return false;
+  // compare 4 bytes at a time where both views are aligned, bytes otherwise
+  if (a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 && a.length % 4 === 0) {
+    const x = new Uint32Array(a.buffer, a.byteOffset, a.length / 4);
+    const y = new Uint32Array(b.buffer, b.byteOffset, b.length / 4);
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Loads a checkpoint into a new C model. Options read: signal, onProgress, the source options
+ * (hubBase, revision, cache, fetch: source.js openSource) and the engine options (wasmBinary,
+ * wasmUrl: engine.js getEngine).
+ * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
+ */
+export async function loadModel(source, opts) {
+  const { onProgress, signal } = opts;
+  const src = await openSource(source, opts);
+  const ckpt = await readCheckpoint(src, { signal, onProgress });
+  // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
+  // twice) is used tied: it would cost a second [V, d] block for nothing
+  const head = ckpt.tensors.get('lm_head.weight');
+  const emb = ckpt.tensors.get('embeddings.weight');
+  if (head && emb && head.dtype === emb.dtype && head.data.length === emb.data.length && bytesEqual(head.data, emb.data)) {
+    ckpt.tensors.delete('lm_head.weight');
+    ckpt.config = { ...ckpt.config, tieEmbeddings: true };
+  }
+  const plan = planWeights(ckpt.config, ckpt.tensors);
+  const engine = await getEngine(opts);
+  throwIfAborted(signal);
+  const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
+  try {
+    await writeWeights(engine, handle, plan, { signal, onProgress });
+    engine.mb_model_finalize(handle, { what: 'finalize' });
+  } catch (err) {
+    engine.mb_model_free(handle);
+    throw err;
+  }
+  let tokenizer = null;
+  if (ckpt.tokenizerJson) {
+    try {
+      tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
+    } catch (err) {
+      engine.mb_model_free(handle);
+      throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
+    }
+  }
+  const info = {
+    source: src.description,
+    // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
+    hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
+    layout: ckpt.config.layout,
+    backend: 'wasm',
+    weightBytes: engine.mb_model_weight_bytes(handle),
+  };
+  onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
+  const eos = ckpt.rawConfig?.eos_token_id;
+  const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+  return { engine, handle, config, tokenizer, info };
+}
+
+/** A new C model of any Mamba-1 shape with deterministic pseudo-random weights (see Mamba.createRandom). */
+export async function randomModel(shape, seed) {
+  const int = (v, name) => {
+    if (!Number.isInteger(v) || v < 1) throw invalid(`${name} must be a positive integer, got ${v}`);
+    return v;
+  };
+  const dModel = int(shape?.dModel, 'dModel');
+  const expand = int(shape.expand ?? 2, 'expand');
+  const config = {
+    dModel, nLayer: int(shape.nLayer, 'nLayer'), vocabSize: int(shape.vocabSize, 'vocabSize'),
+    dState: int(shape.dState ?? 16, 'dState'), dConv: int(shape.dConv ?? 4, 'dConv'), expand,
+    dInner: expand * dModel, dtRank: int(shape.dtRank ?? Math.ceil(dModel / 16), 'dtRank'),
+    eps: 1e-5, useBias: false, useConvBias: true, tieEmbeddings: true, layout: 'random', eosTokenId: null,
+  };
+  const engine = await getEngine();
+  const handle = createModel(engine, config, false);
+  try {
+    engine.mb_model_init_random(handle, seed >>> 0, { what: 'init' });
+  } catch (err) {
+    engine.mb_model_free(handle);
+    throw err;
+  }
+  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mb_model_weight_bytes(handle) };
+  return { engine, handle, config, tokenizer: null, info };
+}
+
+/** mb_model_new for a normalised config (weights uninitialised). */
+function createModel(engine, c, hasLmHead) {
+  const cfg = {
+    d_model: c.dModel, n_layer: c.nLayer, vocab_size: c.vocabSize, d_state: c.dState, d_conv: c.dConv,
+    d_inner: c.dInner, dt_rank: c.dtRank, eps: c.eps, use_bias: c.useBias, use_conv_bias: c.useConvBias,
+    tied_head: !hasLmHead,
+  };
+  // a config out of range came from a file: bad_format; oom stays oom
+  return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
+}
+
+/** Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. */
+async function writeWeights(engine, handle, plan, { signal, onProgress }) {
+  const { tensorToFloat32 } = await import('./safetensors.js');
+  let lastYield = Date.now();
+  for (let i = 0; i < plan.length; i++) {
+    const { name, layer, tensor } = plan[i];
+    const key = layer >= 0 ? name.replace(/^layers\.\d+\./, '') : name;
+    const slot = SLOT_OF[key];
+    if (slot === undefined) continue; // a tensor the engine does not use
+    const { ptr, numel } = engine.mb_model_param(handle, slot, layer);
+    if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
+    if (numel !== tensor.numel)
+      throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
+    tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+    if (Date.now() - lastYield > 50) {
+      onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
+      await yieldToEventLoop();
+      throwIfAborted(signal);
+      lastYield = Date.now();
+    }
+  }
+}

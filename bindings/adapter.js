@@ -1,7 +1,7 @@
 // adapter.js: Memba adapters in JS: the settings (PEFT adapter_config.json + memba_config.json,
 // or createAdapter options) validated into one normalised form, the Adapter class over a C
 // adapter (LoRA tensors, merge/unmerge, save in the PEFT format), and loading from files.
-// Deliberately not here: the math (src/adapter.c, src/ops/lora.c, src/ops/lim.c) and training.
+// Deliberately not here: the math (src/core/adapter.c, src/core/block.c, src/ops/lora.c, src/ops/lim.c) and training.
 import { MembaError, ErrorCodes } from './errors.js';
 import { parseSafetensors, writeSafetensors, tensorToFloat32 } from './safetensors.js';
 import { TARGET_NAMES, LimOutput, LimResetGrad, LimCross, LoraMatrix, enumNames, enumValue } from './abi.js';

@@ -2,7 +2,7 @@
 // gradients, AdamW with PyTorch semantics, global-norm clipping, gradient accumulation, constant or
 // warmup + cosine schedule, seeded dropout), a `fit` loop over text, and save/restore of the whole
 // training state so a resumed run reproduces the uninterrupted one exactly.
-// Deliberately not here: the math (src/train.c, src/optim.c) and the Worker transport (worker.js).
+// Deliberately not here: the math (src/train/, src/core/block.c) and the Worker transport (worker.js).
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { createRng } from './sampler.js';
 import { peftName } from './adapter.js';

@@ -33,7 +33,7 @@ static void fd_check(const char *name, float *x, size_t n, const float *grad) {
     float d = fabsf((float)((lp - lm) / (2 * eps)) - grad[i]);
     worst = d > worst ? d : worst;
   }
-  float lim = (float)(tol("fd_rel") * (gmax > 1e-2f ? gmax : 1e-2f));
+  float floor_ = (float)tol("fd_floor_abs"), lim = (float)(tol("fd_rel") * (gmax > floor_ ? gmax : floor_));
   printf("  %-44s maxdiff %.3g (limit %.3g, max|grad| %.3g)\n", name, worst, lim, gmax);
   CHECK(worst <= lim && gmax > 0, "%s: finite differences differ by %g", name, worst);
 }

@@ -4,6 +4,7 @@
 #include "../../src/internal.h"
 #include "testmodel.h"
 #include "testutil.h"
+#include "tolerance.h"
 
 enum { B = 2 };
 static int L = 9; /* sequence length of the current check */
@@ -54,7 +55,7 @@ static void check_reverse(mb_model *m, const char *what) {
   float diff = max_abs_diff(h1, h2, n), moved = max_abs_diff(h1, h3, n);
   printf("  %-52s maxdiff %g (reversed vs forward: %g)\n", what, diff, moved);
   CHECK(memcmp(h1, h2, n * sizeof(float)) == 0, "%s: reversed block != flip(block(flip(h)))", what);
-  CHECK(L == 1 || moved > 1e-3f, "%s: reverse changed nothing", what);
+  CHECK(L == 1 || moved > tol("reverse_min_change_abs"), "%s: reverse changed nothing", what);
   free(h); free(h1); free(h2); free(h3); free(lim_in);
   acts_free(&x);
 }

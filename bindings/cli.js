@@ -38,13 +38,15 @@ finetune:
   --targets LIST           comma-separated: in_proj,out_proj (default), x_proj, dt_proj, in_proj.x, in_proj.z
   --lim SPEC               LIM settings, e.g. chunk_size=16,cross_layer=first (default), or 'paper', or 'off'
   --epochs N --seq-len L --batch-size B --lr LR --seed S   defaults 2, 128, 4, 2e-3, 0
+  --val FILE | --val-split F   held-out text (or the last fraction F of the file): its loss and
+                           perplexity before and after every epoch; the best adapter is kept
 inspect:
   --json FILE              also write every layer's gate inputs and membranes as JSON
 `;
 
 function parseArgs(argv) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'val', 'val-split']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a.startsWith('--')) {
@@ -121,12 +123,17 @@ async function finetune(opts) {
   const [file] = opts._;
   if (!file) throw usage('finetune needs a text file');
   if (!opts.out) throw usage('finetune needs --out DIR');
-  let text;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw usage(`cannot read ${file}: ${err.code ?? err.message}`);
-  }
+  const read = (f) => {
+    try {
+      return fs.readFileSync(f, 'utf8');
+    } catch (err) {
+      throw usage(`cannot read ${f}: ${err.code ?? err.message}`);
+    }
+  };
+  const text = read(file);
+  if (opts.val !== undefined && opts['val-split'] !== undefined) throw usage('give --val or --val-split, not both');
+  const validation = opts.val !== undefined ? read(opts.val) : undefined;
+  const validationSplit = opts['val-split'] !== undefined ? num(opts, 'val-split', 0) : 0;
   const model = await loadModel(opts);
   if (!model.hasTokenizer) throw usage('finetune needs a model with a tokenizer.json');
   const targets = (opts.targets ?? 'in_proj,out_proj').split(',').map((t) => t.trim());
@@ -135,13 +142,20 @@ async function finetune(opts) {
   const seqLen = num(opts, 'seq-len', 128, { integer: true });
   const batchSize = num(opts, 'batch-size', 4, { integer: true });
   const tokens = model.encode(text).length;
-  const perEpoch = Math.ceil(Math.max(1, Math.floor((tokens - 1) / Math.min(seqLen, tokens - 1))) / batchSize);
+  const trainTokens = tokens - Math.ceil(tokens * validationSplit);
+  const perEpoch = Math.ceil(Math.ceil((trainTokens - 1) / Math.max(1, Math.min(seqLen, trainTokens - 1))) / batchSize);
   const total = Math.max(1, perEpoch * epochs);
   const trainer = model.createTrainer({ lr: num(opts, 'lr', 2e-3), clipNorm: 1, schedule: { type: 'cosine', warmupSteps: Math.min(10, Math.floor(total / 10)), totalSteps: total }, seed: num(opts, 'seed', 0, { integer: true }) });
   let first = null;
   const res = await trainer.fit(text, {
-    epochs, seqLen, batchSize,
+    epochs, seqLen, batchSize, validation, validationSplit,
     onProgress: (p) => {
+      if (p.phase === 'eval') {
+        if (opts.quiet) return;
+        const clear = process.stderr.isTTY ? '\r'.padEnd(101) + '\r' : '';
+        process.stderr.write(`${clear}eval  after step ${p.step}: validation loss ${p.valLoss.toFixed(3)}, perplexity ${p.valPpl.toFixed(2)}${p.trainLoss === null ? ' (before training)' : `; train loss ${p.trainLoss.toFixed(3)}`}\n`);
+        return;
+      }
       first ??= p.loss;
       if (opts.quiet) return;
       const frac = Math.min(1, p.step / total);
@@ -155,7 +169,8 @@ async function finetune(opts) {
   fs.mkdirSync(opts.out, { recursive: true });
   for (const [name, data] of Object.entries(model.adapter.save())) fs.writeFileSync(`${opts.out}/${name}`, data);
   const last = res.losses.slice(-Math.min(5, res.losses.length));
-  process.stdout.write(`trained ${res.steps} steps on ${tokens} tokens in ${res.seconds.toFixed(1)} s: loss ${first.toFixed(3)} -> ${(last.reduce((a, b) => a + b) / last.length).toFixed(3)}; adapter written to ${opts.out}\n`);
+  const val = res.best ? `; validation perplexity ${res.evaluations[0].valPpl.toFixed(2)} -> ${res.best.valPpl.toFixed(2)} (best, kept: step ${res.best.step})` : '';
+  process.stdout.write(`trained ${res.steps} steps on ${res.tokens} targets in ${res.seconds.toFixed(1)} s: loss ${first.toFixed(3)} -> ${(last.reduce((a, b) => a + b) / last.length).toFixed(3)}${val}; adapter written to ${opts.out}\n`);
   model.dispose();
 }
 

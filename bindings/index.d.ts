@@ -119,6 +119,33 @@ export interface TrainerOptions {
   schedule?: 'constant' | { type: 'constant' | 'cosine'; warmupSteps?: number; totalSteps?: number; minLr?: number };
   seed?: number; memoryBudget?: number;
 }
+export type FitData = string | string[] | ArrayLike<number>[];
+export interface FitEvaluation {
+  step: number; epoch: number; trainLoss: number | null; trainPpl: number | null;
+  /** mean negative log-likelihood per validation target token (natural log), and exp of it */
+  valLoss: number; valPpl: number; valTokens: number;
+}
+export type FitProgress =
+  | { phase: 'train'; step: number; epoch: number; loss: number; gradNorm: number | null; lr: number | null; tokensPerSec: number; secondsLeft: number }
+  | ({ phase: 'eval'; best: { step: number; valLoss: number; valPpl: number } } & FitEvaluation);
+export interface FitOptions {
+  epochs?: number; batchSize?: number; seqLen?: number; signal?: AbortSignal; yieldEvery?: number;
+  onProgress?: (p: FitProgress) => void;
+  /** held-out data of the same kinds as fit's data; or validationSplit: the last fraction of the tokens (not both) */
+  validation?: FitData; validationSplit?: number;
+  /** 0 (default): evaluate after every epoch; N: every N optimizer steps */
+  evalEvery?: number;
+  /** stop after `patience` evaluations (default 1) without an improvement of more than minDelta (default 0) */
+  earlyStopping?: boolean | { patience?: number; minDelta?: number };
+  /** leave the adapter with the tensors of the best evaluation (default: on when there is validation data) */
+  keepBest?: boolean;
+}
+export interface FitResult {
+  steps: number; losses: number[]; tokens: number; seconds: number; windows: number;
+  trainLoss: number | null; valLoss: number | null; valPpl: number | null;
+  evaluations: FitEvaluation[]; best: { step: number; epoch: number; valLoss: number; valPpl: number } | null;
+  keptBest: boolean; stoppedEarly: boolean;
+}
 export interface TrainerState {
   format: 'memba-trainer-v1'; stepCount: number; micro: number; calls: number; dataRng: number;
   tensors: Float32Array; grad: Float32Array | null; m1: Float32Array | null; m2: Float32Array | null; options: object;
@@ -129,8 +156,10 @@ export class Trainer {
   readonly stepCount: number;
   step(batch: { ids: TokenIds | TokenIds[]; labels?: ArrayLike<number> | ArrayLike<number>[] }): Promise<{ loss: number; gradNorm: number | null; step: number; lr: number | null }>;
   gradients(): Record<string, Float32Array>;
-  fit(data: string | string[] | ArrayLike<number>[], options?: { epochs?: number; batchSize?: number; seqLen?: number; signal?: AbortSignal;
-    onProgress?: (p: { step: number; epoch: number; loss: number; gradNorm: number | null; lr: number | null; tokensPerSec: number }) => void }): Promise<{ steps: number; losses: number[]; tokens: number; seconds: number }>;
+  /** Packs every target of the text into windows of seqLen (see the README), shuffles them per epoch and steps;
+   * scores validation data (or the held-out last `validationSplit` of the tokens) before training and after every
+   * epoch (or every `evalEvery` steps). */
+  fit(data: FitData, options?: FitOptions): Promise<FitResult>;
   saveState(): TrainerState;
   restoreState(state: TrainerState): void;
   memory(): { storedLayers: number; activationBytes: number; heapBytes: number };

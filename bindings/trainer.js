@@ -57,6 +57,64 @@ function batchOf({ ids, labels } = {}, vocabSize, toIdBatch) {
   return { ...x, labels: y };
 }
 
+/**
+ * Packs a stream of n tokens into windows of L inputs (L targets each) so that every target
+ * (tokens 1..n-1) is trained exactly once: windows start at 0, L, 2L, ...; the last one is moved
+ * back to end at the last token, and its targets that the window before already covered are
+ * masked. `from` is the first counted target of a window, as an index into its L + 1 tokens
+ * (ids[start .. start + L]); 1 for every window but possibly the last.
+ * @returns {{ start: number, from: number }[]}
+ */
+export function packWindows(n, L) {
+  const out = [];
+  let covered = 0; // targets 1..covered are in a window
+  for (let s = 0; covered < n - 1; s += L) {
+    const start = s + L > n - 1 ? Math.max(0, n - 1 - L) : s;
+    out.push({ start, from: covered - start + 1 });
+    covered = start + L;
+  }
+  return out;
+}
+
+/** A copy of `items` in a seeded random order (Fisher-Yates). */
+function shuffled(items, seed) {
+  const order = items.slice();
+  const rng = createRng(seed);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}
+
+/** fit's options, validated, with their defaults. */
+function fitOptions(opts) {
+  if (opts === null || typeof opts !== 'object') throw invalid('fit options must be an object');
+  const { epochs = 1, batchSize = 1, seqLen = 128, onProgress, signal, yieldEvery = 1, validation, validationSplit = 0, evalEvery = 0, earlyStopping = null } = opts;
+  if (!Number.isInteger(epochs) || epochs < 1) throw invalid('epochs must be an integer >= 1');
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid('batchSize must be an integer >= 1');
+  if (!Number.isInteger(seqLen) || seqLen < 1) throw invalid('seqLen must be an integer >= 1');
+  if (!Number.isInteger(yieldEvery) || yieldEvery < 1) throw invalid('yieldEvery must be an integer >= 1');
+  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
+  if (!(typeof validationSplit === 'number' && validationSplit >= 0 && validationSplit < 1)) throw invalid('validationSplit must be a number in [0, 1)');
+  if (validationSplit > 0 && validation !== undefined) throw invalid('give validation or validationSplit, not both');
+  if (!Number.isInteger(evalEvery) || evalEvery < 0) throw invalid('evalEvery must be an integer >= 0 (0 = after every epoch)');
+  let patience = null;
+  let minDelta = 0;
+  if (earlyStopping !== null && earlyStopping !== undefined && earlyStopping !== false) {
+    const es = typeof earlyStopping === 'object' ? earlyStopping : {};
+    patience = es.patience ?? 1;
+    minDelta = es.minDelta ?? 0;
+    if (!Number.isInteger(patience) || patience < 1) throw invalid('earlyStopping.patience must be an integer >= 1');
+    if (!(typeof minDelta === 'number' && minDelta >= 0)) throw invalid('earlyStopping.minDelta must be a number >= 0');
+  }
+  const hasVal = validation !== undefined || validationSplit > 0;
+  if (patience !== null && !hasVal) throw invalid('earlyStopping needs validation data or a validationSplit');
+  const keepBest = opts.keepBest ?? hasVal;
+  if (keepBest && !hasVal) throw invalid('keepBest needs validation data or a validationSplit');
+  return { epochs, batchSize, seqLen, onProgress, signal, yieldEvery, validation, validationSplit, evalEvery, patience, minDelta, keepBest: !!keepBest };
+}
+
 export class Trainer {
   /** @private use model.createTrainer */
   constructor(model, adapter, opts, toIdBatch) {
@@ -215,43 +273,124 @@ export class Trainer {
 
   /**
    * Trains on text (a string, an array of strings, or an array of token-id arrays): tokenises,
-   * packs into windows of seqLen tokens (labels shifted by one), shuffles with a seeded RNG each
-   * epoch, and steps. onProgress({ step, epoch, loss, gradNorm, lr, tokensPerSec }) after each step.
+   * packs the tokens into windows of seqLen (packWindows: every target of the text is trained
+   * exactly once per epoch), shuffles the windows with a seeded RNG each epoch, and steps.
+   * Validation: `validation` (the same kinds of data) or `validationSplit` (the last fraction of
+   * the tokens, held out) is scored before training and after every epoch (or every `evalEvery`
+   * steps), as the mean negative log-likelihood per target token and its perplexity.
+   * `earlyStopping: { patience, minDelta }` stops after `patience` evaluations without an
+   * improvement of more than minDelta; `keepBest` (default: on with validation) leaves the adapter
+   * with the tensors of the best evaluation. onProgress gets { phase: 'train', step, epoch, loss,
+   * gradNorm, lr, tokensPerSec, secondsLeft } after each step and { phase: 'eval', step, epoch,
+   * trainLoss, trainPpl, valLoss, valPpl, best } after each evaluation.
    */
-  async fit(data, { epochs = 1, batchSize = 1, seqLen = 128, onProgress, signal, yieldEvery = 1 } = {}) {
+  async fit(data, opts = {}) {
     this._alive();
-    if (!Number.isInteger(epochs) || epochs < 1) throw invalid('epochs must be an integer >= 1');
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid('batchSize must be an integer >= 1');
-    if (!Number.isInteger(seqLen) || seqLen < 1) throw invalid('seqLen must be an integer >= 1');
-    const tokens = this._tokens(data);
+    const o = fitOptions(opts);
+    let tokens = this._tokens(data);
+    let valTokens = o.validation !== undefined ? this._tokens(o.validation) : null;
+    if (o.validationSplit > 0) {
+      const nVal = Math.ceil(tokens.length * o.validationSplit);
+      if (nVal < 2 || tokens.length - nVal < 2) throw invalid(`validationSplit ${o.validationSplit} leaves too few tokens (${tokens.length} in all)`);
+      valTokens = tokens.subarray(tokens.length - nVal);
+      tokens = tokens.subarray(0, tokens.length - nVal);
+    }
     if (tokens.length < 2) throw invalid('not enough text to train on (need at least 2 tokens)');
-    const L = Math.min(seqLen, tokens.length - 1);
-    const windows = [];
-    for (let i = 0; i + L < tokens.length; i += L) windows.push(i);
+    if (valTokens && valTokens.length < 2) throw invalid('not enough validation text (need at least 2 tokens)');
+    const L = Math.min(o.seqLen, tokens.length - 1);
+    const windows = packWindows(tokens.length, L);
+    const valL = valTokens ? Math.min(o.seqLen, valTokens.length - 1) : 0;
+    const valWindows = valTokens ? packWindows(valTokens.length, valL) : null;
+    const stepsPerEpoch = Math.ceil(windows.length / o.batchSize);
+    const totalSteps = stepsPerEpoch * o.epochs;
     const losses = [];
+    const evals = [];
     let seen = 0;
+    let best = null;
+    let bestTensors = null;
+    let sinceBest = 0;
+    let stoppedEarly = false;
+    let epochLoss = 0;
+    let epochTargets = 0;
     const t0 = performance.now();
-    for (let ep = 0; ep < epochs; ep++) {
-      const order = windows.slice();
-      const rng = createRng(this._dataRng);
-      for (let i = order.length - 1; i > 0; i--) {
-        const j = Math.floor(rng() * (i + 1));
-        [order[i], order[j]] = [order[j], order[i]];
-      }
+    const evaluate = async (ep) => {
+      const { nll, tokens: n } = await this._validationNll(valTokens, valWindows, valL, o.batchSize, o.signal);
+      const trainLoss = epochTargets > 0 ? epochLoss / epochTargets : null;
+      const e = { step: this.stepCount, epoch: ep, trainLoss, trainPpl: trainLoss === null ? null : Math.exp(trainLoss), valLoss: nll, valPpl: Math.exp(nll), valTokens: n };
+      evals.push(e);
+      if (!best || nll < best.valLoss - o.minDelta) {
+        best = e;
+        sinceBest = 0;
+        if (o.keepBest) bestTensors = this._block(AdapterBlock.TENSORS).slice();
+      } else sinceBest++;
+      o.onProgress?.({ phase: 'eval', ...e, best: { step: best.step, valLoss: best.valLoss, valPpl: best.valPpl } });
+      return o.patience !== null && sinceBest >= o.patience;
+    };
+    if (valTokens) await evaluate(-1);
+    let k = 0;
+    outer: for (let ep = 0; ep < o.epochs; ep++) {
+      const order = shuffled(windows, this._dataRng);
       this._dataRng = (this._dataRng + 0x9e3779b9) >>> 0;
-      for (let b = 0; b < order.length; b += batchSize) {
-        throwIfAborted(signal);
-        const starts = order.slice(b, b + batchSize);
-        const ids = starts.map((s) => tokens.subarray(s, s + L));
-        const labels = starts.map((s) => tokens.subarray(s + 1, s + L + 1));
+      epochLoss = 0;
+      epochTargets = 0;
+      for (let b = 0; b < order.length; b += o.batchSize) {
+        throwIfAborted(o.signal);
+        const batch = order.slice(b, b + o.batchSize);
+        const ids = batch.map((w) => tokens.subarray(w.start, w.start + L));
+        const labels = batch.map((w) => {
+          const y = Array.from(tokens.subarray(w.start + 1, w.start + L + 1));
+          for (let t = 0; t < w.from - 1; t++) y[t] = -100; // already trained by the window before
+          return y;
+        });
+        const counted = batch.reduce((n, w) => n + L - (w.from - 1), 0);
         const r = await this.step({ ids, labels });
         losses.push(r.loss);
-        seen += starts.length * L;
-        onProgress?.({ step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / ((performance.now() - t0) / 1000) });
-        if (losses.length % yieldEvery === 0) await new Promise((res) => setTimeout(res, 0));
+        seen += counted;
+        epochLoss += r.loss * counted;
+        epochTargets += counted;
+        k++;
+        const secs = (performance.now() - t0) / 1000;
+        o.onProgress?.({ phase: 'train', step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / secs, secondsLeft: (secs / k) * (totalSteps - k) });
+        if (valTokens && o.evalEvery > 0 && k % o.evalEvery === 0 && (await evaluate(ep))) {
+          stoppedEarly = true;
+          break outer;
+        }
+        if (losses.length % o.yieldEvery === 0) await new Promise((res) => setTimeout(res, 0));
+      }
+      if (valTokens && o.evalEvery === 0 && (await evaluate(ep))) {
+        stoppedEarly = ep + 1 < o.epochs;
+        break;
       }
     }
-    return { steps: this.stepCount, losses, tokens: seen, seconds: (performance.now() - t0) / 1000 };
+    if (bestTensors) this._block(AdapterBlock.TENSORS).set(bestTensors);
+    const last = evals.at(-1) ?? null;
+    return {
+      steps: this.stepCount, losses, tokens: seen, seconds: (performance.now() - t0) / 1000, windows: windows.length,
+      trainLoss: epochTargets > 0 ? epochLoss / epochTargets : null,
+      valLoss: last?.valLoss ?? null, valPpl: last?.valPpl ?? null,
+      evaluations: evals, best: best && { step: best.step, epoch: best.epoch, valLoss: best.valLoss, valPpl: best.valPpl },
+      keptBest: !!bestTensors, stoppedEarly,
+    };
+  }
+
+  /** Mean negative log-likelihood per target token of packed validation windows of L inputs
+   * (forward only, with the adapter as it is now). */
+  async _validationNll(tokens, windows, L, batchSize, signal) {
+    let nll = 0;
+    let n = 0;
+    for (let b = 0; b < windows.length; b += batchSize) {
+      throwIfAborted(signal);
+      const batch = windows.slice(b, b + batchSize);
+      // one scoreTokens call per distinct `from` (the end-aligned last window may differ)
+      for (const from of new Set(batch.map((w) => w.from))) {
+        const rows = batch.filter((w) => w.from === from).map((w) => tokens.subarray(w.start, w.start + L + 1));
+        const { data } = await this._model.scoreTokens(rows, from);
+        for (let r = 0; r < rows.length; r++)
+          for (let t = from; t <= L; t++) nll -= data[r * (L + 1) + t];
+        n += rows.length * (L + 1 - from);
+      }
+    }
+    return { nll: nll / n, tokens: n };
   }
 
   _tokens(data) {

@@ -56,3 +56,19 @@ test('bad usage exits 2 with a message', () => {
   }
   assert.equal(cli('help').status, 0);
 });
+
+test('memba finetune --val-split reports the held-out perplexity before and after, and keeps the best adapter', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memba-cli-'));
+  const text = path.join(dir, 'notes.txt');
+  fs.writeFileSync(text, 'The little robot liked to paint the sea. The little robot painted the sea blue. '.repeat(8));
+  const out = path.join(dir, 'adapter');
+  const r = cli('finetune', text, '--out', out, '--epochs', '2', '--seq-len', '32', '--batch-size', '2', '--lr', '0.005', '--lim', 'off', '--val-split', '0.25');
+  assert.equal(r.status, 0, r.stderr);
+  console.log(r.stdout.trim());
+  const m = /validation perplexity ([\d.]+) -> ([\d.]+) \(best, kept: step (\d+)\)/.exec(r.stdout);
+  assert.ok(m, r.stdout);
+  assert.ok(Number(m[2]) < Number(m[1]), 'held-out perplexity fell on text of the same kind');
+  assert.equal((r.stderr.match(/^eval {2}after step/gm) ?? []).length, 3, 'before training and after each of 2 epochs');
+  assert.equal(cli('finetune', text, '--out', out, '--val', text, '--val-split', '0.1').status, 2);
+  fs.rmSync(dir, { recursive: true });
+});

@@ -1,11 +1,12 @@
 // trainer.test.mjs: fine-tuning through the public API: golden gradients (memba-tiny-paper: mask,
 // mean; -stream: triangle, first, all four targets) and AdamW trajectories; fit halves the loss;
 // resume reproduces the uninterrupted run exactly; NaN/Inf batches are rejected with nothing
-// changed; gradient accumulation equals the full batch; schedules.
+// changed; gradient accumulation equals the full batch; schedules; packing covers every target;
+// validation loss, early stopping and keeping the best adapter.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Mamba, MembaError } from '../bindings/index.js';
-import { scheduleLr } from '../bindings/trainer.js';
+import { scheduleLr, packWindows } from '../bindings/trainer.js';
 import { writeSafetensors } from '../bindings/safetensors.js';
 import { fixture, readCase, readExpected, maxDiff, maxAbs, TOL } from './helpers.mjs';
 
@@ -150,5 +151,81 @@ test('schedules and bad trainer options', async () => {
   await assert.rejects(tr.step({ ids: [1, 2, 3], labels: [1, 2] }), (e) => e.code === 'invalid_argument');
   await assert.rejects(tr.step({ ids: [1, 2, 3], labels: [-100, -100, -100] }), (e) => e.code === 'invalid_argument' && /no labels/.test(e.message));
   await assert.rejects(tr.fit('text needs a tokenizer'), (e) => e.code === 'unsupported');
+  model.dispose();
+});
+
+test('packWindows: every target of the text is in exactly one window, every window full length', () => {
+  for (const n of [2, 3, 17, 33, 51, 64, 65, 100]) {
+    for (const L of [1, 4, 16, 32]) {
+      const Lw = Math.min(L, n - 1);
+      const hits = new Array(n).fill(0);
+      for (const { start, from } of packWindows(n, Lw)) {
+        assert.ok(start >= 0 && start + Lw <= n - 1 && from >= 1 && from <= Lw, `n=${n} L=${Lw}: window ${start}/${from}`);
+        for (let t = from; t <= Lw; t++) hits[start + t]++;
+      }
+      assert.equal(hits[0], 0);
+      for (let t = 1; t < n; t++) assert.equal(hits[t], 1, `n=${n} L=${Lw}: target ${t} trained ${hits[t]} times`);
+    }
+  }
+});
+
+test('fit trains every target: 51 tokens at seqLen 32 count 50 targets per epoch', async () => {
+  const model = await Mamba.load(fixture('mamba-tiny'));
+  model.createAdapter({ lora: { r: 2, alpha: 4, targets: ['out_proj'] }, seed: 1 });
+  const tr = model.createTrainer({ lr: 1e-3 });
+  const res = await tr.fit([pattern.slice(0, 51)], { epochs: 2, seqLen: 32 });
+  assert.equal(res.windows, 2);
+  assert.equal(res.tokens, 100, `targets trained in 2 epochs: ${res.tokens}`);
+  model.dispose();
+});
+
+/** mean -log p over targets 1..n-1 of one window, from scoreTokens (the reference for validation) */
+async function windowNll(model, ids) {
+  const { data } = await model.scoreTokens(ids, 1);
+  let s = 0;
+  for (let t = 1; t < ids.length; t++) s -= data[t];
+  return s / (ids.length - 1);
+}
+
+test('fit with validation: held-out loss and perplexity before and after every epoch, early stopping keeps the best adapter', async () => {
+  const model = await Mamba.load(fixture('mamba-tiny'));
+  model.createAdapter({ lora: { r: 4, alpha: 8, targets: ['in_proj', 'out_proj'] }, seed: 2 });
+  const held = Array.from({ length: 24 }, (_, i) => [3, 50, 12, 44][i % 4]);
+  const fresh = await windowNll(model, held);
+  const events = [];
+  const tr = model.createTrainer({ lr: 3e-2, seed: 1 });
+  const res = await tr.fit([pattern], { epochs: 6, seqLen: 24, validation: [held], onProgress: (p) => events.push(p) });
+  const evals = events.filter((p) => p.phase === 'eval');
+  assert.equal(evals.length, 7, 'one evaluation before training and one per epoch');
+  assert.equal(res.evaluations.length, 7);
+  assert.ok(Math.abs(evals[0].valLoss - fresh) <= TOL.val_loss_abs, `initial validation loss ${evals[0].valLoss} vs scoreTokens ${fresh}`);
+  assert.ok(Math.abs(evals[0].valPpl - Math.exp(fresh)) <= TOL.val_loss_abs * Math.exp(fresh));
+  assert.ok(evals.slice(1).every((e) => e.trainLoss > 0 && Number.isFinite(e.valLoss) && e.valTokens === held.length - 1));
+  assert.ok(events.filter((p) => p.phase === 'train').every((p) => p.secondsLeft >= 0));
+  // the adapter left behind is the best evaluation's
+  const after = await windowNll(model, held);
+  console.log(`validation: fresh ${fresh.toFixed(4)}, per epoch ${res.evaluations.map((e) => e.valLoss.toFixed(3)).join(' ')}, best ${res.best.valLoss.toFixed(4)} (step ${res.best.step}), after fit ${after.toFixed(4)}`);
+  assert.ok(res.keptBest);
+  assert.ok(Math.abs(after - res.best.valLoss) <= TOL.val_loss_abs, `kept adapter scores ${after}, best was ${res.best.valLoss}`);
+  assert.equal(res.best.valLoss, Math.min(...res.evaluations.map((e) => e.valLoss)));
+  // early stopping: patience 1 stops at the first evaluation that does not improve
+  const tr2 = model.createTrainer({ lr: 3e-2, seed: 1 });
+  const res2 = await tr2.fit([pattern], { epochs: 40, seqLen: 24, validation: [held], earlyStopping: { patience: 1 } });
+  const v = res2.evaluations.map((e) => e.valLoss);
+  const firstWorse = v.findIndex((x, i) => i > 0 && x >= Math.min(...v.slice(0, i)));
+  assert.ok(res2.stoppedEarly, `did not stop: ${v.map((x) => x.toFixed(3)).join(' ')}`);
+  assert.equal(v.length - 1, firstWorse, 'stopped at the first evaluation without improvement');
+  model.dispose();
+});
+
+test('fit: validationSplit holds out the end of the text; bad validation options are rejected', async () => {
+  const model = await Mamba.load(fixture('mamba-tiny'));
+  model.createAdapter({ lora: { r: 2, alpha: 4, targets: ['out_proj'] }, seed: 1 });
+  const tr = model.createTrainer({ lr: 1e-3 });
+  const res = await tr.fit([pattern], { epochs: 1, seqLen: 16, validationSplit: 0.25 });
+  assert.equal(res.evaluations[0].valTokens, 24 - 1, 'the last 24 of 96 tokens');
+  assert.equal(res.tokens, 72 - 1, 'the first 72 tokens train');
+  for (const o of [{ validationSplit: 1 }, { validationSplit: -0.1 }, { validationSplit: 0.5, validation: [pattern] }, { earlyStopping: { patience: 1 } }, { keepBest: true }, { evalEvery: -1 }, { validation: [[1]] }, { validationSplit: 0.999 }])
+    await assert.rejects(tr.fit([pattern], o), (e) => e instanceof MembaError && e.code === 'invalid_argument', JSON.stringify(o));
   model.dispose();
 });

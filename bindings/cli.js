@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Mamba } from './mamba.js';
 import { MembaError } from './errors.js';
+import { instructionPrompt } from './trainer.js';
 
 const DEFAULT_MODEL = fileURLToPath(new URL('../models/default/', import.meta.url));
 
@@ -16,7 +17,7 @@ const HELP = `usage: memba <command> [options]
 
 commands:
   generate [prompt]          continue a prompt (text, or --ids 1,2,3) and print the new text
-  finetune <file.txt>        train a Memba adapter on a text file; writes --out DIR (PEFT format)
+  finetune <file>            train a Memba adapter on a file (--format); writes --out DIR (PEFT format)
   score <context> <cont>...  log-likelihood of each continuation after the context
   inspect <text>             the LIM membrane of each layer and position (needs an adapter with LIM)
   help                       this text
@@ -38,6 +39,9 @@ finetune:
   --targets LIST           comma-separated: in_proj,out_proj (default), x_proj, dt_proj, in_proj.x, in_proj.z
   --lim SPEC               LIM settings, e.g. chunk_size=16,cross_layer=first (default), or 'paper', or 'off'
   --epochs N --seq-len L --batch-size B --lr LR --seed S   defaults 2, 128, 4, 2e-3, 0
+  --format text|instruct|jsonl  text (default); instruct: a JSON list of {instruction, input, output}
+                           (commonsense_170k): Alpaca prompts, loss on the output only; jsonl: one
+                           such object, or {"text": ...}, per line
   --val FILE | --val-split F   held-out text (or the last fraction F of the file): its loss and
                            perplexity before and after every epoch; the best adapter is kept
 inspect:
@@ -46,7 +50,7 @@ inspect:
 
 function parseArgs(argv) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'val', 'val-split']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'val', 'val-split', 'format']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a.startsWith('--')) {
@@ -105,6 +109,36 @@ async function loadModel(opts) {
   return model;
 }
 
+/** A finetune file as fit's data: the text itself, or a list of instruction examples / { text } */
+function parseData(raw, format, name) {
+  if (format === 'text') return raw;
+  let items;
+  if (format === 'instruct') {
+    try {
+      items = JSON.parse(raw);
+    } catch (err) {
+      throw usage(`${name}: not JSON (--format instruct takes a JSON list; use --format jsonl for JSON lines): ${err.message}`);
+    }
+    if (!Array.isArray(items)) throw usage(`${name}: --format instruct takes a JSON list of {instruction, input, output}`);
+  } else {
+    items = [];
+    raw.split('\n').forEach((line, i) => {
+      if (!line.trim()) return;
+      try {
+        items.push(JSON.parse(line));
+      } catch (err) {
+        throw usage(`${name} line ${i + 1}: not JSON: ${err.message}`);
+      }
+    });
+  }
+  items.forEach((it, i) => {
+    const ok = it && typeof it === 'object' && (typeof it.text === 'string' || (typeof it.instruction === 'string' && typeof it.output === 'string'));
+    if (!ok) throw usage(`${name}: item ${i + 1} needs "instruction" and "output" strings (or "text")`);
+  });
+  if (items.length === 0) throw usage(`${name}: no examples`);
+  return items;
+}
+
 /** "chunk_size=16,cross_layer=first" -> { chunk_size: 16, cross_layer: 'first' } */
 function parseLim(spec) {
   if (spec === undefined) return { chunk_size: 16, cross_layer: 'first' };
@@ -130,9 +164,11 @@ async function finetune(opts) {
       throw usage(`cannot read ${f}: ${err.code ?? err.message}`);
     }
   };
-  const text = read(file);
+  const format = opts.format ?? 'text';
+  if (!['text', 'instruct', 'jsonl'].includes(format)) throw usage(`--format must be text, instruct or jsonl, got '${format}'`);
+  const text = parseData(read(file), format, file);
   if (opts.val !== undefined && opts['val-split'] !== undefined) throw usage('give --val or --val-split, not both');
-  const validation = opts.val !== undefined ? read(opts.val) : undefined;
+  const validation = opts.val !== undefined ? parseData(read(opts.val), format, opts.val) : undefined;
   const validationSplit = opts['val-split'] !== undefined ? num(opts, 'val-split', 0) : 0;
   const model = await loadModel(opts);
   if (!model.hasTokenizer) throw usage('finetune needs a model with a tokenizer.json');
@@ -141,7 +177,8 @@ async function finetune(opts) {
   const epochs = num(opts, 'epochs', 2, { integer: true });
   const seqLen = num(opts, 'seq-len', 128, { integer: true });
   const batchSize = num(opts, 'batch-size', 4, { integer: true });
-  const tokens = model.encode(text).length;
+  const tokens = typeof text === 'string' ? model.encode(text).length
+    : text.reduce((n, ex) => n + 1 + model.encode(ex.text ?? `${instructionPrompt(ex).prompt}${ex.output}`).length, 0);
   const trainTokens = tokens - Math.ceil(tokens * validationSplit);
   const perEpoch = Math.ceil(Math.ceil((trainTokens - 1) / Math.max(1, Math.min(seqLen, trainTokens - 1))) / batchSize);
   const total = Math.max(1, perEpoch * epochs);

@@ -119,7 +119,10 @@ export interface TrainerOptions {
   schedule?: 'constant' | { type: 'constant' | 'cosine'; warmupSteps?: number; totalSteps?: number; minLr?: number };
   seed?: number; memoryBudget?: number;
 }
-export type FitData = string | string[] | ArrayLike<number>[];
+/** An instruction example (LLM-Adapters' commonsense_170k, Alpaca): trained with the Alpaca prompt, loss on the output only. */
+export interface InstructionExample { instruction: string; input?: string; output: string }
+/** Text, documents (joined by EOS), token-id arrays, { text } documents or instruction examples. */
+export type FitData = string | Array<string | ArrayLike<number> | { text: string } | InstructionExample>;
 export interface FitEvaluation {
   step: number; epoch: number; trainLoss: number | null; trainPpl: number | null;
   /** mean negative log-likelihood per validation target token (natural log), and exp of it */

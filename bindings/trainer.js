@@ -76,6 +76,44 @@ export function packWindows(n, L) {
   return out;
 }
 
+/** The Alpaca prompt template (as LLM-Adapters' commonsense_170k fine-tuning uses it). */
+export const ALPACA_PROMPT = {
+  withInput: 'Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n',
+  noInput: 'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n',
+};
+
+/** An instruction example's prompt (the template filled in) and output; example i for errors. */
+export function instructionPrompt(ex, i = 0) {
+  const { instruction, input = '', output } = ex;
+  if (typeof instruction !== 'string' || typeof output !== 'string' || typeof input !== 'string')
+    throw invalid(`example ${i}: an instruction example needs string fields instruction and output (and optionally input)`);
+  const t = input ? ALPACA_PROMPT.withInput : ALPACA_PROMPT.noInput;
+  return { prompt: t.replace('{instruction}', instruction).replace('{input}', input), output };
+}
+
+/** tokens [from, to) of a stream, with their mask */
+function sliceStream(st, from, to) {
+  return { ids: st.ids.subarray(from, to), mask: st.mask ? st.mask.subarray(from, to) : null };
+}
+
+/** packWindows of a stream with each window's labels (-100: not counted) and counted targets;
+ * windows with nothing to count (an instruction prompt only) are left out. */
+function labelledWindows(st, L) {
+  const out = [];
+  for (const w of packWindows(st.ids.length, L)) {
+    const labels = new Array(L);
+    let counted = 0;
+    for (let t = 0; t < L; t++) {
+      const i = w.start + t + 1;
+      const on = t >= w.from - 1 && (!st.mask || st.mask[i] === 1);
+      labels[t] = on ? st.ids[i] : -100;
+      counted += on ? 1 : 0;
+    }
+    if (counted > 0) out.push({ ...w, labels, counted });
+  }
+  return out;
+}
+
 /** A copy of `items` in a seeded random order (Fisher-Yates). */
 function shuffled(items, seed) {
   const order = items.slice();
@@ -287,20 +325,24 @@ export class Trainer {
   async fit(data, opts = {}) {
     this._alive();
     const o = fitOptions(opts);
-    let tokens = this._tokens(data);
-    let valTokens = o.validation !== undefined ? this._tokens(o.validation) : null;
+    let train = this._stream(data);
+    let val = o.validation !== undefined ? this._stream(o.validation) : null;
     if (o.validationSplit > 0) {
-      const nVal = Math.ceil(tokens.length * o.validationSplit);
-      if (nVal < 2 || tokens.length - nVal < 2) throw invalid(`validationSplit ${o.validationSplit} leaves too few tokens (${tokens.length} in all)`);
-      valTokens = tokens.subarray(tokens.length - nVal);
-      tokens = tokens.subarray(0, tokens.length - nVal);
+      const n = train.ids.length, nVal = Math.ceil(n * o.validationSplit);
+      if (nVal < 2 || n - nVal < 2) throw invalid(`validationSplit ${o.validationSplit} leaves too few tokens (${n} in all)`);
+      val = sliceStream(train, n - nVal, n);
+      train = sliceStream(train, 0, n - nVal);
     }
+    const tokens = train.ids;
     if (tokens.length < 2) throw invalid('not enough text to train on (need at least 2 tokens)');
-    if (valTokens && valTokens.length < 2) throw invalid('not enough validation text (need at least 2 tokens)');
+    if (val && val.ids.length < 2) throw invalid('not enough validation text (need at least 2 tokens)');
     const L = Math.min(o.seqLen, tokens.length - 1);
-    const windows = packWindows(tokens.length, L);
-    const valL = valTokens ? Math.min(o.seqLen, valTokens.length - 1) : 0;
-    const valWindows = valTokens ? packWindows(valTokens.length, valL) : null;
+    const windows = labelledWindows(train, L);
+    if (windows.length === 0) throw invalid('nothing to train on: every target is masked (instruction examples need an output)');
+    const valTokens = val?.ids ?? null;
+    const valL = val ? Math.min(o.seqLen, val.ids.length - 1) : 0;
+    const valWindows = val ? labelledWindows(val, valL) : null;
+    if (valWindows && valWindows.length === 0) throw invalid('nothing to validate on: every validation target is masked');
     const stepsPerEpoch = Math.ceil(windows.length / o.batchSize);
     const totalSteps = stepsPerEpoch * o.epochs;
     const losses = [];
@@ -337,12 +379,8 @@ export class Trainer {
         throwIfAborted(o.signal);
         const batch = order.slice(b, b + o.batchSize);
         const ids = batch.map((w) => tokens.subarray(w.start, w.start + L));
-        const labels = batch.map((w) => {
-          const y = Array.from(tokens.subarray(w.start + 1, w.start + L + 1));
-          for (let t = 0; t < w.from - 1; t++) y[t] = -100; // already trained by the window before
-          return y;
-        });
-        const counted = batch.reduce((n, w) => n + L - (w.from - 1), 0);
+        const labels = batch.map((w) => w.labels);
+        const counted = batch.reduce((n, w) => n + w.counted, 0);
         const r = await this.step({ ids, labels });
         losses.push(r.loss);
         seen += counted;
@@ -373,7 +411,7 @@ export class Trainer {
     };
   }
 
-  /** Mean negative log-likelihood per target token of packed validation windows of L inputs
+  /** Mean negative log-likelihood per counted target of labelled validation windows of L inputs
    * (forward only, with the adapter as it is now). */
   async _validationNll(tokens, windows, L, batchSize, signal) {
     let nll = 0;
@@ -381,29 +419,49 @@ export class Trainer {
     for (let b = 0; b < windows.length; b += batchSize) {
       throwIfAborted(signal);
       const batch = windows.slice(b, b + batchSize);
-      // one scoreTokens call per distinct `from` (the end-aligned last window may differ)
-      for (const from of new Set(batch.map((w) => w.from))) {
-        const rows = batch.filter((w) => w.from === from).map((w) => tokens.subarray(w.start, w.start + L + 1));
-        const { data } = await this._model.scoreTokens(rows, from);
-        for (let r = 0; r < rows.length; r++)
-          for (let t = from; t <= L; t++) nll -= data[r * (L + 1) + t];
-        n += rows.length * (L + 1 - from);
-      }
+      const { data } = await this._model.scoreTokens(batch.map((w) => tokens.subarray(w.start, w.start + L + 1)), 1);
+      batch.forEach((w, r) => {
+        for (let t = 1; t <= L; t++) if (w.labels[t - 1] !== -100) nll -= data[r * (L + 1) + t];
+        n += w.counted;
+      });
     }
     return { nll: nll / n, tokens: n };
   }
 
-  _tokens(data) {
+  /**
+   * Training data as one token stream and its target mask (null: every target counts). Parts:
+   * text; token-id arrays; { text }; instruction examples { instruction, input?, output }
+   * (commonsense_170k / Alpaca), formatted with the Alpaca template, with only the output (and the
+   * EOS after it) as targets. Parts are joined by the EOS token when the model has one.
+   */
+  _stream(data) {
     const model = this._model;
     const eos = model.config.eosTokenId;
     const parts = typeof data === 'string' ? [data] : Array.isArray(data) ? data : null;
-    if (!parts || parts.length === 0) throw invalid('fit takes a string, an array of strings, or an array of token-id arrays');
-    const out = [];
+    if (!parts || parts.length === 0) throw invalid('fit takes a string, an array of strings, token-id arrays, { text } objects or instruction examples');
+    const ids = [];
+    const mask = [];
+    let masked = false;
+    const push = (arr, on) => {
+      for (const v of arr) {
+        ids.push(v);
+        mask.push(on ? 1 : 0);
+      }
+    };
     parts.forEach((p, i) => {
-      if (i > 0 && Number.isInteger(eos)) out.push(eos);
-      if (typeof p === 'string') out.push(...model.encode(p));
-      else out.push(...this._toIdBatch(p, model.config.vocabSize, 'data').flat);
+      if (i > 0 && Number.isInteger(eos) && ids.at(-1) !== eos) push([eos], true);
+      if (typeof p === 'string') push(model.encode(p), true);
+      else if (p && typeof p === 'object' && !Array.isArray(p) && !ArrayBuffer.isView(p)) {
+        if (typeof p.text === 'string' && p.output === undefined) return push(model.encode(p.text), true);
+        const { prompt, output } = instructionPrompt(p, i);
+        push(model.encode(prompt), false);
+        push(model.encode(output), true);
+        masked = true;
+        if (Number.isInteger(eos)) push([eos], true);
+      } else push(this._toIdBatch(p, model.config.vocabSize, 'data').flat, true);
     });
-    return Int32Array.from(out);
+    return { ids: Int32Array.from(ids), mask: masked ? Uint8Array.from(mask) : null };
   }
+
+
 }

@@ -72,3 +72,23 @@ test('memba finetune --val-split reports the held-out perplexity before and afte
   assert.equal(cli('finetune', text, '--out', out, '--val', text, '--val-split', '0.1').status, 2);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('memba finetune --format instruct / jsonl: instruction examples train on their outputs', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memba-cli-'));
+  const ex = Array.from({ length: 12 }, (_, i) => ({ instruction: 'Please answer the question.', input: `Is ${i} even?`, output: `the answer is ${i % 2 ? 'no' : 'yes'}` }));
+  fs.writeFileSync(path.join(dir, 'data.json'), JSON.stringify(ex));
+  fs.writeFileSync(path.join(dir, 'data.jsonl'), ex.map((e) => JSON.stringify(e)).join('\n') + '\n{"text": "The jury said it was so."}\n');
+  const args = ['--epochs', '1', '--seq-len', '64', '--batch-size', '2', '--lim', 'off', '--quiet'];
+  const a = cli('finetune', path.join(dir, 'data.json'), '--format', 'instruct', '--out', path.join(dir, 'a'), ...args);
+  assert.equal(a.status, 0, a.stderr);
+  const b = cli('finetune', path.join(dir, 'data.jsonl'), '--format', 'jsonl', '--out', path.join(dir, 'b'), ...args);
+  assert.equal(b.status, 0, b.stderr);
+  const targets = (r) => Number(/on (\d+) targets/.exec(r.stdout)[1]);
+  console.log(a.stdout.trim());
+  assert.ok(targets(b) > targets(a), 'the {text} line adds targets');
+  fs.writeFileSync(path.join(dir, 'bad.jsonl'), '{"instruction": "x", "output": "y"}\nnot json\n');
+  const bad = cli('finetune', path.join(dir, 'bad.jsonl'), '--format', 'jsonl', '--out', path.join(dir, 'c'));
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /line 2/);
+  fs.rmSync(dir, { recursive: true });
+});

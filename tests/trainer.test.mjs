@@ -6,9 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Mamba, MembaError } from '../bindings/index.js';
-import { scheduleLr, packWindows } from '../bindings/trainer.js';
+import path from 'node:path';
+import { scheduleLr, packWindows, instructionPrompt } from '../bindings/trainer.js';
 import { writeSafetensors } from '../bindings/safetensors.js';
-import { fixture, readCase, readExpected, maxDiff, maxAbs, TOL } from './helpers.mjs';
+import { fixture, readCase, readExpected, maxDiff, maxAbs, TOL, ROOT } from './helpers.mjs';
 
 for (const name of ['memba-tiny-paper', 'memba-tiny-stream']) {
   test(`${name}: loss and gradients of every LoRA tensor, then the AdamW trajectory, match golden`, async () => {
@@ -227,5 +228,34 @@ test('fit: validationSplit holds out the end of the text; bad validation options
   assert.equal(res.tokens, 72 - 1, 'the first 72 tokens train');
   for (const o of [{ validationSplit: 1 }, { validationSplit: -0.1 }, { validationSplit: 0.5, validation: [pattern] }, { earlyStopping: { patience: 1 } }, { keepBest: true }, { evalEvery: -1 }, { validation: [[1]] }, { validationSplit: 0.999 }])
     await assert.rejects(tr.fit([pattern], o), (e) => e instanceof MembaError && e.code === 'invalid_argument', JSON.stringify(o));
+  model.dispose();
+});
+
+test('instruction data: the Alpaca template, loss on the output tokens (and EOS) only', async () => {
+  assert.equal(instructionPrompt({ instruction: 'Add.', input: '2 and 3', output: '5' }).prompt,
+    'Below is an instruction that describes a task, paired with an input that provides further context. Write a response that appropriately completes the request.\n\n### Instruction:\nAdd.\n\n### Input:\n2 and 3\n\n### Response:\n');
+  assert.equal(instructionPrompt({ instruction: 'Say hi.', output: 'hi' }).prompt,
+    'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nSay hi.\n\n### Response:\n');
+  const model = await Mamba.load(path.join(ROOT, 'models', 'default'));
+  model.createAdapter({ lora: { r: 4, alpha: 8, targets: ['in_proj', 'out_proj'] }, seed: 1 });
+  const tr = model.createTrainer({ lr: 1e-3 });
+  const examples = [
+    { instruction: 'Please choose the correct answer.', input: 'The sky is blue or green?', output: 'the correct answer is blue' },
+    { instruction: 'Name a colour.', input: '', output: 'red' },
+  ];
+  const st = tr._stream(examples);
+  const eos = model.config.eosTokenId;
+  const kept = Array.from(st.ids).filter((_, i) => st.mask[i] === 1);
+  const want = [...model.encode('the correct answer is blue'), eos, ...model.encode('red'), eos];
+  assert.deepEqual(kept, want, 'the targets are exactly the outputs and their EOS');
+  assert.equal(st.ids.length, kept.length + model.encode(instructionPrompt(examples[0]).prompt).length + model.encode(instructionPrompt(examples[1]).prompt).length);
+  const res = await tr.fit(examples, { epochs: 1, seqLen: 512 });
+  assert.equal(res.tokens, want.length, 'fit counts only the output targets');
+  await assert.rejects(tr.fit([{ instruction: 'x' }]), (e) => e.code === 'invalid_argument' && /example 0/.test(e.message));
+  await assert.rejects(tr.fit(['fine', { instruction: 5, output: 'x' }]), (e) => e.code === 'invalid_argument' && /example 1/.test(e.message));
+  // { text } objects are plain documents
+  const docs = tr._stream([{ text: 'The jury said' }, 'it did']);
+  assert.equal(docs.mask, null);
+  assert.deepEqual(Array.from(docs.ids), [...model.encode('The jury said'), eos, ...model.encode('it did')]);
   model.dispose();
 });

@@ -32,6 +32,9 @@ generate:
   --temperature T          default 0.8 (0 = greedy)
   --top-k K                default 0 (off)
   --top-p P                default 0.95
+  --min-p P                default 0 (off)
+  --repetition-penalty R   CTRL / HF penalty on ids already seen, default 1 (off)
+  --no-repeat-ngram N      never repeat an N-gram of the prompt and output, default 0 (off)
   --seed S                 sampling seed (default: random)
 finetune:
   --out DIR                where the adapter goes (required)
@@ -50,7 +53,7 @@ inspect:
 
 function parseArgs(argv) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'val', 'val-split', 'format']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram']);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a.startsWith('--')) {
@@ -254,6 +257,9 @@ async function generate(opts) {
     temperature: num(opts, 'temperature', 0.8),
     topK: num(opts, 'top-k', 0, { integer: true }),
     topP: num(opts, 'top-p', 0.95),
+    minP: num(opts, 'min-p', 0),
+    repetitionPenalty: num(opts, 'repetition-penalty', 1),
+    noRepeatNgramSize: num(opts, 'no-repeat-ngram', 0, { integer: true }),
     seed: opts.seed === undefined ? undefined : num(opts, 'seed', 0, { integer: true }),
   };
   if (model.hasTokenizer) {

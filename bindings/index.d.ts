@@ -70,6 +70,12 @@ export interface GenerateOptions {
   temperature?: number;    // default 0 = greedy
   topK?: number;           // default 0 = off
   topP?: number;           // default 1 = off
+  /** min-p (HF MinPLogitsWarper): keep tokens with p >= minP * p_max after temperature; default 0 = off */
+  minP?: number;
+  /** CTRL / HF repetition penalty on every id in the prompt and output so far; default 1 = off */
+  repetitionPenalty?: number;
+  /** ban ids that would repeat an n-gram of the prompt and output so far (HF no_repeat_ngram_size); default 0 = off */
+  noRepeatNgramSize?: number;
   seed?: number;
   signal?: AbortSignal;
   /** Generation stops after any of these ids (default: the config's eos_token_id). */

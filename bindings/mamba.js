@@ -359,8 +359,9 @@ export class Mamba {
 
   /**
    * The same as generate, as an async iterator of token ids (one per decode step).
-   * @param {{ maxNewTokens?: number, temperature?: number, topK?: number, topP?: number,
-   *           seed?: number, signal?: AbortSignal, stopTokens?: number[] }} [opts]
+   * @param {{ maxNewTokens?: number, temperature?: number, topK?: number, topP?: number, minP?: number,
+   *           repetitionPenalty?: number, noRepeatNgramSize?: number, seed?: number,
+   *           signal?: AbortSignal, stopTokens?: number[] }} [opts] (the processors: sampler.js)
    */
   async *stream(promptIds, opts = {}) {
     this._alive();
@@ -383,7 +384,7 @@ export class Mamba {
         throwIfAborted(signal);
         this._alive();
         if (!adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, 'the adapter was disposed during generation');
-        const id = sample(await this._exclusive(() => this._lastLogits(Int32Array.from(ids), adapter)));
+        const id = sample(await this._exclusive(() => this._lastLogits(Int32Array.from(ids), adapter)), ids);
         yield id;
         if (stop.has(id)) break;
         ids.push(id);
@@ -391,13 +392,15 @@ export class Mamba {
       return;
     }
     const state = new DecodeState(this, 1, adapter);
+    const history = Array.from(flat); // prompt + generated: what the repetition processors see
     try {
       let logits = await this._exclusive(() => this._prefill(state, flat));
       for (let i = 0; i < maxNewTokens; i++) {
         await yieldToEventLoop();
         throwIfAborted(signal);
         this._alive();
-        const id = sample(logits);
+        const id = sample(logits, history);
+        history.push(id);
         yield id;
         if (stop.has(id) || i + 1 === maxNewTokens) break;
         logits = await this._exclusive(() => {

@@ -1,6 +1,7 @@
 // sampler.js: picks the next token from a row of logits: greedy (temperature 0), or temperature
-// + top-k + top-p (nucleus) sampling with a seeded PRNG so a seed reproduces a generation exactly.
-// Deliberately not here: repetition penalties and beam search (not yet offered).
+// + top-k + top-p (nucleus) + min-p sampling with a seeded PRNG so a seed reproduces a generation
+// exactly; before either, the history-dependent processors of Hugging Face generate():
+// repetitionPenalty (CTRL) and noRepeatNgramSize. Deliberately not here: beam search.
 import { MembaError, ErrorCodes } from './errors.js';
 
 /** Mulberry32: a small, fast, seedable 32-bit PRNG (uniform floats in [0, 1)). */
@@ -74,10 +75,52 @@ export function topIndices(row, k) {
 }
 
 /**
- * Validates sampling options and returns a function logits -> token id.
- * @param {{ temperature?: number, topK?: number, topP?: number, seed?: number }} opts
+ * The logits after the history-dependent processors, as Hugging Face's
+ * RepetitionPenaltyLogitsProcessor and NoRepeatNGramLogitsProcessor define them (a copy; the row
+ * itself when neither is on). history: the token ids so far (prompt and generated).
+ *   repetitionPenalty p (CTRL, Keskar et al. 2019): each id seen in the history has its logit
+ *     divided by p when positive, multiplied by p when negative (p = 1: off).
+ *   noRepeatNgramSize n: ids that would complete an n-gram already in the history are banned
+ *     (logit -Infinity) (n = 0: off).
  */
-export function createSampler({ temperature = 0, topK = 0, topP = 1, seed } = {}) {
+export function processLogits(row, history, repetitionPenalty = 1, noRepeatNgramSize = 0) {
+  const n = noRepeatNgramSize;
+  if ((repetitionPenalty === 1 && n === 0) || !history || history.length === 0) return row;
+  const out = Float32Array.from(row);
+  if (repetitionPenalty !== 1)
+    for (const id of new Set(history)) {
+      const v = out[id];
+      out[id] = v < 0 ? v * repetitionPenalty : v / repetitionPenalty;
+    }
+  if (n > 0 && history.length >= n) {
+    const h = history;
+    const start = h.length - (n - 1); // the current prefix: the last n-1 ids
+    for (let i = 0; i + n <= h.length; i++) {
+      let match = true;
+      for (let j = 0; j < n - 1 && match; j++) match = h[i + j] === h[start + j];
+      if (match) out[h[i + n - 1]] = -Infinity;
+    }
+  }
+  return out;
+}
+
+/**
+ * Validates sampling options and returns a function (logits, history) -> token id.
+ * @param {{ temperature?: number, topK?: number, topP?: number, minP?: number, seed?: number,
+ *           repetitionPenalty?: number, noRepeatNgramSize?: number }} opts
+ */
+export function createSampler({ temperature = 0, topK = 0, topP = 1, minP = 0, seed, repetitionPenalty = 1, noRepeatNgramSize = 0 } = {}) {
+  if (typeof repetitionPenalty !== 'number' || !(repetitionPenalty > 0) || !Number.isFinite(repetitionPenalty))
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `repetitionPenalty must be a finite number > 0 (1 = off), got ${repetitionPenalty}`);
+  if (!Number.isInteger(noRepeatNgramSize) || noRepeatNgramSize < 0)
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `noRepeatNgramSize must be an integer >= 0 (0 = off), got ${noRepeatNgramSize}`);
+  if (typeof minP !== 'number' || !(minP >= 0 && minP <= 1))
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `minP must be in [0, 1] (0 = off), got ${minP}`);
+  const pick = createPicker({ temperature, topK, topP, minP, seed });
+  return (row, history) => pick(processLogits(row, history, repetitionPenalty, noRepeatNgramSize));
+}
+
+function createPicker({ temperature, topK, topP, minP, seed }) {
   if (typeof temperature !== 'number' || !(temperature >= 0) || !Number.isFinite(temperature))
     throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `temperature must be a finite number >= 0, got ${temperature}`);
   if (!Number.isInteger(topK) || topK < 0)
@@ -115,6 +158,19 @@ export function createSampler({ temperature = 0, topK = 0, topP = 1, seed } = {}
           continue;
         }
         total = acc;
+      }
+      if (minP > 0) {
+        // min-p (HF MinPLogitsWarper): keep candidates with p >= minP * p_max, p_max = p[0]'s
+        const floor = Math.log(minP) * temperature;
+        let kept = 0;
+        let sum = 0;
+        for (let i = 0; i < keep; i++) {
+          if (row[idx[i]] - mx < floor) continue;
+          idx[kept] = idx[i];
+          sum += p[kept++] = p[i];
+        }
+        keep = kept;
+        total = sum;
       }
       let r = rng() * total;
       for (let i = 0; i < keep; i++) {

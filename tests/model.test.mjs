@@ -5,10 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import path from 'node:path';
 import { Mamba, MembaError } from '../bindings/index.js';
 import { writeSafetensors, parseSafetensors, tensorToFloat32 } from '../bindings/safetensors.js';
 import { getEngine } from '../bindings/engine.js';
-import { fixture, readCase, readExpected, assertClose, maxDiff, maxAbs, TOL } from './helpers.mjs';
+import { fixture, readCase, readExpected, assertClose, maxDiff, maxAbs, TOL, ROOT } from './helpers.mjs';
 
 const CASES = ['mamba-tiny', 'mamba-tiny-original-layout'];
 
@@ -163,5 +164,25 @@ test('sampling: seeded generation is reproducible; topK=1 equals greedy', async 
   const stopId = greedy[2];
   const stopped = await model.generate(ids, { maxNewTokens: 12, stopTokens: [stopId] });
   assert.deepEqual(stopped, greedy.slice(0, greedy.indexOf(stopId) + 1));
+  model.dispose();
+});
+
+test('generate with noRepeatNgramSize never repeats an n-gram; repetitionPenalty changes greedy output', async () => {
+  const model = await Mamba.load(path.join(ROOT, 'models', 'default'));
+  const prompt = model.encode('The jury said');
+  const n = 3;
+  const ids = [...prompt, ...(await model.generate(prompt, { maxNewTokens: 60, noRepeatNgramSize: n }))];
+  const grams = new Set();
+  for (let i = 0; i + n <= ids.length; i++) {
+    const g = ids.slice(i, i + n).join(',');
+    assert.ok(!grams.has(g), `3-gram ${g} repeated at ${i}`);
+    grams.add(g);
+  }
+  const plain = await model.generate(prompt, { maxNewTokens: 40 });
+  const penal = await model.generate(prompt, { maxNewTokens: 40, repetitionPenalty: 1.3 });
+  const distinct = (a) => new Set(a).size / a.length;
+  console.log(`greedy distinct-1 ${distinct(plain).toFixed(2)}, with repetitionPenalty 1.3 ${distinct(penal).toFixed(2)}`);
+  assert.notDeepEqual(penal, plain);
+  assert.ok(distinct(penal) >= distinct(plain));
   model.dispose();
 });

@@ -3,7 +3,7 @@
 // (softmax with temperature, truncated by top-k / top-p and renormalised).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSampler, topIndices, argmax, createRng } from '../bindings/sampler.js';
+import { createSampler, topIndices, argmax, createRng, processLogits } from '../bindings/sampler.js';
 import { TOL } from './helpers.mjs';
 
 test('topIndices equals a full sort; argmax takes the first of ties', () => {
@@ -70,4 +70,27 @@ test('same seed, same tokens; greedy ignores the seed', () => {
   const b = createSampler({ temperature: 1, seed: 9 });
   for (let i = 0; i < 100; i++) assert.equal(a(row), b(row));
   assert.equal(createSampler({ temperature: 0, seed: 1 })(row), 1);
+});
+
+test('repetitionPenalty and noRepeatNgramSize as Hugging Face defines them; minP truncation', () => {
+  const row = Float32Array.from([2, -1, 0.5, 3, -2]);
+  // CTRL: seen ids divided by p when positive, multiplied when negative; unseen unchanged
+  assert.deepEqual(Array.from(processLogits(row, [0, 1, 1], 2, 0)), [1, -2, 0.5, 3, -2]);
+  assert.equal(processLogits(row, [0], 1, 0), row, 'off: the row itself');
+  // no-repeat 2-grams: history 3 0 ... 3 -> 0 is banned after 3
+  const h = [3, 0, 2, 3];
+  const out = processLogits(row, h, 1, 2);
+  assert.equal(out[0], -Infinity);
+  assert.deepEqual(Array.from(out).filter((v) => v === -Infinity).length, 1);
+  // 3-grams: prefix (2, 3) never seen before: nothing banned
+  assert.ok(Array.from(processLogits(row, h, 1, 3)).every(Number.isFinite));
+  // greedy with the ban picks the next best
+  assert.equal(createSampler({ noRepeatNgramSize: 2 })(Float32Array.from([5, 0, 0, 1, 0]), h), 3);
+  // min-p keeps p >= minP * p_max: with logits [0, -0.5, -3] at T=1 and minP 0.5 only the first two
+  const s = createSampler({ temperature: 1, minP: 0.5, seed: 3 });
+  const seen = new Set();
+  for (let i = 0; i < 300; i++) seen.add(s(Float32Array.from([0, -0.5, -3])));
+  assert.deepEqual([...seen].sort(), [0, 1]);
+  for (const o of [{ repetitionPenalty: 0 }, { repetitionPenalty: -1 }, { noRepeatNgramSize: 1.5 }, { minP: 2 }])
+    assert.throws(() => createSampler(o), (e) => e.code === 'invalid_argument', JSON.stringify(o));
 });

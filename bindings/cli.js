@@ -3,8 +3,9 @@
 // from the embedded default model (models/default) or from --model (a directory, URL or hub id);
 // `memba finetune` trains a Memba adapter on a text file and writes it in the PEFT format;
 // `memba score` prints the log-likelihood of continuations (multiple-choice scoring);
-// `memba inspect` shows the LIM membrane per layer and position. Progress goes to stderr,
-// results to stdout.
+// `memba eval` the accuracy (acc, acc_norm) on a multiple-choice task file (JSONL);
+// `memba ppl` the perplexity of a text file; `memba inspect` shows the LIM membrane per layer
+// and position. Progress goes to stderr, results to stdout.
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Mamba } from './mamba.js';
@@ -19,6 +20,9 @@ commands:
   generate [prompt]          continue a prompt (text, or --ids 1,2,3) and print the new text
   finetune <file>            train a Memba adapter on a file (--format); writes --out DIR (PEFT format)
   score <context> <cont>...  log-likelihood of each continuation after the context
+  eval <task.jsonl>          multiple-choice accuracy (acc, acc_norm, n) on a task file: one
+                             {"context": ..., "choices": [" a", " b"], "gold": 0} per line
+  ppl <file.txt>             perplexity of a text file (sliding windows): perplexity, nll, tokens
   inspect <text>             the LIM membrane of each layer and position (needs an adapter with LIM)
   help                       this text
 
@@ -47,18 +51,33 @@ finetune:
                            such object, or {"text": ...}, per line
   --val FILE | --val-split F   held-out text (or the last fraction F of the file): its loss and
                            perplexity before and after every epoch; the best adapter is kept
+eval:
+  --limit N                only the first N items
+  --json                   print the result as one JSON object
+ppl:
+  --seq-len N              window length in tokens (default 1024, capped to the text)
+  --stride S               step between windows (default: seq-len, non-overlapping)
+  --json                   print the result as one JSON object
 inspect:
   --json FILE              also write every layer's gate inputs and membranes as JSON
 `;
 
-function parseArgs(argv) {
+// eval and ppl take --json as a flag (print JSON); inspect takes --json FILE
+const JSON_FLAG = new Set(['eval', 'ppl']);
+
+function parseArgs(argv, cmd) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'limit', 'stride', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram']);
+  const flags = new Set(['quiet', 'help']);
+  if (JSON_FLAG.has(cmd)) {
+    takes.delete('json');
+    flags.add('json');
+  }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a.startsWith('--')) {
       const [k, inline] = a.slice(2).split('=', 2);
-      if (k === 'quiet' || k === 'help') opts[k] = true;
+      if (flags.has(k)) opts[k] = true;
       else if (takes.has(k)) {
         const v = inline ?? argv[++i];
         if (v === undefined) throw usage(`--${k} needs a value`);
@@ -289,17 +308,67 @@ async function score(opts) {
   model.dispose();
 }
 
+function readText(file, what) {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw usage(`${what}: cannot read ${file}: ${err.code ?? err.message}`);
+  }
+}
+
+/** A one-line counter on stderr (a terminal only), cleared when done. */
+function counter(quiet, label) {
+  if (quiet || !process.stderr.isTTY) return { tick: undefined, done: () => {} };
+  return {
+    tick: (i, n, extra = '') => process.stderr.write(`\r${label} ${i}/${n}${extra}`.padEnd(60)),
+    done: () => process.stderr.write(`\r${''.padEnd(60)}\r`),
+  };
+}
+
+async function evalTask(opts) {
+  const [file] = opts._;
+  if (!file) throw usage('eval needs a task file (JSONL)');
+  const task = readText(file, 'eval');
+  const limit = opts.limit === undefined ? undefined : num(opts, 'limit', 0, { integer: true });
+  const model = await loadModel(opts);
+  if (!model.hasTokenizer) throw usage('eval needs a model with a tokenizer.json');
+  const c = counter(opts.quiet, 'eval item');
+  const res = await model.evaluate(task, { limit, onProgress: c.tick && ((p) => c.tick(p.item, p.items, ` acc ${p.acc.toFixed(3)}`)) });
+  c.done();
+  if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+  else process.stdout.write(`acc\t${res.acc.toFixed(4)}\nacc_norm\t${res.acc_norm.toFixed(4)}\nn\t${res.n}\n`);
+  model.dispose();
+}
+
+async function ppl(opts) {
+  const [file] = opts._;
+  if (!file) throw usage('ppl needs a text file');
+  const text = readText(file, 'ppl');
+  const seqLen = opts['seq-len'] === undefined ? undefined : num(opts, 'seq-len', 0, { integer: true });
+  const stride = opts.stride === undefined ? undefined : num(opts, 'stride', 0, { integer: true });
+  const model = await loadModel(opts);
+  if (!model.hasTokenizer) throw usage('ppl needs a model with a tokenizer.json');
+  const c = counter(opts.quiet, 'ppl window');
+  const res = await model.perplexity(text, { seqLen, stride, onProgress: c.tick && ((p) => c.tick(p.window, p.windows)) });
+  c.done();
+  if (opts.json) process.stdout.write(`${JSON.stringify(res)}\n`);
+  else process.stdout.write(`perplexity\t${res.perplexity.toFixed(4)}\nnll\t${res.nll.toFixed(6)}\ntokens\t${res.tokens}\n`);
+  model.dispose();
+}
+
 async function main() {
   const [cmd, ...rest] = process.argv.slice(2);
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(HELP);
     return;
   }
-  const opts = parseArgs(rest);
+  const opts = parseArgs(rest, cmd);
   if (cmd === 'generate') await generate(opts);
   else if (cmd === 'finetune') await finetune(opts);
   else if (cmd === 'score') await score(opts);
   else if (cmd === 'inspect') await inspect(opts);
+  else if (cmd === 'eval') await evalTask(opts);
+  else if (cmd === 'ppl') await ppl(opts);
   else throw usage(`unknown command '${cmd}'`);
 }
 

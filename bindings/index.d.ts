@@ -174,6 +174,40 @@ export class Trainer {
   memory(): { storedLayers: number; activationBytes: number; heapBytes: number };
 }
 
+export interface PerplexityOptions {
+  /** window length in tokens (default 1024, capped to the text); at least 2 */
+  seqLen?: number;
+  /** step between window starts, in [1, seqLen] (default seqLen: non-overlapping windows) */
+  stride?: number;
+  /** checked between windows: rejects with an AbortError */
+  signal?: AbortSignal;
+  /** after each window; tokens: scored so far */
+  onProgress?: (p: { window: number; windows: number; tokens: number }) => void;
+}
+/** nll: mean negative log-likelihood per scored token (natural log); perplexity = exp(nll);
+ * tokens: scored tokens (total - 1 when windows overlap or there is one; total - windows with stride = seqLen) */
+export interface PerplexityResult { perplexity: number; nll: number; tokens: number }
+
+/** One multiple-choice item (a JSONL line of a task file; other fields are ignored). */
+export interface TaskItem {
+  context: string;
+  /** at least 2; tokenised as given, so each carries its separator (" answer", as lm-eval's target_delimiter) */
+  choices: string[];
+  /** index of the correct choice */
+  gold: number;
+}
+export interface EvaluateOptions {
+  /** only the first `limit` items */
+  limit?: number;
+  /** checked between items: rejects with an AbortError */
+  signal?: AbortSignal;
+  /** after each item, with the running accuracies */
+  onProgress?: (p: { item: number; items: number; acc: number; acc_norm: number }) => void;
+}
+/** acc: fraction of items whose highest log-likelihood choice is gold (ties: lowest index);
+ * acc_norm: the same with log-likelihoods divided by the choice's UTF-8 byte length; n: items scored */
+export interface EvaluateResult { acc: number; acc_norm: number; n: number }
+
 export class Mamba {
   static load(source: ModelSource, options?: LoadOptions): Promise<Mamba>;
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
@@ -184,6 +218,10 @@ export class Mamba {
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean }): Promise<Tensor & { hidden?: Tensor }>;
   scoreTokens(ids: TokenIds | TokenIds[], from?: number): Promise<Tensor>;
   loglikelihood(contextIds: TokenIds, continuationIds: TokenIds): Promise<number>;
+  /** sliding-window perplexity of a text (needs a tokenizer) or of one sequence of ids, with the active adapter */
+  perplexity(textOrIds: string | TokenIds, options?: PerplexityOptions): Promise<PerplexityResult>;
+  /** multiple-choice accuracy (lm-evaluation-harness scoring) of items or a JSONL string of them; needs a tokenizer */
+  evaluate(task: TaskItem[] | string, options?: EvaluateOptions): Promise<EvaluateResult>;
   createState(options?: { batch?: number }): DecodeState;
   generate(promptIds: TokenIds, options?: GenerateOptions): Promise<number[]>;
   stream(promptIds: TokenIds, options?: GenerateOptions): AsyncGenerator<number, void, void>;

@@ -1,9 +1,9 @@
 // mamba.js: the public Mamba class: a Mamba-1 model in the C core (loaded from a checkpoint by
 // load.js, or random), its forward passes, decoding with an explicit recurrent state
 // (decode-state.js), generation and streaming of tokens and text, log-likelihood scoring,
-// tokenisation, Memba adapters (create, load, activate: adapter.js), fine-tuning (createTrainer:
-// trainer.js), LIM inspection, and the backend choice (WASM, or each layer's scan on WebGPU:
-// gpu.js). Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
+// perplexity and multiple-choice evaluation (eval.js), tokenisation, Memba adapters (create,
+// load, activate: adapter.js), fine-tuning (createTrainer: trainer.js), LIM inspection, and the
+// backend choice (WASM, or each layer's scan on WebGPU: gpu.js). Every failure is a MembaError; cancelled calls reject with name 'AbortError'; after
 // any error the model stays usable. Deliberately not here: file formats (checkpoint.js,
 // safetensors.js, source.js), the C ABI (abi.js), sampling math (sampler.js), the Worker
 // transport (remote.js, worker.js).
@@ -17,6 +17,7 @@ import { DecodeState } from './decode-state.js';
 import { chooseBackend, gpuRun } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
+import { perplexity, evaluate } from './eval.js';
 
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
 export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
@@ -173,8 +174,12 @@ export class Mamba {
     this._alive();
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
     if (!Number.isInteger(from) || from < 1 || from > L) throw invalid(`from must be an integer in [1, ${L}]`);
+    return this._score(flat, B, L, from, this._adapter);
+  }
+
+  /** scoreTokens of validated ids with a given adapter (eval.js pins one for a whole run). */
+  _score(flat, B, L, from, adapter) {
     const e = this._engine;
-    const adapter = this._adapter;
     return this._exclusive(async () => {
       const viaGpu = await gpuRun(this, flat, B, L, 0, (idp) =>
         e.withAlloc(B * L * 4, (op) => {
@@ -211,6 +216,30 @@ export class Mamba {
     let sum = 0;
     for (let t = ctx.L; t < ids.length; t++) sum += data[t];
     return sum;
+  }
+
+  /**
+   * Perplexity of a text (or one sequence of token ids) by the sliding-window recipe: windows of
+   * at most seqLen tokens (default 1024, capped to the text) advancing by stride (default
+   * seqLen); each token is scored once, conditioned on the window's earlier tokens (eval.js).
+   * @param {{ seqLen?: number, stride?: number, signal?: AbortSignal,
+   *           onProgress?: (p: { window: number, windows: number, tokens: number }) => void }} [opts]
+   * @returns {Promise<{ perplexity: number, nll: number, tokens: number }>}
+   */
+  perplexity(textOrIds, opts = {}) {
+    return perplexity(this, textOrIds, opts);
+  }
+
+  /**
+   * Multiple-choice accuracy of a task, scored as lm-evaluation-harness does (eval.js): items
+   * { context, choices, gold } as an array or a JSONL string; choices carry their own leading
+   * space (" answer"). acc_norm divides each log-likelihood by the choice's UTF-8 byte length.
+   * @param {{ signal?: AbortSignal, limit?: number,
+   *           onProgress?: (p: { item: number, items: number, acc: number, acc_norm: number }) => void }} [opts]
+   * @returns {Promise<{ acc: number, acc_norm: number, n: number }>}
+   */
+  evaluate(task, opts = {}) {
+    return evaluate(this, task, opts);
   }
 
   /** Makes the C model use `adapter` (null = base) for the next call. */

@@ -44,7 +44,8 @@ finetune:
   --out DIR                where the adapter goes (required)
   --r R --alpha A          LoRA rank (8) and alpha (16)
   --targets LIST           comma-separated: in_proj,out_proj (default), x_proj, dt_proj, in_proj.x, in_proj.z
-  --lim SPEC               LIM settings, e.g. chunk_size=16,cross_layer=first (default), or 'paper', or 'off'
+  --lim SPEC               add a LIM gate: e.g. chunk_size=16,cross_layer=first, or 'paper' (the
+                           paper's settings); default 'off' (LoRA only: measured best, see README)
   --epochs N --seq-len L --batch-size B --lr LR --seed S   defaults 2, 128, 4, 2e-3, 0
   --format text|instruct|jsonl  text (default); instruct: a JSON list of {instruction, input, output}
                            (commonsense_170k): Alpaca prompts, loss on the output only; jsonl: one
@@ -163,8 +164,7 @@ function parseData(raw, format, name) {
 
 /** "chunk_size=16,cross_layer=first" -> { chunk_size: 16, cross_layer: 'first' } */
 function parseLim(spec) {
-  if (spec === undefined) return { chunk_size: 16, cross_layer: 'first' };
-  if (spec === 'off') return null;
+  if (spec === undefined || spec === 'off') return null; // LoRA only: the measured best (training/study)
   if (spec === 'paper') return true;
   const out = {};
   for (const kv of spec.split(',')) {

@@ -46,6 +46,8 @@ test('demo in headless Chromium: load in a worker, generate, fine-tune (loss fal
     const out = await page.textContent('#output');
     console.log(`generated: ${JSON.stringify(out)}`);
     assert.ok(out.startsWith(prompt) && out.length > prompt.length + 5, 'text appeared after the prompt');
+    assert.equal(await page.isChecked('#use-lim'), false, 'LoRA only by default (training/study)');
+    await page.check('#use-lim'); // the membrane heatmap below needs a LIM gate
     await page.fill('#steps', '24');
     await page.fill('#seq-len', '16');
     await page.fill('#lr', '0.01');

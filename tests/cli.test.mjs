@@ -27,7 +27,7 @@ test('memba finetune writes a PEFT adapter + memba_config.json; generate, score 
   const text = path.join(dir, 'notes.txt');
   fs.writeFileSync(text, 'The little robot liked to paint the sea. The little robot painted the sea blue. '.repeat(6));
   const out = path.join(dir, 'adapter');
-  const r = cli('finetune', text, '--out', out, '--epochs', '3', '--seq-len', '32', '--batch-size', '2', '--lr', '0.005');
+  const r = cli('finetune', text, '--out', out, '--epochs', '3', '--seq-len', '32', '--batch-size', '2', '--lr', '0.005', '--lim', 'chunk_size=16,cross_layer=first');
   assert.equal(r.status, 0, r.stderr);
   console.log(r.stdout.trim());
   const m = /loss ([\d.]+) -> ([\d.]+)/.exec(r.stdout);

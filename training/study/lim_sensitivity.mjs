@@ -6,7 +6,7 @@
 // adapter and text samples. Writes results.json, results.md and plots (SVG) next to itself.
 //   apt-get install bible-kjv     # the `bible` reader and the KJV text (Debian)
 //   node training/study/lim_sensitivity.mjs [--budget 16384] [--seeds 2] [--jobs 2] [--only a,b]
-// Train: Genesis and Exodus. Held out (disjoint): the Gospel of Matthew, chapters 1-10.
+// Train: the start of Genesis (the first `budget` tokens). Held out (disjoint): Matthew 1-7.
 // Every run uses only the public package API. Deliberately not here: the library itself.
 import { spawnSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -62,7 +62,7 @@ const PROMPT = 'And it came to pass, when';
 /** One variant and seed: fresh and trained held-out perplexity, samples. */
 async function runOne({ variant, seed, budget, seqLen, lr }) {
   const train = kjv('Gen1:1-Exod40:38');
-  const held = kjv('Matt1:1-Matt10:42');
+  const held = kjv('Matt1:1-Matt7:29');
   const model = await Mamba.load(MODEL);
   const heldIds = model.encode(held);
   const ppl = async () => (await model.perplexity(heldIds, { seqLen })).perplexity;
@@ -70,7 +70,9 @@ async function runOne({ variant, seed, budget, seqLen, lr }) {
   if (variant.adapter) {
     model.createAdapter({ ...variant.adapter, seed });
     out.freshPpl = await ppl();
-    const trainIds = model.encode(train).slice(0, budget + 1);
+    // encode a prefix long enough for the budget (a BPE token is >= 1 character)
+    const trainIds = model.encode(train.slice(0, (budget + 1) * 8)).slice(0, budget + 1);
+    if (trainIds.length < budget + 1) throw new Error(`the training text has only ${trainIds.length} tokens`);
     const steps = Math.ceil(budget / seqLen);
     const tr = model.createTrainer({ lr, clipNorm: 1, seed, schedule: { type: 'cosine', warmupSteps: Math.min(10, steps >> 3), totalSteps: steps } });
     const t0 = performance.now();
@@ -154,7 +156,7 @@ async function main() {
     return { name, group, seeds: rs.length, ppl: mean(rs.map((r) => r.ppl)), pplAll: rs.map((r) => r.ppl),
       freshPpl: rs[0].freshPpl === undefined ? null : mean(rs.map((r) => r.freshPpl)), greedy: rs[0].greedy, sampled: rs[0].sampled };
   });
-  const meta = { date: new Date().toISOString(), machine: `${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}`, budget, seqLen, lr, seeds, train: 'KJV Genesis + Exodus (first budget tokens)', heldOut: 'KJV Matthew 1-10', prompt: PROMPT };
+  const meta = { date: new Date().toISOString(), machine: `${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}`, budget, seqLen, lr, seeds, train: 'KJV Genesis (its first budget tokens)', heldOut: 'KJV Matthew 1-7', prompt: PROMPT };
   fs.writeFileSync(path.join(HERE, 'results.json'), JSON.stringify({ meta, rows, runs: results }, null, 2));
   const md = [`# LIM sensitivity study: results`, '', `${meta.date.slice(0, 16)} UTC, ${meta.machine}. Fine-tuning budget ${budget} tokens (seq ${seqLen}, batch 1, AdamW lr ${lr}, cosine, clip 1), ${seeds} seeds; LoRA r=8, alpha=16. Train: ${meta.train}; held out: ${meta.heldOut}. Perplexity per token of the held-out text (windows of ${seqLen}).`, '',
     '| variant | held-out ppl (mean of seeds) | per seed | with a fresh adapter |', '|---|---|---|---|',

@@ -5,7 +5,7 @@
 // output and cross-layer transfer, with 2 seeds; plus the perplexity with a fresh (untrained)
 // adapter and text samples. Writes results.json, results.md and plots (SVG) next to itself.
 //   apt-get install bible-kjv     # the `bible` reader and the KJV text (Debian)
-//   node training/study/lim_sensitivity.mjs [--budget 16384] [--seeds 2] [--jobs 2] [--only a,b]
+//   node training/study/lim_sensitivity.mjs [--budget 16384] [--seeds 2] [--jobs 2] [--only group,..] [--tag T]
 // Train: the start of Genesis (the first `budget` tokens). Held out (disjoint): Matthew 1-7.
 // Every run uses only the public package API. Deliberately not here: the library itself.
 import { spawnSync, spawn } from 'node:child_process';
@@ -54,6 +54,9 @@ function variants() {
   for (const v_th of [0.5, 1, 2]) memba('v_th', `v_th=${v_th}`, { ...LIM, v_th });
   for (const output of ['post_reset', 'pre_reset']) memba('output', `output=${output}`, { ...LIM, output });
   for (const cross of ['mean', 'first', 'none']) memba('cross_layer', `cross_layer=${cross}`, { ...LIM, cross_layer: cross });
+  // the three least harmful settings of the sweeps, combined (run with --only combo --tag combo)
+  memba('combo', 'pre_reset + v_th=2', { ...LIM, v_th: 2, output: 'pre_reset' });
+  memba('combo', 'pre_reset + v_th=2 + tau=0.25', { ...LIM, tau: 0.25, v_th: 2, output: 'pre_reset' });
   return v;
 }
 
@@ -126,10 +129,12 @@ async function main() {
   const seqLen = Number(opt('seq-len', 128));
   const lr = Number(opt('lr', 3e-3));
   const only = opt('only', null)?.split(',');
+  const tag = opt('tag', null); // results-TAG.* instead of results.* (a partial run keeps the full one)
+  const stem = tag ? `results-${tag}` : 'results';
   // a setting that several sweeps share (chunk_size=16 is tau=0.5 is v_th=1 ...) runs once
   const key = (v) => JSON.stringify(v.adapter);
   const runs = [];
-  const wanted = variants().filter((v) => !only || only.includes(v.group));
+  const wanted = variants().filter((v) => (only ? only.includes(v.group) : v.group !== 'combo'));
   for (const variant of wanted) {
     if (runs.some((r) => key(r.variant) === key(variant))) continue;
     for (let s = 0; s < (variant.adapter ? seeds : 1); s++) runs.push({ variant, seed: s + 1, budget, seqLen, lr });
@@ -157,15 +162,15 @@ async function main() {
       freshPpl: rs[0].freshPpl === undefined ? null : mean(rs.map((r) => r.freshPpl)), greedy: rs[0].greedy, sampled: rs[0].sampled };
   });
   const meta = { date: new Date().toISOString(), machine: `${os.cpus()[0]?.model}, ${os.cpus().length} cores, node ${process.version}`, budget, seqLen, lr, seeds, train: 'KJV Genesis (its first budget tokens)', heldOut: 'KJV Matthew 1-7', prompt: PROMPT };
-  fs.writeFileSync(path.join(HERE, 'results.json'), JSON.stringify({ meta, rows, runs: results }, null, 2));
+  fs.writeFileSync(path.join(HERE, `${stem}.json`), JSON.stringify({ meta, rows, runs: results }, null, 2));
   const md = [`# LIM sensitivity study: results`, '', `${meta.date.slice(0, 16)} UTC, ${meta.machine}. Fine-tuning budget ${budget} tokens (seq ${seqLen}, batch 1, AdamW lr ${lr}, cosine, clip 1), ${seeds} seeds; LoRA r=8, alpha=16. Train: ${meta.train}; held out: ${meta.heldOut}. Perplexity per token of the held-out text (windows of ${seqLen}).`, '',
     '| variant | held-out ppl (mean of seeds) | per seed | with a fresh adapter |', '|---|---|---|---|',
     ...rows.map((r) => `| ${r.name} | ${r.ppl.toFixed(2)} | ${r.pplAll.map((x) => x.toFixed(2)).join(', ')} | ${r.freshPpl === null ? '' : r.freshPpl.toFixed(2)} |`),
     '', '## Samples (seed 1; prompt "' + PROMPT + '")', '',
     ...rows.flatMap((r) => [`- **${r.name}**, greedy: ${JSON.stringify(r.greedy)}`, `  sampled (T 0.8, top-p 0.95): ${JSON.stringify(r.sampled)}`]), ''];
-  fs.writeFileSync(path.join(HERE, 'results.md'), md.join('\n'));
-  fs.writeFileSync(path.join(HERE, 'ppl.svg'), barChart(rows, `Held-out perplexity after ${budget} tokens of KJV fine-tuning`));
-  process.stderr.write(`wrote results.json, results.md, ppl.svg in ${path.relative(process.cwd(), HERE) || '.'}\n`);
+  fs.writeFileSync(path.join(HERE, `${stem}.md`), md.join('\n'));
+  fs.writeFileSync(path.join(HERE, tag ? `ppl-${tag}.svg` : 'ppl.svg'), barChart(rows, `Held-out perplexity after ${budget} tokens of KJV fine-tuning`));
+  process.stderr.write(`wrote ${stem}.json, ${stem}.md and the plot in ${path.relative(process.cwd(), HERE) || '.'}\n`);
 }
 
 main().catch((err) => {

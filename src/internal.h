@@ -17,6 +17,18 @@ mb_status mb_fail(mb_status st, const char *fmt, ...) __attribute__((format(prin
 void mb_clear_error(void);
 extern int mb_simd_enabled;
 
+/* ---- sizes: a*b*c floats, or 0 with *ovf set when the bytes do not fit size_t (wasm32: 4 GB).
+ * Buffers sized from dims and user settings (a LIM chunk_size, a batch) go through this. ---- */
+static inline size_t floats3(size_t a, size_t b, size_t c, int *ovf) {
+  size_t ab, abc, bytes;
+  if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, c, &abc) ||
+      __builtin_mul_overflow(abc, sizeof(float), &bytes)) {
+    *ovf = 1;
+    return 0;
+  }
+  return abc;
+}
+
 /* ---- scalar helpers (error.c) ---- */
 float silu_f(float x);
 float softplus_f(float x); /* softplus(v) = v for v > 20 (PyTorch threshold) */

@@ -178,3 +178,21 @@ test('bad adapters and settings are typed errors; the model is unchanged after t
   void pc;
   model.dispose();
 });
+
+test('a causal LIM chunk_size longer than the sequence: forward equals the recurrent prefill; an impossible one is oom', async () => {
+  const model = await Mamba.load(fixture('mamba-tiny'));
+  const ids = [3, 14, 15, 9, 26, 5];
+  model.createAdapter({ lora: null, lim: { chunk_size: 100000, cross_layer: 'first' } });
+  const full = (await model.forward(ids)).data;
+  const st = model.createState();
+  const last = st.prefill(ids);
+  st.dispose();
+  const V = model.config.vocabSize;
+  const d = assertClose('chunk 100000 > L: prefill vs full forward (last position)', last, full.subarray((ids.length - 1) * V), 'decode_vs_forward_rel');
+  assert.ok(d >= 0);
+  model.createAdapter({ lora: null, lim: { chunk_size: 2 ** 30, cross_layer: 'first' } });
+  await assert.rejects(model.forward(ids), (e) => e instanceof MembaError && e.code === 'oom', 'sizes that wrap at 32 bits fail as oom');
+  model.setAdapter(null);
+  assert.equal((await model.forward(ids)).data.length, ids.length * V, 'the model is still usable');
+  model.dispose();
+});

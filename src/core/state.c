@@ -27,7 +27,14 @@ mb_status mb_state_new(const mb_model *m, int batch, mb_state **out) {
   /* a causal LIM adapter keeps its membrane [c, E] per layer and sequence */
   const mb_adapter *ad = m->adapter;
   if (ad && ad->cfg.lim && mb_adapter_causal(ad)) s->lim_c = ad->cfg.chunk_size;
-  s->numel = per_seq(s) * batch * s->n_layer;
+  /* per sequence and layer, in 64 bits (each term < 2^55): the membrane term grows with chunk_size */
+  uint64_t seq = (uint64_t)(s->K - 1) * s->E + (uint64_t)s->E * s->N + (uint64_t)s->lim_c * s->E;
+  int ovf = seq > SIZE_MAX / sizeof(float);
+  s->numel = ovf ? 0 : floats3((size_t)seq, (size_t)batch, (size_t)s->n_layer, &ovf);
+  if (ovf) {
+    free(s);
+    return mb_fail(MB_ERR_OOM, "a decode state for batch %d does not fit this address space", batch);
+  }
   s->data = calloc(s->numel, sizeof(float));
   if (!s->data) {
     free(s);

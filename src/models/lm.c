@@ -65,9 +65,14 @@ static mb_status acts_ensure(mb_model *m, int B, int L) {
   size_t bt = (size_t)B * L, d = c->d_model, E = c->d_inner, R = c->dt_rank, DBC = R + 2 * c->d_state;
   size_t r = ad ? (size_t)ad->cfg.r : 0, lim = ad && ad->cfg.lim;
   size_t cl = lim ? (size_t)lim_chunk_len(&ad->cfg, L) : 0;
-  size_t need[N_ACTS] = {bt * d, bt * d, bt * 2 * E, bt * E, bt * DBC, bt * R, bt * E, bt * E,
-                         bt * d, E * c->d_state, bt * r, lim * bt * E, lim * bt * E,
-                         (size_t)B * cl * E, cl * E, HEAD_ROWS * d};
+  int ovf = 0;
+  size_t need[N_ACTS] = {floats3(bt, d, 1, &ovf), floats3(bt, d, 1, &ovf), floats3(bt, 2, E, &ovf),
+                         floats3(bt, E, 1, &ovf), floats3(bt, DBC, 1, &ovf), floats3(bt, R, 1, &ovf),
+                         floats3(bt, E, 1, &ovf), floats3(bt, E, 1, &ovf), floats3(bt, d, 1, &ovf),
+                         floats3(E, c->d_state, 1, &ovf), floats3(bt, r, 1, &ovf),
+                         floats3(lim, bt, E, &ovf), floats3(lim, bt, E, &ovf),
+                         floats3((size_t)B, cl, E, &ovf), floats3(cl, E, 1, &ovf), floats3(HEAD_ROWS, d, 1, &ovf)};
+  if (ovf) return mb_fail(MB_ERR_OOM, "activations for %d x %d tokens (LIM chunk %zu) do not fit this address space", B, L, cl);
   float *fresh[N_ACTS] = {0};
   for (int i = 0; i < N_ACTS; i++) {
     if (need[i] <= a->caps[i]) continue;

@@ -8,27 +8,32 @@
 
 #include "train.h"
 
-static void ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz, size_t *fz) {
+/* Floats of every buffer for a (B, L) step; 0 when one of them does not fit the address space. */
+static int ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz, size_t *fz) {
   const mb_config *c = &m->cfg;
   const mb_adapter *ad = m->adapter;
   size_t d = c->d_model, E = c->d_inner, N = c->d_state, R = c->dt_rank, DBC = R + 2 * N;
   size_t BT = B * L, r = ad->cfg.r ? (size_t)ad->cfg.r : 1, nl = c->n_layer;
   size_t cl = ad->cfg.lim ? (size_t)lim_chunk_len(&ad->cfg, (int)L) : 1;
-  size_t in_max = d > E ? d : E, lim = ad->cfg.lim ? BT * E : 1, V = c->vocab_size;
-  size_t f[F_COUNT] = {[F_A] = BT * d, [F_XZ] = BT * 2 * E, [F_XC] = BT * E, [F_U] = BT * E,
-                       [F_DBC] = BT * DBC, [F_DL] = BT * R, [F_DLIN] = BT * E, [F_DELTA] = BT * E,
-                       [F_Y] = BT * E, [F_O] = BT * E, [F_STATES] = BT * E * N, [F_V] = lim,
+  int ovf = 0;
+#define F3(a, b, c_) floats3(a, b, c_, &ovf)
+  size_t in_max = d > E ? d : E, lim = ad->cfg.lim ? F3(BT, E, 1) : 1, V = c->vocab_size;
+  size_t f[F_COUNT] = {[F_A] = F3(BT, d, 1), [F_XZ] = F3(BT, 2, E), [F_XC] = F3(BT, E, 1), [F_U] = F3(BT, E, 1),
+                       [F_DBC] = F3(BT, DBC, 1), [F_DL] = F3(BT, R, 1), [F_DLIN] = F3(BT, E, 1), [F_DELTA] = F3(BT, E, 1),
+                       [F_Y] = F3(BT, E, 1), [F_O] = F3(BT, E, 1), [F_STATES] = F3(BT, E, N), [F_V] = lim,
                        [F_APRE] = lim, [F_POST] = lim};
   size_t per[W_COUNT] = {
-      [W_OUT] = BT * d, [W_DH] = BT * d, [W_DA] = BT * d, [W_DXZ] = BT * 2 * E, [W_DU] = BT * E,
-      [W_DDBC] = BT * DBC, [W_DDL] = BT * R, [W_DDELTA] = BT * E, [W_DDLIN] = BT * E,
-      [W_DY] = BT * E, [W_DG] = BT * E, [W_DO] = BT * E, [W_DPOST] = lim, [W_DS] = E * N,
-      [W_S0] = E * N, [W_DU0] = B * cl * E, [W_DUSCR] = cl * E, [W_LH] = BT * r, [W_LG] = BT * r,
-      [W_HIN] = nl * BT * d, [W_LIMIN] = ad->cfg.lim ? nl * B * cl * E : 1,
-      [W_HEAD] = HEAD_ROWS * V, [W_HF] = HEAD_ROWS * d, [W_DHF] = HEAD_ROWS * d, [W_HL] = BT * d,
-      [W_DROP] = ad->cfg.dropout > 0 ? BT * in_max : 1, [W_SSM] = E * N, [W_U] = cl * E};
+      [W_OUT] = F3(BT, d, 1), [W_DH] = F3(BT, d, 1), [W_DA] = F3(BT, d, 1), [W_DXZ] = F3(BT, 2, E), [W_DU] = F3(BT, E, 1),
+      [W_DDBC] = F3(BT, DBC, 1), [W_DDL] = F3(BT, R, 1), [W_DDELTA] = F3(BT, E, 1), [W_DDLIN] = F3(BT, E, 1),
+      [W_DY] = F3(BT, E, 1), [W_DG] = F3(BT, E, 1), [W_DO] = F3(BT, E, 1), [W_DPOST] = lim, [W_DS] = F3(E, N, 1),
+      [W_S0] = F3(E, N, 1), [W_DU0] = F3(B, cl, E), [W_DUSCR] = F3(cl, E, 1), [W_LH] = F3(BT, r, 1), [W_LG] = F3(BT, r, 1),
+      [W_HIN] = F3(nl, BT, d), [W_LIMIN] = ad->cfg.lim ? F3(nl * B, cl, E) : 1,
+      [W_HEAD] = F3(HEAD_ROWS, V, 1), [W_HF] = F3(HEAD_ROWS, d, 1), [W_DHF] = F3(HEAD_ROWS, d, 1), [W_HL] = F3(BT, d, 1),
+      [W_DROP] = ad->cfg.dropout > 0 ? F3(BT, in_max, 1) : 1, [W_SSM] = F3(E, N, 1), [W_U] = F3(cl, E, 1)};
+#undef F3
   memcpy(sz, per, sizeof per);
   memcpy(fz, f, sizeof f);
+  return !ovf;
 }
 
 static void sets_free(mb_train_ws *w) {
@@ -54,7 +59,8 @@ static void set_view(mb_train_ws *w, int k) {
 
 mb_status train_ws_ensure(mb_model *m, int B, int L) {
   size_t sz[W_COUNT], fz[F_COUNT];
-  ws_sizes(m, (size_t)B, (size_t)L, sz, fz);
+  if (!ws_sizes(m, (size_t)B, (size_t)L, sz, fz))
+    return mb_fail(MB_ERR_OOM, "training activations for %d x %d tokens do not fit this address space", B, L);
   mb_train_ws *w = m->train;
   if (!w) {
     w = calloc(1, sizeof *w);
@@ -70,7 +76,9 @@ mb_status train_ws_ensure(mb_model *m, int B, int L) {
     w->size[i] = sz[i];
   }
   size_t set_bytes = 0;
-  for (int i = 0; i < F_COUNT; i++) set_bytes += fz[i] * sizeof(float);
+  for (int i = 0; i < F_COUNT; i++)
+    if (__builtin_add_overflow(set_bytes, fz[i] * sizeof(float), &set_bytes))
+      return mb_fail(MB_ERR_OOM, "training activations of one layer do not fit this address space");
   int nl = m->cfg.n_layer;
   size_t fit = m->train_budget / set_bytes;
   int stored = fit >= (size_t)nl ? nl : (int)fit;

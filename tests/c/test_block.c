@@ -80,9 +80,7 @@ int main(void) {
                           MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, MB_LIM_NONE};
   mb_adapter *a = new_adapter(m, &ac);
   mb_adapter_init(a, 1);
-  size_t n;
-  float *blk = mb_adapter_block(a, 0, &n);
-  for (size_t i = 0; i < n; i++) blk[i] += 0.02f * (float)((i * 5) % 11) - 0.1f;
+  adapter_nudge(a, 0.1f);
   mb_model_set_adapter(m, a);
   check_reverse(m, "block reversed in time, LoRA + LIM (simd)");
   mb_adapter_free(a);

@@ -17,6 +17,13 @@ static inline mb_adapter *new_adapter(const mb_model *m, const mb_adapter_config
   return a;
 }
 
+/* adds a fixed pattern of +-amp to every LoRA tensor (lora_B included, so the branch counts) */
+static inline void adapter_nudge(mb_adapter *a, float amp) {
+  size_t n;
+  float *blk = mb_adapter_block(a, 0, &n);
+  for (size_t i = 0; i < n; i++) blk[i] += amp * ((float)((i * 7) % 13) / 6.0f - 1.0f);
+}
+
 static inline void load_param(mb_model *m, st_file *f, mb_param p, int layer, const char *name) {
   size_t want = 0, got = 0;
   float *dst = mb_model_param(m, p, layer, &want);

@@ -43,7 +43,7 @@ import { MembaError, ErrorCodes } from './errors.js';
 const freeze = Object.freeze;
 
 /** mb_status (memba.h). */
-export const Status = freeze({ OK: 0, ERR_INVALID_ARG: 1, ERR_OOM: 2, ERR_SHAPE: 3, ERR_STATE: 4 });
+export const Status = freeze({ OK: 0, ERR_INVALID_ARG: 1, ERR_OOM: 2, ERR_SHAPE: 3, ERR_STATE: 4, ERR_NON_FINITE: 5 });
 
 /** mb_param (memba.h): parameter slots; global ones (layer -1) first, then per layer. */
 export const Param = freeze({
@@ -264,6 +264,7 @@ export const STATUS_CODES = freeze({
   [Status.ERR_OOM]: ErrorCodes.OOM,
   [Status.ERR_SHAPE]: ErrorCodes.SHAPE_MISMATCH,
   [Status.ERR_STATE]: ErrorCodes.INTERNAL,
+  [Status.ERR_NON_FINITE]: ErrorCodes.NON_FINITE,
 });
 
 function internal(msg) {

@@ -17,17 +17,38 @@ mb_status mb_fail(mb_status st, const char *fmt, ...) __attribute__((format(prin
 void mb_clear_error(void);
 extern int mb_simd_enabled;
 
-/* ---- sizes: a*b*c floats, or 0 with *ovf set when the bytes do not fit size_t (wasm32: 4 GB).
- * Buffers sized from dims and user settings (a LIM chunk_size, a batch) go through this. ---- */
+/* ---- sizes and allocation. Every size made from dims or user settings (a batch, a LIM
+ * chunk_size, a sequence length) is computed in 64 bits with these and checked before anything
+ * is allocated: a product or sum that wraps sets *ovf, and mb_alloc_floats / mb_calloc_floats
+ * (error.c) refuse counts whose bytes do not fit size_t (wasm32: 4 GB) or MB_ALLOC_LIMIT. ---- */
+static inline uint64_t sz_mul(uint64_t a, uint64_t b, int *ovf) {
+  uint64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) *ovf = 1;
+  return r;
+}
+static inline uint64_t sz_add(uint64_t a, uint64_t b, int *ovf) {
+  uint64_t r;
+  if (__builtin_add_overflow(a, b, &r)) *ovf = 1;
+  return r;
+}
+/* a*b*c floats as a size_t, or 0 with *ovf set when the bytes do not fit size_t */
 static inline size_t floats3(size_t a, size_t b, size_t c, int *ovf) {
-  size_t ab, abc, bytes;
-  if (__builtin_mul_overflow(a, b, &ab) || __builtin_mul_overflow(ab, c, &abc) ||
-      __builtin_mul_overflow(abc, sizeof(float), &bytes)) {
+  int o = 0;
+  uint64_t n = sz_mul(sz_mul(a, b, &o), c, &o);
+  if (o || n > SIZE_MAX / sizeof(float)) {
     *ovf = 1;
     return 0;
   }
-  return abc;
+  return (size_t)n;
 }
+/* The largest allocation the core makes, in bytes (a build may lower it: the fuzz harnesses do,
+ * so that a huge but well-formed size is an MB_ERR_OOM rather than a real 100 GB request). */
+#ifndef MB_ALLOC_LIMIT
+#define MB_ALLOC_LIMIT SIZE_MAX
+#endif
+float *mb_alloc_floats(uint64_t n);  /* malloc of n floats (n = 0: one); NULL when too large */
+float *mb_calloc_floats(uint64_t n); /* zeroed */
+void *mb_calloc_n(uint64_t n, size_t size);
 
 /* ---- scalar helpers (error.c) ---- */
 float silu_f(float x);
@@ -174,6 +195,7 @@ struct mb_adapter {
   const mb_model *model;
   float scale;        /* alpha / r, or alpha / sqrt(r) with rslora */
   int merged;
+  float *saved;       /* while merged: the base weights the merge changed, so unmerge is exact */
   float *block;       /* all LoRA tensors, one allocation */
   size_t block_numel;
   float **A, **B;     /* [n_layer * MB_T_COUNT]: lora_A [r, in], lora_B [out, r] or NULL */

@@ -20,6 +20,7 @@ typedef enum {
   MB_ERR_OOM = 2,         /* an allocation failed; nothing was changed */
   MB_ERR_SHAPE = 3,       /* sizes that do not fit together (state vs model, batch) */
   MB_ERR_STATE = 4,       /* a call out of order (model not finalised, ...) */
+  MB_ERR_NON_FINITE = 5,  /* a training update would leave NaN/Inf (or a NaN/Inf gradient): nothing changed */
 } mb_status;
 
 /* Last error message of the calling thread ("" when none): thread-local storage, so each thread
@@ -172,8 +173,9 @@ int mb_adapter_causal(const mb_adapter *a);
 /* The active adapter of m used by every forward, step and score (NULL = the base model). An
  * adapter must belong to m. Switching away from a merged adapter unmerges it first. */
 mb_status mb_model_set_adapter(mb_model *m, mb_adapter *a);
-/* Folds the active adapter's LoRA into the base weights (W += scale * B @ A) / takes it out again
- * (W -= scale * B @ A: restores W up to float rounding). LIM stays on. */
+/* Folds the active adapter's LoRA into the base weights (W += scale * B @ A) / takes it out again.
+ * Merge keeps a copy of the weight matrices it changes (their float32 bytes; MB_ERR_OOM, nothing
+ * changed, when that does not fit), so unmerge restores them bit for bit. LIM stays on. */
 mb_status mb_adapter_merge(mb_model *m, mb_adapter *a);
 mb_status mb_adapter_unmerge(mb_model *m, mb_adapter *a);
 int mb_adapter_merged(const mb_adapter *a);
@@ -211,7 +213,9 @@ typedef struct {
 } mb_adamw;
 /* One AdamW step (PyTorch semantics: decoupled weight decay, bias correction with step >= 1) on the
  * adapter's tensors from its gradient block, after global-norm clipping. grad_norm receives the
- * norm before clipping. A non-finite gradient changes nothing and is an error. */
+ * norm before clipping. Settings must be finite (lr, weight_decay, clip >= 0; eps > 0; betas in
+ * [0, 1)): MB_ERR_INVALID_ARG. A non-finite gradient, or an update that would leave any tensor or
+ * moment NaN/Inf, changes nothing and is MB_ERR_NON_FINITE. */
 mb_status mb_adamw_step(mb_adapter *a, const mb_adamw *opt, int step, float *grad_norm);
 /* Drops the AdamW moments (they are re-made as zeros at the next step). */
 mb_status mb_adapter_reset_optimizer(mb_adapter *a);

@@ -57,26 +57,31 @@ mb_status mb_adapter_new(const mb_model *m, const mb_adapter_config *cfg, mb_ada
   if (!m || !cfg) return mb_fail(MB_ERR_INVALID_ARG, "model or config is NULL");
   if (!config_valid(cfg)) return MB_ERR_INVALID_ARG;
   int nl = m->cfg.n_layer;
-  mb_adapter *a = calloc(1, sizeof *a);
+  mb_adapter *a = mb_calloc_n(1, sizeof *a);
   if (!a) return mb_fail(MB_ERR_OOM, "out of memory for adapter");
   a->cfg = *cfg;
   a->model = m;
   a->scale = cfg->r ? (cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r) : 0.0f;
-  size_t total = 0;
+  int ovf = 0;
+  uint64_t total = 0;
   for (int t = 0; t < MB_T_COUNT; t++) {
     if (!(cfg->targets & (1 << t))) continue;
     int in, out;
     lora_shape(&m->cfg, (mb_target)t, &in, &out);
-    total += (size_t)nl * cfg->r * ((size_t)in + out);
+    total = sz_add(total, sz_mul((uint64_t)nl * cfg->r, (uint64_t)in + out, &ovf), &ovf);
   }
-  a->A = calloc((size_t)nl * MB_T_COUNT, sizeof(float *));
-  a->B = calloc((size_t)nl * MB_T_COUNT, sizeof(float *));
-  a->block = calloc(total ? total : 1, sizeof(float));
+  if (ovf || total > SIZE_MAX / sizeof(float)) {
+    free(a);
+    return mb_fail(MB_ERR_OOM, "LoRA tensors of rank %d do not fit this address space", cfg->r);
+  }
+  a->A = mb_calloc_n((size_t)nl * MB_T_COUNT, sizeof(float *));
+  a->B = mb_calloc_n((size_t)nl * MB_T_COUNT, sizeof(float *));
+  a->block = mb_calloc_floats(total ? total : 1);
   if (!a->A || !a->B || !a->block) {
     mb_adapter_free(a);
     return mb_fail(MB_ERR_OOM, "out of memory for adapter tensors");
   }
-  a->block_numel = total;
+  a->block_numel = (size_t)total;
   float *p = a->block;
   for (int l = 0; l < nl; l++)
     for (int t = 0; t < MB_T_COUNT; t++) {
@@ -96,6 +101,7 @@ void mb_adapter_free(mb_adapter *a) {
   if (!a) return;
   mb_model *m = (mb_model *)a->model; /* the model outlives its adapters */
   if (m && m->adapter == a) mb_model_set_adapter(m, NULL);
+  free(a->saved);
   free(a->block);
   free(a->grad);
   free(a->m1);
@@ -159,9 +165,12 @@ static mb_status merge_check(const mb_model *m, const mb_adapter *a) {
   return MB_OK;
 }
 
-/* W += sign * scale * B @ A for every target of every layer */
-static void merge_all(mb_model *m, mb_adapter *a, float sign) {
+/* Every merged target of every layer: its base weight rows (w, out x in floats). */
+typedef void (*merge_fn)(mb_adapter *a, float *w, const float *A, const float *B, int out, int in, float *saved);
+
+static size_t for_each_target(mb_model *m, mb_adapter *a, merge_fn fn) {
   const mb_config *c = &m->cfg;
+  size_t off = 0;
   for (int l = 0; l < c->n_layer; l++) {
     for (int t = 0; t < MB_T_COUNT; t++) {
       const float *A = a->A[l * MB_T_COUNT + t], *B = a->B[l * MB_T_COUNT + t];
@@ -172,9 +181,21 @@ static void merge_all(mb_model *m, mb_adapter *a, float sign) {
                    : t == MB_T_DT_PROJ ? MB_P_DT_PROJ_W : MB_P_IN_PROJ_W;
       float *w = mb_model_param(m, p, l, NULL); /* f32 slots: merge_check said so */
       if (t == MB_T_IN_PROJ_Z) w += (size_t)c->d_inner * c->d_model;
-      lora_merge(w, A, B, sign * a->scale, out, in, a->cfg.r);
+      if (fn) fn(a, w, A, B, out, in, a->saved ? a->saved + off : NULL);
+      off += (size_t)out * in;
     }
   }
+  return off;
+}
+
+/* merge: keep the rows, then W += scale * B @ A; unmerge: put the kept rows back */
+static void merge_one(mb_adapter *a, float *w, const float *A, const float *B, int out, int in, float *saved) {
+  memcpy(saved, w, sizeof(float) * (size_t)out * in);
+  lora_merge(w, A, B, a->scale, out, in, a->cfg.r);
+}
+static void unmerge_one(mb_adapter *a, float *w, const float *A, const float *B, int out, int in, float *saved) {
+  (void)a, (void)A, (void)B;
+  memcpy(w, saved, sizeof(float) * (size_t)out * in);
 }
 
 mb_status mb_adapter_merge(mb_model *m, mb_adapter *a) {
@@ -184,8 +205,12 @@ mb_status mb_adapter_merge(mb_model *m, mb_adapter *a) {
   if (a->merged) return MB_OK;
   mb_status st = merge_check(m, a);
   if (st) return st;
+  size_t n = for_each_target(m, a, NULL); /* fits: these weights exist */
+  a->saved = mb_alloc_floats(n);
+  if (!a->saved)
+    return mb_fail(MB_ERR_OOM, "out of memory keeping the %zu MB of base weights a merge changes", n * sizeof(float) >> 20);
   m->split.open = 0; /* the weights change under an open split */
-  merge_all(m, a, 1.0f);
+  for_each_target(m, a, merge_one);
   a->merged = 1;
   return MB_OK;
 }
@@ -195,7 +220,9 @@ mb_status mb_adapter_unmerge(mb_model *m, mb_adapter *a) {
   if (!m || !a || a->model != m) return mb_fail(MB_ERR_INVALID_ARG, "adapter does not belong to this model");
   if (!a->merged) return MB_OK;
   m->split.open = 0;
-  merge_all(m, a, -1.0f);
+  for_each_target(m, a, unmerge_one); /* bit for bit the weights before the merge */
+  free(a->saved);
+  a->saved = NULL;
   a->merged = 0;
   return MB_OK;
 }

@@ -17,7 +17,7 @@ mb_status mb_state_new(const mb_model *m, int batch, mb_state **out) {
   *out = NULL;
   if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
   if (batch < 1 || batch > 65536) return mb_fail(MB_ERR_INVALID_ARG, "batch %d out of range", batch);
-  mb_state *s = calloc(1, sizeof *s);
+  mb_state *s = mb_calloc_n(1, sizeof *s);
   if (!s) return mb_fail(MB_ERR_OOM, "out of memory for decode state");
   s->batch = batch;
   s->n_layer = m->cfg.n_layer;
@@ -35,7 +35,7 @@ mb_status mb_state_new(const mb_model *m, int batch, mb_state **out) {
     free(s);
     return mb_fail(MB_ERR_OOM, "a decode state for batch %d does not fit this address space", batch);
   }
-  s->data = calloc(s->numel, sizeof(float));
+  s->data = mb_calloc_floats(s->numel);
   if (!s->data) {
     free(s);
     return mb_fail(MB_ERR_OOM, "out of memory for decode state");

@@ -9,12 +9,14 @@
 
 #include "../internal.h"
 
-static size_t param_numel(const mb_config *c, mb_param p) {
-  size_t d = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank;
+/* floats of a parameter, in 64 bits (every dim is < 2^25, so no product of two wraps) */
+static uint64_t param_numel(const mb_config *c, mb_param p) {
+  uint64_t d = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank;
+  uint64_t V = c->vocab_size;
   switch (p) {
-    case MB_P_EMBEDDING: return (size_t)c->vocab_size * d;
+    case MB_P_EMBEDDING: return V * d;
     case MB_P_NORM_F: return d;
-    case MB_P_LM_HEAD: return c->tied_head ? 0 : (size_t)c->vocab_size * d;
+    case MB_P_LM_HEAD: return c->tied_head ? 0 : V * d;
     case MB_P_NORM: return d;
     case MB_P_IN_PROJ_W: return 2 * E * d;
     case MB_P_IN_PROJ_B: return c->use_bias ? 2 * E : 0;
@@ -45,7 +47,8 @@ static int config_valid(const mb_config *c) {
 }
 
 /* the next numel floats of the block as an f32 slot (an empty slot for numel 0) */
-static mb_slot carve(float **p, size_t numel) {
+static mb_slot carve(float **p, uint64_t n) {
+  size_t numel = (size_t)n; /* fits: the whole block does */
   mb_slot s = {MB_DT_F32, numel ? *p : NULL, numel};
   *p += numel;
   return s;
@@ -56,27 +59,27 @@ mb_status mb_model_new(const mb_config *cfg, mb_model **out) {
   if (!out) return mb_fail(MB_ERR_INVALID_ARG, "out is NULL");
   *out = NULL;
   if (!config_valid(cfg)) return MB_ERR_INVALID_ARG;
-  mb_model *m = calloc(1, sizeof *m);
+  /* the whole block in 64 bits, checked before anything is allocated */
+  int ovf = 0;
+  uint64_t total = 0, per_layer = (uint64_t)cfg->d_inner * cfg->d_state; /* derived A */
+  for (int p = MB_P_EMBEDDING; p <= MB_P_LM_HEAD; p++) total = sz_add(total, param_numel(cfg, p), &ovf);
+  for (int p = MB_P_LAYER0; p < MB_P_COUNT; p++) per_layer = sz_add(per_layer, param_numel(cfg, p), &ovf);
+  total = sz_add(total, sz_mul(per_layer, (uint64_t)cfg->n_layer, &ovf), &ovf);
+  if (ovf) return mb_fail(MB_ERR_OOM, "a model of more than 2^64 bytes of float32 weights");
+  if (total > SIZE_MAX / sizeof(float))
+    return mb_fail(MB_ERR_OOM, "a model of %.0f MB of float32 weights does not fit this address space",
+                   (double)total * sizeof(float) / 1048576.0);
+  mb_model *m = mb_calloc_n(1, sizeof *m);
   if (!m) return mb_fail(MB_ERR_OOM, "out of memory allocating the model");
   m->cfg = *cfg;
-  size_t total = 0;
-  for (int p = MB_P_EMBEDDING; p <= MB_P_LM_HEAD; p++) total += param_numel(cfg, p);
-  size_t per_layer = 0;
-  for (int p = MB_P_LAYER0; p < MB_P_COUNT; p++) per_layer += param_numel(cfg, p);
-  per_layer += (size_t)cfg->d_inner * cfg->d_state; /* derived A */
-  if (per_layer > (SIZE_MAX / sizeof(float) - total) / (size_t)cfg->n_layer) {
-    free(m);
-    return mb_fail(MB_ERR_OOM, "model too large for this address space");
-  }
-  total += per_layer * cfg->n_layer;
-  m->block = malloc(total * sizeof(float));
-  m->layers = calloc((size_t)cfg->n_layer, sizeof(mb_layer));
+  m->block = mb_alloc_floats(total);
+  m->layers = mb_calloc_n((uint64_t)cfg->n_layer, sizeof(mb_layer));
   if (!m->block || !m->layers) {
-    mb_fail(MB_ERR_OOM, "out of memory allocating %zu MB of weights", total * sizeof(float) >> 20);
+    mb_fail(MB_ERR_OOM, "out of memory allocating %.0f MB of weights", (double)total * sizeof(float) / 1048576.0);
     free(m->block); free(m->layers); free(m);
     return MB_ERR_OOM;
   }
-  m->block_numel = total;
+  m->block_numel = (size_t)total;
   float *p = m->block;
   m->embedding = carve(&p, param_numel(cfg, MB_P_EMBEDDING));
   m->norm_f = carve(&p, param_numel(cfg, MB_P_NORM_F));

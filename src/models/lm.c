@@ -76,7 +76,7 @@ static mb_status acts_ensure(mb_model *m, int B, int L) {
   float *fresh[N_ACTS] = {0};
   for (int i = 0; i < N_ACTS; i++) {
     if (need[i] <= a->caps[i]) continue;
-    fresh[i] = malloc(need[i] * sizeof(float));
+    fresh[i] = mb_alloc_floats(need[i]);
     if (!fresh[i]) {
       for (int j = 0; j < i; j++) free(fresh[j]);
       return mb_fail(MB_ERR_OOM, "out of memory for activations of %zu tokens", bt);
@@ -223,7 +223,7 @@ mb_status mb_forward(mb_model *m, const int32_t *ids, int B, int L, mb_logits_mo
  * log p(ids[t] | ids[<t]) = logits(t-1)[ids[t]] - lse(logits(t-1)) for t in [from, L) */
 static mb_status score_head(mb_model *m, const int32_t *ids, int B, int L, int from, float *logprobs) {
   int d = m->cfg.d_model, V = m->cfg.vocab_size;
-  float *logits = malloc(sizeof(float) * HEAD_ROWS * (size_t)V);
+  float *logits = mb_alloc_floats(HEAD_ROWS * (size_t)V);
   if (!logits) return mb_fail(MB_ERR_OOM, "out of memory for scoring logits");
   memset(logprobs, 0, sizeof(float) * (size_t)B * L);
   for (int b = 0; b < B; b++)

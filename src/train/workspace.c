@@ -63,13 +63,13 @@ mb_status train_ws_ensure(mb_model *m, int B, int L) {
     return mb_fail(MB_ERR_OOM, "training activations for %d x %d tokens do not fit this address space", B, L);
   mb_train_ws *w = m->train;
   if (!w) {
-    w = calloc(1, sizeof *w);
+    w = mb_calloc_n(1, sizeof *w);
     if (!w) return mb_fail(MB_ERR_OOM, "out of memory for the training workspace");
     m->train = w;
   }
   for (int i = 0; i < W_COUNT; i++) {
     if (sz[i] <= w->size[i]) continue;
-    float *p = malloc(sz[i] * sizeof(float));
+    float *p = mb_alloc_floats(sz[i]);
     if (!p) return mb_fail(MB_ERR_OOM, "out of memory for training activations (%zu MB more)", sz[i] * 4 >> 20);
     free(w->buf[i]);
     w->buf[i] = p;
@@ -90,8 +90,8 @@ mb_status train_ws_ensure(mb_model *m, int B, int L) {
   }
   sets_free(w);
   int n_sets = stored < nl ? stored + 1 : nl;
-  w->sets = calloc((size_t)n_sets * F_COUNT, sizeof(float *));
-  w->acts = calloc((size_t)n_sets, sizeof(mb_block_acts));
+  w->sets = mb_calloc_n((size_t)n_sets * F_COUNT, sizeof(float *));
+  w->acts = mb_calloc_n((size_t)n_sets, sizeof(mb_block_acts));
   if (!w->sets || !w->acts) {
     sets_free(w);
     return mb_fail(MB_ERR_OOM, "out of memory for the training workspace");
@@ -99,7 +99,7 @@ mb_status train_ws_ensure(mb_model *m, int B, int L) {
   w->n_sets = n_sets;
   w->stored = stored;
   for (int k = 0; k < n_sets * F_COUNT; k++) {
-    w->sets[k] = malloc(fz[k % F_COUNT] * sizeof(float));
+    w->sets[k] = mb_alloc_floats(fz[k % F_COUNT]);
     if (!w->sets[k]) {
       sets_free(w);
       return mb_fail(MB_ERR_OOM, "out of memory for training activations (%zu MB per layer)", set_bytes >> 20);

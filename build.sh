@@ -6,6 +6,7 @@
 #   ./build.sh bench      build, then run the benchmark (WASM vs native, appends to bench/results.md);
 #                         ./build.sh bench --webgpu: WebGPU vs WASM (scan GB/s, prefill tokens/s)
 #   ./build.sh demo       build, then serve the browser demo on http://127.0.0.1:8080/demo/
+#   ./build.sh fuzz [S]   libFuzzer + ASan/UBSan on the C entry points (tests/fuzz/), S seconds in all (60)
 #   ./build.sh wasm | native | deps | clean
 # Unknown arguments are an error.
 set -euo pipefail
@@ -147,6 +148,37 @@ build_native() {
 
 build_all() { deps; build_wasm; build_native; }
 
+# The libFuzzer harnesses (tests/fuzz/fuzz_*.c), S seconds split between them. Each starts from its
+# committed seed corpus (tests/fuzz/corpus/NAME) plus what earlier runs here found (build/fuzz/NAME);
+# a crash leaves its input in build/fuzz/ and fails. MB_ALLOC_LIMIT turns a huge but well-formed
+# size into the OOM path instead of a real multi-GB request.
+run_fuzz() {
+  local total=$1 harnesses=(tests/fuzz/fuzz_*.c)
+  [[ "$total" =~ ^[0-9]+$ ]] && [ "$total" -ge 1 ] || { echo "build.sh fuzz: SECONDS must be a positive integer" >&2; exit 2; }
+  local each=$(( (total + ${#harnesses[@]} - 1) / ${#harnesses[@]} ))
+  mkdir -p "$BUILD/fuzz"
+  for h in "${harnesses[@]}"; do
+    local name bin
+    name=$(basename "${h%.c}"); name=${name#fuzz_}; bin="$BUILD/fuzz/fuzz_$name"
+    if stale "$bin" "$h" tests/fuzz/fuzz.h "${SRC[@]}" src/*.h src/*/*.h build.sh; then
+      echo "build.sh: clang (libFuzzer + asan + ubsan) -> $bin"
+      clang "${CFLAGS_COMMON[@]}" -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+        -fno-sanitize-recover=all -DMB_ALLOC_LIMIT='((size_t)256 << 20)' "$h" "${SRC[@]}" -lm -o "$bin"
+    fi
+    mkdir -p "$BUILD/fuzz/$name"
+    echo "build.sh: fuzz $name for ${each}s"
+    ( cd "$BUILD/fuzz" && ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 \
+      "./fuzz_$name" -max_total_time="$each" -timeout=20 -rss_limit_mb=3072 -print_final_stats=1 \
+      -artifact_prefix="$name-" "$name" "../../tests/fuzz/corpus/$name" 2>&1 |
+      grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY|.*Test unit written)' ) ||
+      true
+    if ls "$BUILD/fuzz/$name-"* >/dev/null 2>&1; then
+      echo "build.sh: fuzz $name found a failing input: $(ls "$BUILD/fuzz/$name-"*)" >&2
+      exit 1
+    fi
+  done
+}
+
 run_tests() {
   build_all
   test_deps
@@ -161,10 +193,11 @@ case "${1:-}" in
   bench) shift; build_all
     if [ "${1:-}" = --webgpu ]; then shift; node bench/bench-webgpu.mjs "$@"; else node bench/bench.mjs "$@"; fi ;;
   demo) shift; build_all; node demo/serve.mjs "$@" ;;
+  fuzz) [ $# -le 2 ] || { echo "build.sh fuzz takes one argument (seconds)" >&2; exit 2; }; deps; run_fuzz "${2:-60}" ;;
   wasm) deps; build_wasm ;;
   native) deps; build_native ;;
   deps) deps; test_deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;
-  -h|--help|help) sed -n '2,10p' "$0" ;;
+  -h|--help|help) sed -n '2,11p' "$0" ;;
   *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;
 esac

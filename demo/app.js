@@ -350,7 +350,13 @@ function clearDownloads() {
 /** One download link per file of adapter.save() (PEFT adapter_config.json + adapter_model.safetensors,
  * and memba_config.json with a LIM gate), and a button that downloads them all. */
 async function offerDownloads() {
-  const files = await state.adapter.save();
+  let files;
+  try {
+    files = await state.adapter.save();
+  } catch (err) {
+    setStatus($('adapter-status'), `cannot save the adapter: ${errText(err)}`, 'error');
+    return;
+  }
   clearDownloads();
   const box = $('downloads');
   box.append(Object.assign(document.createElement('span'), { textContent: 'Download:' }));
@@ -452,7 +458,10 @@ $('abort-btn').onclick = () => state.trainCtl?.abort();
 $('compare-btn').onclick = compare;
 $('inspect-btn').onclick = inspectMembrane;
 $('sample').onchange = pickSample;
-$('text-file').onchange = (e) => useFile(e.target.files[0]);
+$('text-file').onchange = async (e) => {
+  await useFile(e.target.files[0]);
+  e.target.value = ''; // choosing the same file again loads it again
+};
 $('adapter-files').onchange = (e) => loadAdapterFiles(e.target.files);
 $('inspect-text').oninput = (e) => (e.target.dataset.edited = 'true');
 $('train-text').oninput = () => {

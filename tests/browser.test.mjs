@@ -59,6 +59,28 @@ test('demo in headless Chromium: data picker, fine-tune with validation (chart),
     console.log(`samples: brown-scifi ${scifi.chars} chars / ${scifi.tokens} tokens; kjv-genesis ${kjv.chars} chars / ${kjv.tokens} tokens; ${kjv.info}`);
     assert.ok(kjv.tokens > 1000 && kjv.chars !== scifi.chars, 'the two samples differ and were tokenised');
     assert.match(kjv.info, /characters/);
+    // your own text: pasted (typed into the box), chosen as a file, and dropped on the box
+    const countIs = (chars) => page.waitForFunction((n) => Number(document.querySelector('#data-info').dataset.chars) === n && document.querySelector('#data-info').dataset.tokens, chars, { timeout: 30_000 });
+    await page.selectOption('#sample', 'own');
+    await page.fill('#train-text', 'Pasted words of my own. '.repeat(10));
+    await countIs(240);
+    const own = path.join(ROOT, 'build', 'demo-own.txt');
+    fs.mkdirSync(path.dirname(own), { recursive: true });
+    fs.writeFileSync(own, 'A file of my own text. '.repeat(20));
+    await page.setInputFiles('#text-file', own);
+    await countIs(460);
+    assert.equal(await page.getAttribute('#data-info', 'data-file'), 'demo-own.txt');
+    await page.evaluate(() => {
+      const dt = new DataTransfer();
+      dt.items.add(new File(['Dropped text. '.repeat(5)], 'dropped.txt', { type: 'text/plain' }));
+      document.querySelector('#train-text').dispatchEvent(new DragEvent('drop', { dataTransfer: dt, bubbles: true, cancelable: true }));
+    });
+    await countIs(70);
+    assert.equal(await page.getAttribute('#data-info', 'data-file'), 'dropped.txt');
+    assert.equal(await page.inputValue('#train-text'), 'Dropped text. '.repeat(5));
+    console.log('own text: pasted (240 chars), file (460 chars) and dropped (70 chars) were each taken and tokenised');
+    await page.selectOption('#sample', 'kjv-genesis'); // back to the sample for training
+    await countIs(kjv.chars);
 
     await page.click('#gen-btn');
     await page.waitForSelector('#output[data-tokens]', { timeout: 60_000 });

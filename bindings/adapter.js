@@ -213,7 +213,6 @@ export class Adapter {
     this._handle = handle; // the C adapter, until it is freed
     this._disposed = false; // dispose() was called (the C adapter may live on while pinned)
     this._pins = 0; // calls and generations in progress that use this adapter
-    this._baseCopy = null; // while merged: the exact base weights the merge changed
     /** Normalised settings: { lora: {r, alpha, targets, dropout, rslora} | null, lim: {...} | null }. */
     this.config = Object.freeze({ lora, lim });
     this.name = name;
@@ -299,18 +298,17 @@ export class Adapter {
   }
 
   /**
-   * Folds the LoRA into the base weights (faster decode); makes this adapter active. The base
-   * weights it changes are copied first (JS memory, one copy of each targeted projection), so
-   * unmerge restores them bit for bit: W + BA - BA in float32 drifts a little every cycle.
+   * Folds the LoRA into the base weights (faster decode); makes this adapter active. The C core
+   * keeps a copy of the weight matrices the merge changes (their float32 bytes), so unmerge
+   * restores them bit for bit; when that copy does not fit the heap, merge is `oom` and nothing
+   * changes.
    */
   merge() {
     this._alive();
     this._model._checkNotBusy(); // base weights must not change under an in-flight forward
     this._model.setAdapter(this);
     if (this._engine.mb_adapter_merged(this._handle) === 1) return;
-    const copy = this._copyBase();
     this._engine.mb_adapter_merge(this._model._handle, this._handle, { what: 'merge' });
-    this._baseCopy = copy;
   }
 
   /** Takes the LoRA out of the base weights again (restores them exactly). */
@@ -320,30 +318,12 @@ export class Adapter {
     this._unmergeExact();
   }
 
-  /** The base weight slots this adapter's LoRA targets, copied: [{ ptr offset data }]. */
-  _copyBase() {
-    const e = this._engine;
-    const out = [];
-    const params = new Set((this.config.lora?.targets ?? []).map((t) => TARGET_PARAM[t]));
-    for (let l = 0; l < this._model.config.nLayer; l++)
-      for (const p of params) {
-        const { ptr, numel } = e.mb_model_param(this._model._handle, p, l);
-        if (ptr) out.push({ param: p, layer: l, data: e.f32(ptr, numel).slice() });
-      }
-    return out;
-  }
-
-  /** Unmerges (when merged) and writes back the base weights copied at merge time. Every path
-   * that unmerges goes through here: unmerge(), switching adapters (Mamba._bind), dispose. */
+  /** Unmerges when merged. Every path that unmerges goes through here: unmerge(), switching
+   * adapters (Mamba._bind), dispose. */
   _unmergeExact() {
     const e = this._engine;
     if (!this._handle || e.mb_adapter_merged(this._handle) !== 1) return;
     e.mb_adapter_unmerge(this._model._handle, this._handle, { what: 'unmerge' });
-    for (const { param, layer, data } of this._baseCopy ?? []) {
-      const { ptr } = e.mb_model_param(this._model._handle, param, layer);
-      e.f32(ptr, data.length).set(data);
-    }
-    this._baseCopy = null;
   }
 
   /** A call or generation starts using this adapter: its C adapter stays until _unpin. */
@@ -374,7 +354,6 @@ export class Adapter {
     if (this._model._bound === this) this._model._bound = null; // mb_adapter_free unbinds it
     this._engine.mb_adapter_free(this._handle);
     this._handle = 0;
-    this._baseCopy = null;
     this._model._adapters.delete(this);
   }
 

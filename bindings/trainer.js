@@ -7,7 +7,7 @@ import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { createRng } from './sampler.js';
 import { peftName } from './adapter.js';
 import { TARGET_NAMES, LoraMatrix, AdapterBlock } from './abi.js';
-import { invalid, options, checkInt, checkNumber, checkFunction, checkSignal, describe, GrowableArray, firstNonFinite } from './ids.js';
+import { invalid, options, checkInt, checkNumber, checkFunction, checkSignal, describe, GrowableArray } from './ids.js';
 
 /** The largest learning rate a trainer takes: AdamW moves each value by about lr per step, so
  * more than 1 only destroys a LoRA adapter (lr 1e30 leaves its values near 1e30). */
@@ -230,7 +230,7 @@ export class Trainer {
    * (every `accumulate` calls) an AdamW update. Returns the loss before the update and the global
    * gradient norm (null while accumulating). A batch whose loss or gradient is NaN/Inf is rejected
    * (code 'non_finite') and the adapter is left unchanged; so is an update that would leave NaN/Inf
-   * in the adapter tensors or the AdamW moments (it is undone). `batch` is required: { ids, labels? }.
+   * in the adapter tensors or the AdamW moments (the C core refuses it whole). `batch` is required: { ids, labels? }.
    */
   async step(batch) {
     this._alive();
@@ -275,27 +275,18 @@ export class Trainer {
     const k = this.stepCount + 1;
     const lrk = scheduleLr(lr, schedule, k);
     const opt = { lr: lrk, beta1: betas[0], beta2: betas[1], eps, weight_decay: weightDecay, clip: clipNorm };
-    // AdamW checks the gradient, not its result: a finite gradient can still overflow float32
-    // in the moments (g^2) or the update. The tensors and moments are copied first, checked
-    // after, and put back when anything is NaN/Inf, so a step never leaves the adapter broken.
-    const before = this._optimizerBlocks().map((b) => b.slice());
-    e.mb_adamw_step(h, opt, k, { what: 'AdamW step' });
-    const after = this._optimizerBlocks();
-    const broken = after.findIndex((b) => firstNonFinite(b) >= 0);
-    if (broken >= 0) {
-      after.forEach((b, i) => b.set(before[i]));
-      throw reject(`the update (${['adapter tensors', 'first moments', 'second moments'][broken]})`);
+    // The C core refuses an update that would leave NaN/Inf in the tensors or the moments (a
+    // finite gradient can still overflow float32 in g^2 or the update): MB_ERR_NON_FINITE, and
+    // nothing was written.
+    try {
+      e.mb_adamw_step(h, opt, k, { what: 'AdamW step' });
+    } catch (err) {
+      if (err.code === ErrorCodes.NON_FINITE) throw reject('the update');
+      throw err;
     }
     this.stepCount = k;
     this._micro = 0;
     return { loss, gradNorm, step: k, lr: lrk };
-  }
-
-  /** The blocks an AdamW step writes: tensors, first and second moments (heap views). */
-  _optimizerBlocks() {
-    const blocks = [AdapterBlock.TENSORS, AdapterBlock.ADAM_M1, AdapterBlock.ADAM_M2].map((w) => this._block(w));
-    if (blocks.includes(null)) throw new MembaError(ErrorCodes.OOM, 'out of WASM memory for the AdamW moments');
-    return blocks;
   }
 
   /** Memory of the last step: layers whose intermediates were kept (the rest were recomputed), bytes. */
@@ -432,11 +423,16 @@ export class Trainer {
     let epochLoss = 0;
     let epochTargets = 0;
     const t0 = performance.now();
+    let evalSecs = 0; // time spent scoring held-out data: not in tokens/s, estimated apart in secondsLeft
+    let evalCount = 0;
     const evaluate = async (ep) => {
+      const te = performance.now();
       const { nll, tokens: n } = await this._validationNll(valTokens, valWindows, valLabels, valL, o.batchSize, o.signal);
       const trainLoss = epochTargets > 0 ? epochLoss / epochTargets : null;
       const e = { step: this.stepCount, epoch: ep, trainLoss, trainPpl: trainLoss === null ? null : Math.exp(trainLoss), valLoss: nll, valPpl: Math.exp(nll), valTokens: n };
       evals.push(e);
+      evalSecs += (performance.now() - te) / 1000;
+      evalCount++;
       if (!best || nll < best.valLoss - o.minDelta) {
         best = e;
         sinceBest = 0;
@@ -464,8 +460,10 @@ export class Trainer {
         epochLoss += r.loss * counted;
         epochTargets += counted;
         k++;
-        const secs = (performance.now() - t0) / 1000;
-        o.onProgress?.({ phase: 'train', step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / secs, secondsLeft: (secs / k) * (totalSteps - k) });
+        const secs = (performance.now() - t0) / 1000 - evalSecs; // training time only
+        const evalsLeft = !valTokens ? 0 : o.evalEvery > 0 ? Math.floor(totalSteps / o.evalEvery) - Math.floor(k / o.evalEvery) : o.epochs - ep;
+        const secondsLeft = (secs / k) * (totalSteps - k) + (evalCount ? (evalSecs / evalCount) * evalsLeft : 0);
+        o.onProgress?.({ phase: 'train', step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / secs, secondsLeft });
         if (valTokens && o.evalEvery > 0 && k % o.evalEvery === 0 && (await evaluate(ep))) {
           stoppedEarly = true;
           break outer;

@@ -78,8 +78,8 @@ const mb_config *mb_model_config(const mb_model *m);
 /* Where to write a float32 parameter (row-major) and how many floats it holds. NULL + *numel = 0
  * for a slot the config does not have, an out-of-range layer, or a slot of another dtype. */
 float *mb_model_param(mb_model *m, mb_param p, int layer, size_t *numel);
-/* A parameter's dtype, values and bytes (0, 0 for a slot the config does not have). */
-mb_dtype mb_model_param_dtype(const mb_model *m, mb_param p, int layer, size_t *numel, size_t *bytes);
+/* A parameter's dtype and its number of values (0 for a slot the config does not have). */
+int mb_model_param_dtype(const mb_model *m, mb_param p, int layer, size_t *numel); /* an mb_dtype */
 /* The slot's bytes in its dtype, for copying data that already is in that format. */
 void *mb_model_param_raw(mb_model *m, mb_param p, int layer, size_t *bytes);
 /* Writes rows [row0, row0 + rows) of a parameter (row-major [rows, cols] as the slot comments

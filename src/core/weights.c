@@ -143,10 +143,9 @@ float *mb_model_param(mb_model *m, mb_param p, int layer, size_t *numel) {
   return ptr;
 }
 
-mb_dtype mb_model_param_dtype(const mb_model *m, mb_param p, int layer, size_t *numel, size_t *bytes) {
+int mb_model_param_dtype(const mb_model *m, mb_param p, int layer, size_t *numel) {
   const mb_slot *s = model_slot(m, p, layer);
   if (numel) *numel = s && s->data ? s->numel : 0;
-  if (bytes) *bytes = s && s->data ? s->bytes : 0;
   return s ? s->dtype : MB_DT_F32;
 }
 

@@ -148,8 +148,8 @@ static void test_typed_model(mb_dtype dt, const char *name) {
   /* the twin: every parameter decoded to float32 */
   for (int l = -1; l < c.n_layer; l++)
     for (int p = l < 0 ? 0 : MB_P_LAYER0; p < (l < 0 ? MB_P_LAYER0 : MB_P_COUNT); p++) {
-      size_t n, bytes, n2;
-      mb_dtype pd = mb_model_param_dtype(m, (mb_param)p, l, &n, &bytes);
+      size_t n, n2;
+      mb_dtype pd = (mb_dtype)mb_model_param_dtype(m, (mb_param)p, l, &n);
       float *dst = mb_model_param(twin, (mb_param)p, l, &n2);
       if (!n) continue;
       CHECK(dst && n2 == n, "twin param %d layer %d", p, l);

@@ -367,8 +367,11 @@ export class Abi {
     return this.mb_last_error();
   }
 
-  /** Allocates n bytes on the heap (throws 'oom'); returns an unsigned pointer. */
+  /** Allocates n bytes on the heap (throws 'oom'); returns an unsigned pointer. A size that
+   * does not fit wasm32's size_t is 'oom' here: passed on, it would wrap to a small buffer. */
   malloc(n) {
+    if (!Number.isSafeInteger(n) || n < 0) throw internal(`malloc of ${n} bytes`);
+    if (n >= 2 ** 32) throw new MembaError(ErrorCodes.OOM, `out of WASM memory: ${n} bytes do not fit the 4 GB heap`);
     const p = this.mb_malloc(n);
     if (p === 0) throw new MembaError(ErrorCodes.OOM, `out of WASM memory allocating ${n} bytes`);
     return p;

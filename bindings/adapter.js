@@ -4,7 +4,8 @@
 // Deliberately not here: the math (src/core/adapter.c, src/core/block.c, src/ops/lora.c, src/ops/lim.c) and training.
 import { MembaError, ErrorCodes } from './errors.js';
 import { parseSafetensors, writeSafetensors, tensorToFloat32 } from './safetensors.js';
-import { TARGET_NAMES, LimOutput, LimResetGrad, LimCross, LoraMatrix, enumNames, enumValue } from './abi.js';
+import { TARGET_NAMES, Param, LimOutput, LimResetGrad, LimCross, LoraMatrix, enumNames, enumValue } from './abi.js';
+import { describe, firstNonFinite, INT32_MAX } from './ids.js';
 
 /** LoRA target names, in the order of mb_target (abi.js). */
 export const TARGETS = Object.freeze(Object.keys(TARGET_NAMES).sort((a, b) => TARGET_NAMES[a] - TARGET_NAMES[b]));
@@ -28,22 +29,32 @@ export function normalizeLim(lim, code = ErrorCodes.INVALID_ARGUMENT) {
   if (lim === undefined || lim === null || lim === false) return null;
   const bad = (msg) => new MembaError(code, `LIM: ${msg}`);
   if (lim === true) lim = {};
-  if (typeof lim !== 'object' || Array.isArray(lim)) throw bad('settings must be an object');
+  if (typeof lim !== 'object' || Array.isArray(lim)) throw bad(`settings must be an object, got ${describe(lim)}`);
   for (const k of Object.keys(lim)) if (!LIM_KEYS.has(k)) throw bad(`unknown setting '${k}'`);
-  const hasChunks = lim.chunks !== undefined && lim.chunks !== null;
-  const hasSize = lim.chunk_size !== undefined && lim.chunk_size !== null;
+  const given = Object.fromEntries(Object.entries(lim).filter(([, v]) => v !== undefined && v !== null));
+  const hasChunks = given.chunks !== undefined;
+  const hasSize = given.chunk_size !== undefined;
   if (hasChunks && hasSize) throw bad('give exactly one of chunks and chunk_size, not both');
-  const out = { ...LIM_DEFAULTS, ...lim };
+  const out = { ...LIM_DEFAULTS, ...given };
   if (hasSize) delete out.chunks; // neither given: the paper default (chunks 4) applies
-  if (out.chunks !== undefined && (!Number.isInteger(out.chunks) || out.chunks < 1)) throw bad(`chunks must be an integer >= 1, got ${out.chunks}`);
-  if (out.chunk_size !== undefined && (!Number.isInteger(out.chunk_size) || out.chunk_size < 1)) throw bad(`chunk_size must be an integer >= 1, got ${out.chunk_size}`);
-  if (typeof out.tau !== 'number' || !(out.tau > 0 && out.tau <= 1)) throw bad(`tau must be in (0, 1], got ${out.tau}`);
-  if (typeof out.v_th !== 'number' || !Number.isFinite(out.v_th)) throw bad(`v_th must be a finite number, got ${out.v_th}`);
-  if (typeof out.surrogate_width !== 'number' || !(out.surrogate_width > 0) || !Number.isFinite(out.surrogate_width))
-    throw bad(`surrogate_width must be > 0, got ${out.surrogate_width}`);
+  // chunks and chunk_size are C int32: a larger value would wrap (2^32 + 3 -> 3)
+  const int32 = (k) => {
+    if (out[k] !== undefined && !(Number.isInteger(out[k]) && out[k] >= 1 && out[k] <= INT32_MAX))
+      throw bad(`${k} must be an integer in [1, ${INT32_MAX}], got ${describe(out[k])}`);
+  };
+  int32('chunks');
+  int32('chunk_size');
+  // the float settings are C floats: finite as float32 too (1e39 would be Infinity there)
+  const f32 = (k, ok, rule) => {
+    const v = out[k];
+    if (typeof v !== 'number' || !Number.isFinite(Math.fround(v)) || !ok(Math.fround(v))) throw bad(`${k} must be ${rule}, got ${describe(v)}`);
+  };
+  f32('tau', (v) => v > 0 && v <= 1, 'in (0, 1]');
+  f32('v_th', () => true, 'a finite number');
+  f32('surrogate_width', (v) => v > 0, 'a finite number > 0');
   for (const [k, e] of Object.entries(LIM_ENUMS)) {
     const allowed = enumNames(e);
-    if (!allowed.includes(out[k])) throw bad(`${k} must be one of ${allowed.join(', ')}, got ${JSON.stringify(out[k])}`);
+    if (!allowed.includes(out[k])) throw bad(`${k} must be one of ${allowed.join(', ')}, got ${describe(out[k])}`);
   }
   return Object.freeze(out);
 }
@@ -52,20 +63,21 @@ export function normalizeLim(lim, code = ErrorCodes.INVALID_ARGUMENT) {
 export function normalizeLora(lora, cfg, code = ErrorCodes.INVALID_ARGUMENT) {
   if (lora === undefined || lora === null || lora === false) return null;
   const bad = (msg) => new MembaError(code, `LoRA: ${msg}`);
-  if (typeof lora !== 'object') throw bad('settings must be an object');
+  if (typeof lora !== 'object' || Array.isArray(lora)) throw bad(`settings must be an object, got ${describe(lora)}`);
   const { r = 8, alpha = 8, targets = ['in_proj', 'out_proj'], dropout = 0, rslora = false } = lora;
-  if (!Number.isInteger(r) || r < 1 || r > 4096) throw bad(`r must be an integer in [1, 4096], got ${r}`);
-  if (typeof alpha !== 'number' || !Number.isFinite(alpha)) throw bad(`alpha must be a finite number, got ${alpha}`);
-  if (typeof dropout !== 'number' || !(dropout >= 0 && dropout < 1)) throw bad(`dropout must be in [0, 1), got ${dropout}`);
+  if (!Number.isInteger(r) || r < 1 || r > 4096) throw bad(`r must be an integer in [1, 4096], got ${describe(r)}`);
+  if (typeof alpha !== 'number' || !Number.isFinite(Math.fround(alpha))) throw bad(`alpha must be a finite number, got ${describe(alpha)}`);
+  if (typeof dropout !== 'number' || !(dropout >= 0 && Math.fround(dropout) < 1)) throw bad(`dropout must be in [0, 1), got ${describe(dropout)}`);
+  if (typeof rslora !== 'boolean') throw bad(`rslora must be true or false, got ${describe(rslora)}`);
   const list = typeof targets === 'string' ? [targets] : targets;
   if (!Array.isArray(list) || list.length === 0) throw bad('targets must be a non-empty list');
   for (const t of list)
     if (!TARGETS.includes(t))
-      throw new MembaError(code === ErrorCodes.INVALID_ARGUMENT ? code : ErrorCodes.UNSUPPORTED, `LoRA: unknown target '${t}' (supported: ${TARGETS.join(', ')})`);
+      throw new MembaError(code === ErrorCodes.INVALID_ARGUMENT ? code : ErrorCodes.UNSUPPORTED, `LoRA: unknown target ${describe(t)} (supported: ${TARGETS.join(', ')})`);
   const uniq = [...new Set(list)].sort((a, b) => TARGETS.indexOf(a) - TARGETS.indexOf(b));
   if (uniq.includes('in_proj') && (uniq.includes('in_proj.x') || uniq.includes('in_proj.z')))
     throw bad('in_proj overlaps in_proj.x / in_proj.z: use either the whole projection or its halves');
-  return Object.freeze({ r, alpha, targets: Object.freeze(uniq), dropout, rslora: !!rslora });
+  return Object.freeze({ r, alpha, targets: Object.freeze(uniq), dropout, rslora });
 }
 
 /**
@@ -185,20 +197,29 @@ export async function readAdapterFiles(src, config, { signal, onProgress } = {})
   return { lora, lim, tensors };
 }
 
-/** A Memba adapter (LoRA + LIM) bound to one model. Create with model.createAdapter / loadAdapter. */
+/** The base weight slot each LoRA target adds to (in_proj.x / in_proj.z: halves of in_proj). */
+const TARGET_PARAM = { in_proj: Param.IN_PROJ_W, 'in_proj.x': Param.IN_PROJ_W, 'in_proj.z': Param.IN_PROJ_W, out_proj: Param.OUT_PROJ_W, x_proj: Param.X_PROJ_W, dt_proj: Param.DT_PROJ_W };
+
+/**
+ * A Memba adapter (LoRA + LIM) bound to one model. Create with model.createAdapter / loadAdapter.
+ * Lifetime: dispose() makes it unusable at once, but a call or generation that started with it
+ * holds it (_pin / _unpin) and the C adapter is freed when the last one ends.
+ */
 export class Adapter {
   /** @private */
   constructor(model, handle, lora, lim, name) {
     this._model = model;
     this._engine = model._engine;
-    this._handle = handle;
+    this._handle = handle; // the C adapter, until it is freed
+    this._disposed = false; // dispose() was called (the C adapter may live on while pinned)
+    this._pins = 0; // calls and generations in progress that use this adapter
     /** Normalised settings: { lora: {r, alpha, targets, dropout, rslora} | null, lim: {...} | null }. */
     this.config = Object.freeze({ lora, lim });
     this.name = name;
   }
 
   _alive() {
-    if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this adapter has been disposed');
+    if (this._disposed || !this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this adapter has been disposed');
     this._model._alive();
   }
 
@@ -231,11 +252,23 @@ export class Adapter {
     return out;
   }
 
-  /** Writes LoRA tensors (Map name -> safetensors tensor) into the C adapter. */
-  _setTensors(tensors) {
+  /**
+   * Writes LoRA tensors (Map name -> safetensors tensor) into the C adapter. A tensor holding NaN
+   * or Inf is refused ('bad_format', naming it) unless allowNonFinite: such an adapter would
+   * turn every output into NaN.
+   */
+  _setTensors(tensors, { allowNonFinite = false } = {}) {
     const lora = this.config.lora;
     for (let l = 0; l < this._model.config.nLayer; l++)
-      for (const t of lora.targets) for (const w of ['A', 'B']) tensorToFloat32(tensors.get(peftName(l, t, w)), this._param(t, l, w));
+      for (const t of lora.targets)
+        for (const w of ['A', 'B']) {
+          const name = peftName(l, t, w);
+          const dst = this._param(t, l, w);
+          tensorToFloat32(tensors.get(name), dst);
+          const i = allowNonFinite ? -1 : firstNonFinite(dst);
+          if (i >= 0)
+            throw new MembaError(ErrorCodes.BAD_FORMAT, `adapter tensor ${name} holds a non-finite value (${dst[i]} at index ${i}); pass allowNonFinite: true to load it anyway`);
+        }
   }
 
   /** The adapter in the HF PEFT format (+ memba_config.json when it has a LIM gate). */
@@ -264,25 +297,61 @@ export class Adapter {
     return files;
   }
 
-  /** Folds the LoRA into the base weights (faster decode); makes this adapter active. */
+  /**
+   * Folds the LoRA into the base weights (faster decode); makes this adapter active. The C core
+   * keeps a copy of the weight matrices the merge changes (their float32 bytes), so unmerge
+   * restores them bit for bit; when that copy does not fit the heap, merge is `oom` and nothing
+   * changes.
+   */
   merge() {
     this._alive();
     this._model._checkNotBusy(); // base weights must not change under an in-flight forward
     this._model.setAdapter(this);
+    if (this._engine.mb_adapter_merged(this._handle) === 1) return;
     this._engine.mb_adapter_merge(this._model._handle, this._handle, { what: 'merge' });
   }
 
-  /** Takes the LoRA out of the base weights again (restores them up to float rounding). */
+  /** Takes the LoRA out of the base weights again (restores them exactly). */
   unmerge() {
     this._alive();
     this._model._checkNotBusy();
-    this._engine.mb_adapter_unmerge(this._model._handle, this._handle, { what: 'unmerge' });
+    this._unmergeExact();
   }
 
-  /** Frees the adapter (unmerging it and deactivating it first). Safe to call twice. */
+  /** Unmerges when merged. Every path that unmerges goes through here: unmerge(), switching
+   * adapters (Mamba._bind), dispose. */
+  _unmergeExact() {
+    const e = this._engine;
+    if (!this._handle || e.mb_adapter_merged(this._handle) !== 1) return;
+    e.mb_adapter_unmerge(this._model._handle, this._handle, { what: 'unmerge' });
+  }
+
+  /** A call or generation starts using this adapter: its C adapter stays until _unpin. */
+  _pin() {
+    this._pins++;
+  }
+
+  _unpin() {
+    this._pins--;
+    if (this._pins === 0 && this._disposed) this._free();
+  }
+
+  /**
+   * Makes the adapter unusable (unmerging it and deactivating it first). The C adapter is freed
+   * now, or when the last call or generation that started with it ends. Safe to call twice.
+   */
   dispose() {
-    if (!this._handle) return;
+    if (this._disposed) return;
+    this._disposed = true;
     if (this._model._adapter === this) this._model._adapter = null;
+    if (this._pins === 0) this._free();
+  }
+
+  /** Frees the C adapter (model: the model is being disposed, no weights to restore). */
+  _free({ model = false } = {}) {
+    if (!this._handle) return;
+    if (!model) this._unmergeExact();
+    if (this._model._bound === this) this._model._bound = null; // mb_adapter_free unbinds it
     this._engine.mb_adapter_free(this._handle);
     this._handle = 0;
     this._model._adapters.delete(this);

@@ -9,12 +9,13 @@
  * - unsupported:      a valid input this engine does not handle (dtype, pickle checkpoint, Mamba-2...).
  * - not_found:        a required file or directory does not exist.
  * - network:          HTTP error status (other than 404) or a transport failure.
- * - invalid_argument: the caller passed a value of the wrong type or out of range.
- * - oom:              memory for a buffer could not be allocated.
+ * - invalid_argument: the caller passed a value of the wrong type, out of range, NaN or Infinity.
+ * - oom:              memory for a buffer could not be allocated, or its size does not fit the 4 GB WASM heap.
  * - aborted:          an AbortSignal fired (such errors also have name 'AbortError').
  * - disposed:         an object was used after dispose().
- * - busy:             a synchronous call while the model runs an asynchronous (WebGPU) one.
- * - non_finite:       a training batch gave a NaN/Inf loss or gradient (rejected, nothing changed).
+ * - busy:             a synchronous call while the model runs an asynchronous WebGPU call (never on WASM).
+ * - non_finite:       a training batch gave a NaN/Inf loss or gradient, or its update would leave NaN/Inf in
+ *                     the adapter or its optimizer moments (rejected, nothing changed).
  * - internal:         a bug in memba-wasm.
  */
 export const ErrorCodes = Object.freeze({

@@ -7,17 +7,17 @@
 // there. Mamba.perplexity / Mamba.evaluate (mamba.js) are thin wrappers around these functions.
 // Deliberately not here: generation-based tasks, few-shot prompt building, dataset downloads.
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { toIdBatch, invalid, yieldToEventLoop } from './ids.js';
+import { toIdBatch, invalid, yieldToEventLoop, options, checkInt, checkFunction, checkSignal } from './ids.js';
 
 /** Window length of perplexity() when none is given (capped to the text). */
 export const DEFAULT_PPL_SEQ_LEN = 1024;
 
+/** The options object (null / undefined: the defaults) with its signal and onProgress checked. */
 function checkCommon(opts, what) {
-  if (opts === null || typeof opts !== 'object') throw invalid(`${what}: options must be an object`);
-  const { signal, onProgress } = opts;
-  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid(`${what}: onProgress must be a function`);
-  if (signal !== undefined && (signal === null || typeof signal !== 'object' || typeof signal.aborted !== 'boolean'))
-    throw invalid(`${what}: signal must be an AbortSignal`);
+  opts = options(opts, what);
+  checkFunction(opts.onProgress, `${what}: onProgress`);
+  checkSignal(opts.signal, `${what}: signal`);
+  return opts;
 }
 
 function needTokenizer(model, what) {
@@ -25,7 +25,7 @@ function needTokenizer(model, what) {
 }
 
 function checkAdapter(adapter) {
-  if (adapter && !adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, 'the adapter was disposed during the evaluation');
+  if (adapter && (adapter._disposed || !adapter._handle)) throw new MembaError(ErrorCodes.DISPOSED, 'the adapter was disposed during the evaluation');
 }
 
 /**
@@ -39,16 +39,26 @@ function checkAdapter(adapter) {
  * @returns {{ begin: number, end: number, from: number }[]}
  */
 export function perplexityWindows(total, seqLen, stride) {
+  return Array.from(eachWindow(total, seqLen, stride));
+}
+
+/** perplexityWindows one at a time: a long text with a small stride has millions of windows. */
+function* eachWindow(total, seqLen, stride) {
   const S = Math.min(seqLen, total);
-  const out = [];
   let prevEnd = 0;
   for (let begin = 0; ; begin += stride) {
     const end = Math.min(begin + S, total);
     const from = Math.max(1, prevEnd - begin);
-    if (end - begin > from) out.push({ begin, end, from }); // (a last window of 1 token scores nothing)
+    if (end - begin > from) yield { begin, end, from }; // (a last window of 1 token scores nothing)
     prevEnd = end;
-    if (end === total) return out;
+    if (end === total) return;
   }
+}
+
+function countWindows(total, seqLen, stride) {
+  let n = 0;
+  for (const _ of eachWindow(total, seqLen, stride)) n++;
+  return n;
 }
 
 /**
@@ -56,18 +66,15 @@ export function perplexityWindows(total, seqLen, stride) {
  * nll = mean negative log-likelihood per scored token (natural log), perplexity = exp(nll).
  * @returns {Promise<{ perplexity: number, nll: number, tokens: number }>}
  */
-export async function perplexity(model, input, opts = {}) {
+export async function perplexity(model, input, opts) {
   model._alive();
-  checkCommon(opts, 'perplexity');
-  const { seqLen = DEFAULT_PPL_SEQ_LEN, stride, signal, onProgress } = opts;
-  if (!Number.isInteger(seqLen) || seqLen < 2) throw invalid(`perplexity: seqLen must be an integer >= 2, got ${seqLen}`);
-  const step = stride ?? seqLen;
-  if (!Number.isInteger(step) || step < 1 || step > seqLen)
-    throw invalid(`perplexity: stride must be an integer in [1, seqLen = ${seqLen}], got ${stride}`);
+  const { seqLen = DEFAULT_PPL_SEQ_LEN, stride, signal, onProgress } = checkCommon(opts, 'perplexity');
+  checkInt(seqLen, 'perplexity: seqLen', 2);
+  const step = checkInt(stride ?? seqLen, 'perplexity: stride', 1, seqLen);
   let flat;
   if (typeof input === 'string') {
     needTokenizer(model, 'perplexity');
-    flat = Int32Array.from(model.encode(input));
+    flat = model._encodeIds(input); // one Int32Array, however long the text
   } else {
     if (input != null && typeof input === 'object' && input.length > 0 && typeof input[0] === 'object')
       throw invalid('perplexity takes one text or one sequence of token ids');
@@ -77,21 +84,21 @@ export async function perplexity(model, input, opts = {}) {
   if (N < 2) throw invalid(`perplexity needs at least 2 tokens, got ${N}`);
   throwIfAborted(signal);
   const adapter = model._adapter; // the whole run uses the adapter active at its start
-  const windows = perplexityWindows(N, seqLen, step);
+  const windows = countWindows(N, seqLen, step);
   let sum = 0;
   let tokens = 0;
-  for (let w = 0; w < windows.length; w++) {
+  let w = 0;
+  for (const { begin, end, from } of eachWindow(N, seqLen, step)) {
     if (w > 0) {
       await yieldToEventLoop();
       throwIfAborted(signal);
     }
     model._alive();
     checkAdapter(adapter);
-    const { begin, end, from } = windows[w];
     const { data } = await model._score(flat.subarray(begin, end), 1, end - begin, from, adapter);
     for (let t = from; t < end - begin; t++) sum -= data[t];
     tokens += end - begin - from;
-    onProgress?.({ window: w + 1, windows: windows.length, tokens });
+    onProgress?.({ window: ++w, windows, tokens });
   }
   const nll = sum / tokens;
   return { perplexity: Math.exp(nll), nll, tokens };
@@ -158,11 +165,10 @@ function argmax(xs) {
  * acc_norm = the same with each log-likelihood divided by the choice's UTF-8 byte length.
  * @returns {Promise<{ acc: number, acc_norm: number, n: number }>}
  */
-export async function evaluate(model, task, opts = {}) {
+export async function evaluate(model, task, opts) {
   model._alive();
-  checkCommon(opts, 'evaluate');
-  const { signal, onProgress, limit } = opts;
-  if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) throw invalid(`evaluate: limit must be an integer >= 1, got ${limit}`);
+  const { signal, onProgress, limit } = checkCommon(opts, 'evaluate');
+  if (limit !== undefined) checkInt(limit, 'evaluate: limit', 1);
   const items = parseTask(task);
   needTokenizer(model, 'evaluate');
   throwIfAborted(signal);
@@ -176,12 +182,15 @@ export async function evaluate(model, task, opts = {}) {
       throwIfAborted(signal);
     }
     const { context, choices, gold } = items[i];
-    const ctx = model.encode(context);
+    const ctx = model._encodeIds(context);
     const lls = [];
     for (const choice of choices) {
       model._alive();
       checkAdapter(adapter);
-      const ids = Int32Array.from([...ctx, ...model.encode(choice)]);
+      const cont = model._encodeIds(choice);
+      const ids = new Int32Array(ctx.length + cont.length);
+      ids.set(ctx);
+      ids.set(cont, ctx.length);
       const { data } = await model._score(ids, 1, ids.length, ctx.length, adapter);
       let ll = 0;
       for (let t = ctx.length; t < ids.length; t++) ll += data[t];

@@ -1,4 +1,14 @@
 // Type declarations for memba-wasm's public API (hand-written; see bindings/*.js for the code).
+//
+// Conventions: an options argument may be omitted or null (the defaults); any other value that is
+// not an object, and any option of the wrong type, out of range, NaN or Infinity, is a MembaError
+// 'invalid_argument' (never a TypeError or RangeError).
+//
+// Limits (README "Limits"): the WASM heap is 4 GB (wasm32), and every buffer a call needs is sized
+// in JS (float64) and checked before anything is allocated: what cannot fit is 'oom'. One forward /
+// score / inspect call takes at most 2^28 tokens (B * L), a training step 2^24; forward's logits
+// are B * L * vocabSize * 4 bytes (about 21,000 tokens at a 50k vocabulary). A decode state holds
+// 1..65,536 sequences. LIM chunks / chunk_size are integers in [1, 2^31 - 1].
 
 export type ErrorCode =
   | 'bad_format' | 'shape_mismatch' | 'unsupported' | 'not_found' | 'network'
@@ -78,8 +88,8 @@ export interface GenerateOptions {
   noRepeatNgramSize?: number;
   seed?: number;
   signal?: AbortSignal;
-  /** Generation stops after any of these ids (default: the config's eos_token_id). */
-  stopTokens?: number[];
+  /** Generation stops after any of these ids of the vocabulary (default: the config's eos_token_id). */
+  stopTokens?: ArrayLike<number> | Set<number>;
 }
 
 export class DecodeState {
@@ -90,6 +100,8 @@ export class DecodeState {
   step(ids: number | TokenIds): Float32Array;
   clone(): DecodeState;
   save(): { batch: number; position: number; data: Float32Array };
+  /** every field checked before anything is written: 'invalid_argument' for a bad value (a position
+   * that is not a safe integer >= 0, data with NaN/Inf), 'shape_mismatch' for another state's shape */
   restore(snapshot: { batch: number; position: number; data: Float32Array }): void;
   reset(): void;
   dispose(): void;
@@ -99,6 +111,7 @@ export class DecodeState {
 export type LoraTarget = 'in_proj' | 'in_proj.x' | 'in_proj.z' | 'out_proj' | 'x_proj' | 'dt_proj';
 export interface LoraConfig { r: number; alpha: number; targets: LoraTarget[]; dropout: number; rslora: boolean }
 export interface LimConfig {
+  /** integers in [1, 2^31 - 1] (C int32); tau in (0, 1], v_th finite, surrogate_width > 0 (as float32 too) */
   chunks?: number; chunk_size?: number; tau: number; v_th: number;
   output: 'post_reset' | 'pre_reset'; reset_grad: 'mask' | 'triangle'; surrogate_width: number;
   cross_layer: 'mean' | 'first' | 'none';
@@ -112,15 +125,27 @@ export class Adapter {
   readonly merged: boolean;
   tensors(): Record<string, Float32Array>;
   save(): Record<string, Uint8Array | string>;
+  /** folds the LoRA into the base weights, keeping a copy (JS memory) of the weights it changes */
   merge(): void;
+  /** restores the base weights exactly (from merge's copy); switching away and dispose do too */
   unmerge(): void;
+  /** unusable at once; the C adapter is freed when the calls and generations that started with it end */
   dispose(): void;
   [Symbol.dispose](): void;
 }
 
+/** Finite values in ranges that cannot destroy the adapter (else 'invalid_argument'). Every AdamW
+ * update is checked: one that would leave NaN/Inf in the adapter or its moments is undone ('non_finite'). */
 export interface TrainerOptions {
-  lr?: number; betas?: [number, number]; eps?: number; weightDecay?: number;
-  /** global-norm clipping threshold; 0 or absent = none */
+  /** in (0, 1]; default 1e-3 */
+  lr?: number;
+  /** each in [0, 1) (also as float32) */
+  betas?: [number, number];
+  /** in (0, 1] */
+  eps?: number;
+  /** >= 0, with lr * weightDecay <= 1 (each step scales the adapter by 1 - lr * weightDecay) */
+  weightDecay?: number;
+  /** global-norm clipping threshold >= 0; 0 or absent = none */
   clipNorm?: number; accumulate?: number;
   schedule?: 'constant' | { type: 'constant' | 'cosine'; warmupSteps?: number; totalSteps?: number; minLr?: number };
   seed?: number; memoryBudget?: number;
@@ -168,8 +193,10 @@ export class Trainer {
   /** Packs every target of the text into windows of seqLen (see the README), shuffles them per epoch and steps;
    * scores validation data (or the held-out last `validationSplit` of the tokens) before training and after every
    * epoch (or every `evalEvery` steps). */
-  fit(data: FitData, options?: FitOptions): Promise<FitResult>;
+  fit(data: FitData, options?: FitOptions | null): Promise<FitResult>;
   saveState(): TrainerState;
+  /** checks everything first (counters, every array's length, finite values, second moments >= 0):
+   * a bad state is 'invalid_argument' and changes nothing */
   restoreState(state: TrainerState): void;
   memory(): { storedLayers: number; activationBytes: number; heapBytes: number };
 }
@@ -209,33 +236,43 @@ export interface EvaluateOptions {
 export interface EvaluateResult { acc: number; acc_norm: number; n: number }
 
 export class Mamba {
-  static load(source: ModelSource, options?: LoadOptions): Promise<Mamba>;
-  static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
+  static load(source: ModelSource, options?: LoadOptions | null): Promise<Mamba>;
+  /** dimensions are integers in [1, 2^24] (dConv <= 64); the weights (4 bytes per parameter) must fit the heap, else 'oom' */
+  static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number } | null): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
   /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; fallbackReason: why WebGPU was given up */
   readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; weightBytes: number; adapter?: string; fallbackReason?: string }>;
   readonly hasTokenizer: boolean;
-  forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean }): Promise<Tensor & { hidden?: Tensor }>;
+  /** at most 2^28 tokens; the logits (B * L * vocabSize * 4 bytes) must fit the 4 GB heap, else 'oom' */
+  forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean } | null): Promise<Tensor & { hidden?: Tensor }>;
   scoreTokens(ids: TokenIds | TokenIds[], from?: number): Promise<Tensor>;
   loglikelihood(contextIds: TokenIds, continuationIds: TokenIds): Promise<number>;
   /** sliding-window perplexity of a text (needs a tokenizer) or of one sequence of ids, with the active adapter */
-  perplexity(textOrIds: string | TokenIds, options?: PerplexityOptions): Promise<PerplexityResult>;
+  perplexity(textOrIds: string | TokenIds, options?: PerplexityOptions | null): Promise<PerplexityResult>;
   /** multiple-choice accuracy (lm-evaluation-harness scoring) of items or a JSONL string of them; needs a tokenizer */
-  evaluate(task: TaskItem[] | string, options?: EvaluateOptions): Promise<EvaluateResult>;
-  createState(options?: { batch?: number }): DecodeState;
-  generate(promptIds: TokenIds, options?: GenerateOptions): Promise<number[]>;
-  stream(promptIds: TokenIds, options?: GenerateOptions): AsyncGenerator<number, void, void>;
+  evaluate(task: TaskItem[] | string, options?: EvaluateOptions | null): Promise<EvaluateResult>;
+  /** batch: an integer in [1, 65536]; the state (nLayer * batch * ((dConv - 1) * dInner + dInner * dState
+   * [+ chunk_size * dInner with a causal LIM]) * 4 bytes) and its logits (batch * vocabSize * 4) must fit, else 'oom' */
+  createState(options?: { batch?: number } | null): DecodeState;
+  generate(promptIds: TokenIds, options?: GenerateOptions | null): Promise<number[]>;
+  /** keeps the adapter active at its start until it ends, and releases its decode state when it ends
+   * (before the last token is handed out), on return(), or when dropped unfinished and garbage-collected */
+  stream(promptIds: TokenIds, options?: GenerateOptions | null): AsyncGenerator<number, void, void>;
   /** the continuation as text pieces (needs a tokenizer); prompt as text or ids */
-  streamText(prompt: string | TokenIds, options?: GenerateOptions): AsyncGenerator<string, void, void>;
+  streamText(prompt: string | TokenIds, options?: GenerateOptions | null): AsyncGenerator<string, void, void>;
+  /** texts of any length: long ones are tokenised in pieces that give the same ids (byte-level BPE) */
   encode(text: string): number[];
+  /** ids: integers below the vocabulary size (the model's or the tokenizer's, the larger) */
   decode(ids: TokenIds): string;
-  memory(): { weights: number; activations: number };
+  /** bytes of the WASM heap held by the weights, cached activations and live decode states */
+  memory(): { weights: number; activations: number; states: number };
   readonly adapter: Adapter | null;
   setAdapter(adapter: Adapter | null): void;
-  createAdapter(options?: { lora?: Partial<LoraConfig> | null; lim?: boolean | Partial<LimConfig> | null; seed?: number; name?: string }): Adapter;
-  loadAdapter(source: ModelSource, options?: LoadOptions & { name?: string }): Promise<Adapter>;
+  createAdapter(options?: { lora?: Partial<LoraConfig> | null; lim?: boolean | Partial<LimConfig> | null; seed?: number; name?: string } | null): Adapter;
+  /** allowNonFinite: load tensors holding NaN / Inf (refused by default: 'bad_format' naming the tensor) */
+  loadAdapter(source: ModelSource, options?: (LoadOptions & { name?: string; allowNonFinite?: boolean }) | null): Promise<Adapter>;
   inspect(ids: TokenIds | TokenIds[]): Promise<{ chunkLength: number; layers: { limV: Tensor; membrane: Tensor }[] }>;
-  createTrainer(options?: TrainerOptions): Trainer;
+  createTrainer(options?: TrainerOptions | null): Trainer;
   dispose(): void;
   [Symbol.dispose](): void;
 }

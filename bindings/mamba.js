@@ -12,7 +12,10 @@ import { Logits } from './abi.js';
 import { loadModel, randomModel } from './load.js';
 import { openSource } from './source.js';
 import { createSampler } from './sampler.js';
-import { toIdBatch, invalid, yieldToEventLoop } from './ids.js';
+import {
+  toIdBatch, toIdList, invalid, yieldToEventLoop, options, checkInt, checkBool, checkSignal, checkFunction,
+  heapBytes, copyOut, describe, GrowableArray, textPieces, MAX_BATCH,
+} from './ids.js';
 import { DecodeState } from './decode-state.js';
 import { chooseBackend, gpuRun } from './gpu.js';
 import { Trainer } from './trainer.js';
@@ -21,6 +24,62 @@ import { perplexity, evaluate } from './eval.js';
 
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
 export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
+
+/** The largest model dimension the C core takes (src/core/weights.c). */
+const MAX_DIM = 1 << 24;
+
+/**
+ * Bytes of a model's weights (the C core's one block: every parameter, and the derived A), in
+ * float64: computed before mb_model_new, whose 32-bit size_t arithmetic could wrap.
+ */
+export function modelWeightBytes(c) {
+  const { dModel: d, nLayer, vocabSize: V, dState: N, dConv: K, dInner: E, dtRank: R } = c;
+  const head = c.tieEmbeddings === false ? V * d : 0;
+  const perLayer = d + 2 * E * d + (c.useBias ? 2 * E : 0) + E * K + (c.useConvBias === false ? 0 : E) +
+    (R + 2 * N) * E + E * R + E + E * N + E + d * E + (c.useBias ? d : 0) + E * N;
+  return 4 * (V * d + d + head + nLayer * perLayer);
+}
+
+/** What a stream holds while it runs: its adapter (pinned) and decode state. Released when the
+ * stream ends, returns early, or (FinalizationRegistry) is dropped unfinished. */
+class StreamResources {
+  constructor() {
+    this.adapter = null;
+    this.state = null;
+  }
+
+  hold(adapter) {
+    this.adapter = adapter;
+    adapter?._pin();
+  }
+
+  release() {
+    this.state?.dispose();
+    this.state = null;
+    const a = this.adapter;
+    this.adapter = null;
+    a?._unpin();
+    streams?.unregister(this);
+  }
+}
+
+/** The backstop for streams read with next() and dropped: their resources go with them. */
+const streams = typeof FinalizationRegistry === 'function' ? new FinalizationRegistry((res) => res.release()) : null;
+
+/** Normalizers that act on each character alone, so tokenising a text in pieces cannot change them. */
+const LOCAL_NORMALIZERS = new Set(['NFC', 'NFD', 'NFKC', 'NFKD', 'Lowercase']);
+
+/** True when cutting a text before a word's space gives exactly the whole text's tokens: a
+ * byte-level pre-tokenizer with the GPT-2 regex, and no normalizer that adds or strips text. */
+function piecewiseExact(tk) {
+  const json = tk?.tokenizer;
+  const pre = json?.pre_tokenizer;
+  if (!pre || pre.type !== 'ByteLevel' || pre.use_regex === false) return false;
+  const norm = json.normalizer;
+  if (!norm) return true;
+  const list = norm.type === 'Sequence' ? norm.normalizers ?? [] : [norm];
+  return list.every((n) => LOCAL_NORMALIZERS.has(n?.type));
+}
 
 export { toIdBatch, DecodeState };
 
@@ -53,17 +112,17 @@ export class Mamba {
    *   (see remote.js); wasmBinary / wasmUrl: engine.js; gpu / powerPreference: web/webgpu.js.
    *   The full list, one line each: LoadOptions in index.d.ts.
    */
-  static async load(source, opts = {}) {
-    if (opts === null || typeof opts !== 'object') throw invalid('options must be an object');
+  static async load(source, opts) {
+    opts = options(opts, 'load');
     if (opts.worker) {
       // the engine in a Web Worker (or Node worker thread): same methods, all async
       const { loadInWorker } = await import('./remote.js');
       return loadInWorker(source, opts);
     }
     const { onProgress, signal, backend = 'auto' } = opts;
-    if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${backend}`);
-    if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
-    throwIfAborted(signal);
+    if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${describe(backend)}`);
+    checkFunction(onProgress, 'onProgress');
+    throwIfAborted(checkSignal(signal));
     const { engine, handle, config, tokenizer, info } = await loadModel(source, opts);
     const model = new Mamba(engine, handle, config, tokenizer, info);
     try {
@@ -84,17 +143,30 @@ export class Mamba {
     this.info = Object.freeze({ ...this.info, ...patch });
   }
 
-  /** Runs fn with the C activations to itself (GPU calls await between layers). */
-  async _exclusive(fn) {
+  /**
+   * Runs fn with the C activations to itself, after the calls queued before it. `adapter` (the
+   * one the call was made with) is pinned until fn ends, so disposing it meanwhile does not
+   * change what the call computes. A model disposed while the call waited is 'disposed'. Only a
+   * call on a WebGPU model counts as busy: it awaits the GPU between layers, so synchronous calls
+   * could land in the middle; a WASM call runs its C code in one synchronous piece.
+   */
+  async _exclusive(fn, adapter = null) {
     const prev = this._lock;
     let release;
     this._lock = new Promise((r) => (release = r));
-    await prev;
-    this._busy++;
+    adapter?._pin();
     try {
-      return await fn();
+      await prev;
+      this._alive();
+      const gpu = this._gpu !== null;
+      if (gpu) this._busy++;
+      try {
+        return await fn();
+      } finally {
+        if (gpu) this._busy--;
+      }
     } finally {
-      this._busy--;
+      adapter?._unpin();
       release();
     }
   }
@@ -109,7 +181,19 @@ export class Mamba {
    * @param {{ dModel: number, nLayer: number, vocabSize: number, dState?: number, dConv?: number,
    *           expand?: number, dtRank?: number }} shape
    */
-  static async createRandom(shape, { seed = 1234 } = {}) {
+  static async createRandom(shape, opts) {
+    const { seed = 1234 } = options(opts, 'createRandom');
+    checkInt(seed, 'seed', Number.MIN_SAFE_INTEGER);
+    if (shape === null || typeof shape !== 'object') throw invalid(`createRandom takes a shape { dModel, nLayer, vocabSize, ... }, got ${describe(shape)}`);
+    const dim = (name, dflt, max = MAX_DIM) => checkInt(shape[name] ?? dflt, name, 1, max);
+    const dModel = dim('dModel');
+    const expand = dim('expand', 2);
+    const c = {
+      dModel, nLayer: dim('nLayer'), vocabSize: dim('vocabSize'), dState: dim('dState', 16), dConv: dim('dConv', 4, 64),
+      dInner: expand * dModel, dtRank: dim('dtRank', Math.ceil(dModel / 16)),
+    };
+    if (c.dInner > MAX_DIM) throw invalid(`expand * dModel = ${c.dInner} is more than ${MAX_DIM}`);
+    heapBytes('the random model\'s weights', modelWeightBytes(c));
     const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed);
     return new Mamba(engine, handle, config, tokenizer, info);
   }
@@ -127,25 +211,30 @@ export class Mamba {
    * Full-sequence forward. ids: one sequence or an array of equal-length sequences.
    * @returns {Promise<{data: Float32Array, dims: number[], hidden?: {data: Float32Array, dims: number[]}}>}
    */
-  async forward(ids, { outputHidden = false } = {}) {
+  async forward(ids, opts) {
     this._alive();
-    const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
+    const { outputHidden = false } = options(opts, 'forward');
+    checkBool(outputHidden, 'outputHidden');
+    const { vocabSize: V, dModel: d, nLayer } = this.config;
+    const { flat, B, L } = toIdBatch(ids, V);
+    // B * L * V floats of logits can pass 4 GB long before the input is long (21k tokens at a
+    // 50k vocabulary): checked here, in float64, before anything is allocated
+    const sizes = { logits: heapBytes('forward logits', B, L, V, 4), hidden: outputHidden ? heapBytes('forward hidden states', nLayer, B, L, d, 4) : 0 };
     const adapter = this._adapter; // the call uses the adapter active when it was made
     return this._exclusive(async () => {
       if (!outputHidden && this._gpu) {
-        const V = this.config.vocabSize;
         const out = await gpuRun(this, flat, B, L, 0, () =>
-          this._engine.withAlloc(B * L * V * 4, (lp) => {
+          this._engine.withAlloc(sizes.logits, (lp) => {
             this._engine.mb_split_end(this._handle, Logits.ALL, lp, { what: 'forward' });
-            return { data: this._engine.f32(lp, B * L * V).slice(), dims: [B, L, V] };
+            return { data: copyOut(this._engine.f32(lp, B * L * V), 'forward'), dims: [B, L, V] };
           }), null, adapter);
         if (out) return out;
       }
-      return this._forwardWasm(flat, B, L, outputHidden, adapter);
-    });
+      return this._forwardWasm(flat, B, L, sizes, adapter);
+    }, adapter);
   }
 
-  _forwardWasm(flat, B, L, outputHidden, adapter) {
+  _forwardWasm(flat, B, L, sizes, adapter) {
     const { vocabSize: V, dModel: d, nLayer } = this.config;
     const e = this._engine;
     const idp = e.putIds(flat);
@@ -153,11 +242,11 @@ export class Mamba {
     let hp = 0;
     try {
       this._bind(adapter);
-      lp = e.malloc(B * L * V * 4);
-      if (outputHidden) hp = e.malloc(nLayer * B * L * d * 4);
+      lp = e.malloc(sizes.logits);
+      if (sizes.hidden) hp = e.malloc(sizes.hidden);
       e.mb_forward(this._handle, idp, B, L, Logits.ALL, lp, hp, 0, { what: 'forward' });
-      const out = { data: e.f32(lp, B * L * V).slice(), dims: [B, L, V] };
-      if (outputHidden) out.hidden = { data: e.f32(hp, nLayer * B * L * d).slice(), dims: [nLayer, B, L, d] };
+      const out = { data: copyOut(e.f32(lp, B * L * V), 'forward'), dims: [B, L, V] };
+      if (hp) out.hidden = { data: copyOut(e.f32(hp, nLayer * B * L * d), 'forward'), dims: [nLayer, B, L, d] };
       return out;
     } finally {
       e.free(idp);
@@ -173,31 +262,32 @@ export class Mamba {
   async scoreTokens(ids, from = 1) {
     this._alive();
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
-    if (!Number.isInteger(from) || from < 1 || from > L) throw invalid(`from must be an integer in [1, ${L}]`);
+    checkInt(from, 'from (the first scored position)', 1, L);
     return this._score(flat, B, L, from, this._adapter);
   }
 
   /** scoreTokens of validated ids with a given adapter (eval.js pins one for a whole run). */
   _score(flat, B, L, from, adapter) {
     const e = this._engine;
+    const bytes = heapBytes('score', B, L, 4);
     return this._exclusive(async () => {
       const viaGpu = await gpuRun(this, flat, B, L, 0, (idp) =>
-        e.withAlloc(B * L * 4, (op) => {
+        e.withAlloc(bytes, (op) => {
           e.mb_split_end_score(this._handle, idp, from, op, { what: 'score' });
-          return { data: e.f32(op, B * L).slice(), dims: [B, L] };
+          return { data: copyOut(e.f32(op, B * L), 'score'), dims: [B, L] };
         }), null, adapter);
       if (viaGpu) return viaGpu;
       const idp = e.putIds(flat);
       try {
-        return e.withAlloc(B * L * 4, (op) => {
+        return e.withAlloc(bytes, (op) => {
           this._bind(adapter);
           e.mb_score(this._handle, idp, B, L, from, op, { what: 'score' });
-          return { data: e.f32(op, B * L).slice(), dims: [B, L] };
+          return { data: copyOut(e.f32(op, B * L), 'score'), dims: [B, L] };
         });
       } finally {
         e.free(idp);
       }
-    });
+    }, adapter);
   }
 
   /**
@@ -226,7 +316,7 @@ export class Mamba {
    *           onProgress?: (p: { window: number, windows: number, tokens: number }) => void }} [opts]
    * @returns {Promise<{ perplexity: number, nll: number, tokens: number }>}
    */
-  perplexity(textOrIds, opts = {}) {
+  perplexity(textOrIds, opts) {
     return perplexity(this, textOrIds, opts);
   }
 
@@ -238,13 +328,16 @@ export class Mamba {
    *           onProgress?: (p: { item: number, items: number, acc: number, acc_norm: number }) => void }} [opts]
    * @returns {Promise<{ acc: number, acc_norm: number, n: number }>}
    */
-  evaluate(task, opts = {}) {
+  evaluate(task, opts) {
     return evaluate(this, task, opts);
   }
 
   /** Makes the C model use `adapter` (null = base) for the next call. */
   _bind(adapter) {
     if (this._bound === adapter) return;
+    // the C core unmerges a merged adapter it switches away from (W - BA: not exactly W); the
+    // adapter does it first, writing back the weights it copied at merge time
+    this._bound?._unmergeExact();
     this._engine.mb_model_set_adapter(this._handle, adapter ? adapter._handle : 0, { what: 'set adapter' });
     this._bound = adapter;
   }
@@ -253,9 +346,10 @@ export class Mamba {
    * A recurrent decode state for `batch` sequences (see DecodeState), tied to the adapter active
    * now. Needs a causal adapter (no LIM, or LIM with chunk_size and cross_layer first/none).
    */
-  createState({ batch = 1 } = {}) {
+  createState(opts) {
     this._alive();
-    if (!Number.isInteger(batch) || batch < 1) throw invalid(`batch must be a positive integer, got ${batch}`);
+    const { batch = 1 } = options(opts, 'createState');
+    checkInt(batch, 'batch', 1, MAX_BATCH);
     if (this._adapter && !this._adapter.causal)
       throw new MembaError(ErrorCodes.UNSUPPORTED, 'the active adapter\'s LIM gate is not causal (chunks, or mean transfer): a recurrent state cannot reproduce it; generate() recomputes the full forward instead');
     return new DecodeState(this, batch, this._adapter);
@@ -269,7 +363,7 @@ export class Mamba {
   /** Makes `adapter` (one of this model's) active; null returns to the base model. */
   setAdapter(adapter) {
     this._alive();
-    if (adapter !== null && !(adapter instanceof Adapter && this._adapters.has(adapter)))
+    if (adapter !== null && !(adapter instanceof Adapter && this._adapters.has(adapter) && !adapter._disposed))
       throw invalid('setAdapter takes an adapter of this model (or null)');
     this._adapter = adapter;
     this._bind(adapter);
@@ -289,12 +383,14 @@ export class Mamba {
    * @param {{ lora?: { r?: number, alpha?: number, targets?: string[], dropout?: number, rslora?: boolean } | null,
    *           lim?: boolean | object | null, seed?: number, name?: string }} [opts]
    */
-  createAdapter({ lora = {}, lim = null, seed = 0, name = 'adapter' } = {}) {
+  createAdapter(opts) {
     this._alive();
+    const { lora = {}, lim = null, seed = 0, name = 'adapter' } = options(opts, 'createAdapter');
     const l = normalizeLora(lora, this.config);
     const m = normalizeLim(lim);
     if (!l && !m) throw invalid('an adapter needs LoRA, a LIM gate, or both');
-    if (!Number.isInteger(seed)) throw invalid(`seed must be an integer, got ${seed}`);
+    checkInt(seed, 'seed', Number.MIN_SAFE_INTEGER);
+    if (typeof name !== 'string') throw invalid(`name must be a string, got ${describe(name)}`);
     const a = this._newAdapter(l, m, name);
     this._engine.mb_adapter_init(a._handle, seed >>> 0, { what: 'adapter init' });
     this.setAdapter(a);
@@ -305,17 +401,21 @@ export class Mamba {
    * Loads an adapter (HF PEFT adapter_config.json + adapter_model.safetensors, optional
    * memba_config.json) from a directory, URL, hub id or in-memory files; it becomes active.
    */
-  async loadAdapter(source, opts = {}) {
+  async loadAdapter(source, opts) {
     this._alive();
-    const { signal, onProgress } = opts;
-    throwIfAborted(signal);
+    opts = options(opts, 'loadAdapter');
+    const { signal, onProgress, name, allowNonFinite = false } = opts;
+    checkFunction(onProgress, 'onProgress');
+    checkBool(allowNonFinite, 'allowNonFinite');
+    if (name !== undefined && typeof name !== 'string') throw invalid(`name must be a string, got ${describe(name)}`);
+    throwIfAborted(checkSignal(signal));
     const src = await openSource(source, opts);
     const { lora, lim, tensors } = await readAdapterFiles(src, this.config, { signal, onProgress });
     this._alive();
-    const a = this._newAdapter(lora, lim, opts.name ?? src.description);
+    const a = this._newAdapter(lora, lim, name ?? src.description);
     if (lora) {
       try {
-        a._setTensors(tensors);
+        a._setTensors(tensors, { allowNonFinite });
       } catch (err) {
         a.dispose();
         throw err;
@@ -332,8 +432,9 @@ export class Mamba {
    * memoryBudget (256 MB: bytes of layer intermediates kept between forward and backward; layers
    * beyond it are recomputed, with the same numbers).
    */
-  createTrainer(opts = {}) {
+  createTrainer(opts) {
     this._alive();
+    opts = options(opts, 'createTrainer');
     if (!this._adapter) throw new MembaError(ErrorCodes.UNSUPPORTED, 'create or load an adapter first: the trainer trains the active adapter');
     return new Trainer(this, this._adapter, opts, toIdBatch);
   }
@@ -346,27 +447,29 @@ export class Mamba {
     this._alive();
     const a = this._adapter;
     if (!a || !a.config.lim) throw new MembaError(ErrorCodes.UNSUPPORTED, 'inspect needs an active adapter with a LIM gate');
+    const { nLayer, dInner: E } = this.config;
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
     const c = a.config.lim.chunk_size ?? Math.max(1, Math.floor(L / a.config.lim.chunks));
-    return this._exclusive(async () => this._inspect(a, flat, B, L, c));
+    const sizes = { v: heapBytes('inspect (lim_v)', nLayer, B, L, E, 4), u: heapBytes('inspect (membrane)', nLayer, B, c, E, 4) };
+    return this._exclusive(async () => this._inspect(a, flat, B, L, c, sizes), a);
   }
 
-  _inspect(a, flat, B, L, c) {
+  _inspect(a, flat, B, L, c, sizes) {
     const { nLayer, dInner: E } = this.config;
     const e = this._engine;
     const idp = e.putIds(flat);
     let vp = 0;
     let up = 0;
     try {
-      vp = e.malloc(nLayer * B * L * E * 4);
-      up = e.malloc(nLayer * B * c * E * 4);
+      vp = e.malloc(sizes.v);
+      up = e.malloc(sizes.u);
       this._bind(a);
       e.mb_inspect(this._handle, idp, B, L, vp, up, { what: 'inspect' });
       const layers = [];
       for (let l = 0; l < nLayer; l++)
         layers.push({
-          limV: { data: e.f32(vp + l * B * L * E * 4, B * L * E).slice(), dims: [B, L, E] },
-          membrane: { data: e.f32(up + l * B * c * E * 4, B * c * E).slice(), dims: [B, c, E] },
+          limV: { data: copyOut(e.f32(vp + l * B * L * E * 4, B * L * E), 'inspect'), dims: [B, L, E] },
+          membrane: { data: copyOut(e.f32(up + l * B * c * E * 4, B * c * E), 'inspect'), dims: [B, c, E] },
         });
       return { chunkLength: c, layers };
     } finally {
@@ -380,73 +483,104 @@ export class Mamba {
    * Generates tokens after a prompt. temperature 0 (default) = greedy.
    * @returns {Promise<number[]>} the new token ids
    */
-  async generate(promptIds, opts = {}) {
+  async generate(promptIds, opts) {
     const out = [];
     for await (const id of this.stream(promptIds, opts)) out.push(id);
     return out;
   }
 
   /**
-   * The same as generate, as an async iterator of token ids (one per decode step).
+   * The same as generate, as an async iterator of token ids (one per decode step). Options are
+   * checked at the first next(). The generation keeps the adapter active at its start (disposing
+   * it meanwhile frees it when the generation ends) and its decode state until it ends: after the
+   * last token (before it is handed out), on return() / break, on an error, or, for a stream
+   * dropped unfinished, when it is garbage-collected.
    * @param {{ maxNewTokens?: number, temperature?: number, topK?: number, topP?: number, minP?: number,
    *           repetitionPenalty?: number, noRepeatNgramSize?: number, seed?: number,
    *           signal?: AbortSignal, stopTokens?: number[] }} [opts] (the processors: sampler.js)
+   * @returns {AsyncGenerator<number, void, void>}
    */
-  async *stream(promptIds, opts = {}) {
-    this._alive();
-    const { maxNewTokens = 32, signal, stopTokens } = opts ?? {};
-    if (!Number.isInteger(maxNewTokens) || maxNewTokens < 0)
-      throw invalid(`maxNewTokens must be an integer >= 0, got ${maxNewTokens}`);
-    const sample = createSampler(opts);
-    const stop = new Set(stopTokens ?? (Number.isInteger(this.config.eosTokenId) ? [this.config.eosTokenId] : []));
-    const { flat, B } = toIdBatch(promptIds, this.config.vocabSize, 'promptIds');
-    if (B !== 1) throw invalid('generate takes one prompt');
-    throwIfAborted(signal);
-    if (maxNewTokens === 0) return;
-    const adapter = this._adapter; // the whole generation uses the adapter active at its start
-    if (adapter && !adapter.causal) {
-      // A non-causal LIM gate (paper chunks, or mean transfer) depends on the whole sequence:
-      // exact generation recomputes the full forward for every new token (O(L) per token).
-      const ids = Array.from(flat);
-      for (let i = 0; i < maxNewTokens; i++) {
-        await yieldToEventLoop();
-        throwIfAborted(signal);
-        this._alive();
-        if (!adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, 'the adapter was disposed during generation');
-        const id = sample(await this._exclusive(() => this._lastLogits(Int32Array.from(ids), adapter)), ids);
-        yield id;
-        if (stop.has(id)) break;
-        ids.push(id);
-      }
-      return;
-    }
-    const state = new DecodeState(this, 1, adapter);
-    const history = Array.from(flat); // prompt + generated: what the repetition processors see
+  stream(promptIds, opts) {
+    const res = new StreamResources();
+    const gen = this._generate(promptIds, opts, res);
+    streams?.register(gen, res, res);
+    return gen;
+  }
+
+  async *_generate(promptIds, opts, res) {
     try {
-      let logits = await this._exclusive(() => this._prefill(state, flat));
+      this._alive();
+      const o = options(opts, 'generate');
+      const { maxNewTokens = 32 } = o;
+      checkInt(maxNewTokens, 'maxNewTokens', 0);
+      const signal = checkSignal(o.signal);
+      const sample = createSampler(o);
+      const stop = this._stopSet(o.stopTokens);
+      const { flat, B } = toIdBatch(promptIds, this.config.vocabSize, 'promptIds');
+      if (B !== 1) throw invalid('generate takes one prompt');
+      throwIfAborted(signal);
+      if (maxNewTokens === 0) return;
+      const adapter = this._adapter; // the whole generation uses the adapter active at its start
+      res.hold(adapter);
+      if (adapter && !adapter.causal) {
+        yield* this._generateFull(flat, adapter, maxNewTokens, sample, stop, signal, res);
+        return;
+      }
+      const state = new DecodeState(this, 1, adapter, { internal: true });
+      res.state = state;
+      const history = Array.from(flat); // prompt + generated: what the repetition processors see
+      let logits = await this._exclusive(() => this._prefill(state, flat), adapter);
       for (let i = 0; i < maxNewTokens; i++) {
         await yieldToEventLoop();
         throwIfAborted(signal);
         this._alive();
         const id = sample(logits, history);
         history.push(id);
+        if (stop.has(id) || i + 1 === maxNewTokens) {
+          res.release(); // the last token: nothing stays held while the caller has it
+          yield id;
+          return;
+        }
         yield id;
-        if (stop.has(id) || i + 1 === maxNewTokens) break;
-        logits = await this._exclusive(() => {
-          this._alive(); // disposed while the caller held the token?
-          return state._run(Int32Array.of(id), 1, 1);
-        });
+        logits = await this._exclusive(() => state._run(Int32Array.of(id), 1, 1), adapter);
       }
     } finally {
-      state.dispose();
+      res.release();
     }
+  }
+
+  /** Generation with a non-causal LIM gate (paper chunks, or mean transfer): it depends on the
+   * whole sequence, so exact generation recomputes the full forward for every new token (O(L)). */
+  async *_generateFull(flat, adapter, maxNewTokens, sample, stop, signal, res) {
+    const ids = Array.from(flat);
+    for (let i = 0; i < maxNewTokens; i++) {
+      await yieldToEventLoop();
+      throwIfAborted(signal);
+      this._alive();
+      const id = sample(await this._exclusive(() => this._lastLogits(Int32Array.from(ids), adapter), adapter), ids);
+      if (stop.has(id) || i + 1 === maxNewTokens) {
+        res.release();
+        yield id;
+        return;
+      }
+      yield id;
+      ids.push(id);
+    }
+  }
+
+  /** The ids generation stops after: stopTokens (ids of this vocabulary), or the config's EOS. */
+  _stopSet(stopTokens) {
+    if (stopTokens === undefined || stopTokens === null)
+      return new Set(Number.isInteger(this.config.eosTokenId) ? [this.config.eosTokenId] : []);
+    const list = stopTokens instanceof Set ? Array.from(stopTokens) : stopTokens;
+    return new Set(toIdList(list, this.config.vocabSize, 'stopTokens'));
   }
 
   /**
    * Like stream, as text: yields the new text as it grows (a character split over byte-level
    * tokens comes out once its last byte has arrived). `prompt` is text or token ids.
    */
-  async *streamText(prompt, opts = {}) {
+  async *streamText(prompt, opts) {
     this._alive();
     if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'streamText needs a model with a tokenizer.json');
     const ids = typeof prompt === 'string' ? this.encode(prompt) : prompt;
@@ -473,7 +607,7 @@ export class Mamba {
     const viaGpu = await gpuRun(this, flat, 1, flat.length, state._handle, () => {
       e.mb_split_end(this._handle, Logits.LAST, state._logits, { what: 'prefill' });
       return e.f32(state._logits, V).slice();
-    }, () => state.reset(), state._adapter);
+    }, () => state._reset(), state._adapter);
     return viaGpu ?? state._run(flat, 1, flat.length);
   }
 
@@ -493,39 +627,73 @@ export class Mamba {
     }
   }
 
-  /** Text -> token ids (needs a tokenizer.json with the model). */
+  /** Text -> token ids (needs a tokenizer.json with the model). Long texts are tokenised in
+   * pieces (see _encodeIds): the same ids, without the tokenizer ever seeing megabytes at once. */
   encode(text) {
-    this._alive();
-    if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'this model was loaded without a tokenizer.json');
-    if (typeof text !== 'string') throw invalid('encode takes a string');
-    if (text.length === 0) return [];
-    return Array.from(this._tokenizer.encode(text, { add_special_tokens: false }).ids);
+    return Array.from(this._encodeIds(text));
   }
 
-  /** Token ids -> text (special tokens skipped). */
+  /**
+   * Text -> token ids as an Int32Array, what fit and perplexity use: a text of more than
+   * 2 x TEXT_PIECE_CHARS characters is tokenised in pieces (ids.js textPieces: cut before a space
+   * that starts a word, which for byte-level BPE tokenizers gives exactly the whole text's ids)
+   * appended to one growing Int32Array; with any other kind of tokenizer it is tokenised whole.
+   */
+  _encodeIds(text, pieceChars) {
+    this._alive();
+    if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'this model was loaded without a tokenizer.json');
+    if (typeof text !== 'string') throw invalid(`encode takes a string, got ${describe(text)}`);
+    if (text.length === 0) return new Int32Array(0);
+    const tk = this._tokenizer;
+    const encode = (piece) => tk.encode(piece, { add_special_tokens: false }).ids;
+    if (!piecewiseExact(tk)) return Int32Array.from(encode(text));
+    const out = new GrowableArray(Int32Array, Math.ceil(text.length / 4));
+    for (const piece of textPieces(text, pieceChars)) out.append(encode(piece));
+    return out.result();
+  }
+
+  /** Token ids -> text (special tokens skipped). ids: an array of token ids of this model. */
   decode(ids) {
     this._alive();
     if (!this._tokenizer) throw new MembaError(ErrorCodes.UNSUPPORTED, 'this model was loaded without a tokenizer.json');
-    const arr = Array.from(ids ?? [], (v) => {
-      if (!Number.isInteger(v) || v < 0) throw invalid(`decode: ${v} is not a token id`);
-      return v;
-    });
+    const arr = toIdList(ids, this._decodeLimit(), 'decode: ids');
     if (arr.length === 0) return '';
     return this._tokenizer.decode(arr, { skip_special_tokens: true });
   }
 
-  /** Bytes held in the WASM heap by weights and cached activations. */
+  /** Ids decode takes: below the model's vocabulary size or the tokenizer's, the larger (a
+   * tokenizer may know more ids than the embedding has rows, and the embedding may be padded). */
+  _decodeLimit() {
+    if (this._decodeIds === undefined) {
+      const json = this._tokenizer.tokenizer;
+      let n = 0;
+      const vocab = json?.model?.vocab;
+      if (Array.isArray(vocab)) n = vocab.length;
+      else if (vocab && typeof vocab === 'object') for (const id of Object.values(vocab)) if (id >= n) n = id + 1;
+      for (const t of json?.added_tokens ?? []) if (Number.isInteger(t?.id) && t.id >= n) n = t.id + 1;
+      this._decodeIds = Math.max(n, this.config.vocabSize);
+    }
+    return this._decodeIds;
+  }
+
+  /** Bytes held in the WASM heap by weights, cached activations and live decode states. */
   memory() {
     this._alive();
     const e = this._engine;
-    return { weights: e.mb_model_weight_bytes(this._handle), activations: e.mb_model_activation_bytes(this._handle) };
+    let states = 0;
+    for (const s of this._states) states += s._bytes;
+    return { weights: e.mb_model_weight_bytes(this._handle), activations: e.mb_model_activation_bytes(this._handle), states };
   }
 
-  /** Frees the model and its states; later calls throw 'disposed'. Safe to call twice. */
+  /** Frees the model, its states and adapters; later calls throw 'disposed'. Safe to call twice. */
   dispose() {
     if (!this._handle) return;
-    for (const s of [...this._states]) s.dispose();
-    for (const a of [...this._adapters]) a.dispose();
+    for (const s of Array.from(this._states)) s.dispose();
+    for (const a of Array.from(this._adapters)) {
+      a._disposed = true;
+      a._free({ model: true }); // even while pinned: a generation using it now ends with 'disposed'
+    }
+    this._adapter = null;
     this._gpu?.destroy();
     this._gpu = null;
     this._engine.mb_model_free(this._handle);

@@ -2,7 +2,7 @@
 // + top-k + top-p (nucleus) + min-p sampling with a seeded PRNG so a seed reproduces a generation
 // exactly; before either, the history-dependent processors of Hugging Face generate():
 // repetitionPenalty (CTRL) and noRepeatNgramSize. Deliberately not here: beam search.
-import { MembaError, ErrorCodes } from './errors.js';
+import { options, checkInt, checkNumber } from './ids.js';
 
 /** Mulberry32: a small, fast, seedable 32-bit PRNG (uniform floats in [0, 1)). */
 export function createRng(seed) {
@@ -105,30 +105,25 @@ export function processLogits(row, history, repetitionPenalty = 1, noRepeatNgram
 }
 
 /**
- * Validates sampling options and returns a function (logits, history) -> token id.
+ * Validates sampling options and returns a function (logits, history) -> token id. Every bad
+ * value (wrong type, out of range, NaN or Infinity) is an invalid_argument; null = the defaults.
  * @param {{ temperature?: number, topK?: number, topP?: number, minP?: number, seed?: number,
- *           repetitionPenalty?: number, noRepeatNgramSize?: number }} opts
+ *           repetitionPenalty?: number, noRepeatNgramSize?: number }} [opts]
  */
-export function createSampler({ temperature = 0, topK = 0, topP = 1, minP = 0, seed, repetitionPenalty = 1, noRepeatNgramSize = 0 } = {}) {
-  if (typeof repetitionPenalty !== 'number' || !(repetitionPenalty > 0) || !Number.isFinite(repetitionPenalty))
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `repetitionPenalty must be a finite number > 0 (1 = off), got ${repetitionPenalty}`);
-  if (!Number.isInteger(noRepeatNgramSize) || noRepeatNgramSize < 0)
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `noRepeatNgramSize must be an integer >= 0 (0 = off), got ${noRepeatNgramSize}`);
-  if (typeof minP !== 'number' || !(minP >= 0 && minP <= 1))
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `minP must be in [0, 1] (0 = off), got ${minP}`);
+export function createSampler(opts) {
+  const { temperature = 0, topK = 0, topP = 1, minP = 0, seed, repetitionPenalty = 1, noRepeatNgramSize = 0 } = options(opts, 'sampling');
+  checkNumber(repetitionPenalty, 'repetitionPenalty (1 = off)', { above: 0 });
+  checkInt(noRepeatNgramSize, 'noRepeatNgramSize (0 = off)', 0);
+  checkNumber(minP, 'minP (0 = off)', { min: 0, max: 1 });
   const pick = createPicker({ temperature, topK, topP, minP, seed });
   return (row, history) => pick(processLogits(row, history, repetitionPenalty, noRepeatNgramSize));
 }
 
 function createPicker({ temperature, topK, topP, minP, seed }) {
-  if (typeof temperature !== 'number' || !(temperature >= 0) || !Number.isFinite(temperature))
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `temperature must be a finite number >= 0, got ${temperature}`);
-  if (!Number.isInteger(topK) || topK < 0)
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `topK must be an integer >= 0 (0 = off), got ${topK}`);
-  if (typeof topP !== 'number' || !(topP > 0 && topP <= 1))
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `topP must be in (0, 1], got ${topP}`);
-  if (seed !== undefined && !Number.isInteger(seed))
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `seed must be an integer, got ${seed}`);
+  checkNumber(temperature, 'temperature (0 = greedy)', { min: 0 });
+  checkInt(topK, 'topK (0 = off)', 0);
+  checkNumber(topP, 'topP', { above: 0, max: 1 });
+  if (seed !== undefined) checkInt(seed, 'seed', Number.MIN_SAFE_INTEGER);
   if (temperature === 0) return (row) => argmax(row);
   const rng = createRng(seed ?? Math.floor(Math.random() * 2 ** 32));
   return (row) => {

@@ -7,8 +7,11 @@ import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { createRng } from './sampler.js';
 import { peftName } from './adapter.js';
 import { TARGET_NAMES, LoraMatrix, AdapterBlock } from './abi.js';
+import { invalid, options, checkInt, checkNumber, checkFunction, checkSignal, describe, GrowableArray } from './ids.js';
 
-const invalid = (msg) => new MembaError(ErrorCodes.INVALID_ARGUMENT, msg);
+/** The largest learning rate a trainer takes: AdamW moves each value by about lr per step, so
+ * more than 1 only destroys a LoRA adapter (lr 1e30 leaves its values near 1e30). */
+export const MAX_LR = 1;
 
 /** Learning rate at optimizer step k (1-based) for a schedule. */
 export function scheduleLr(lr, schedule, k) {
@@ -22,19 +25,47 @@ export function scheduleLr(lr, schedule, k) {
   return minLr + 0.5 * (lr - minLr) * (1 + Math.cos(Math.PI * p));
 }
 
-function checkSchedule(s) {
-  if (s === undefined || s === null || s === 'constant') return s ?? 'constant';
-  if (typeof s !== 'object') throw invalid(`schedule must be 'constant' or { type: 'constant' | 'cosine', ... }`);
-  if (!['constant', 'cosine'].includes(s.type)) throw invalid(`schedule.type must be 'constant' or 'cosine', got ${s.type}`);
-  const w = s.warmupSteps ?? 0;
-  if (!Number.isInteger(w) || w < 0) throw invalid('schedule.warmupSteps must be an integer >= 0');
-  if (s.type === 'cosine' && (!Number.isInteger(s.totalSteps) || s.totalSteps < 1)) throw invalid('a cosine schedule needs totalSteps (an integer >= 1)');
-  if (s.minLr !== undefined && !(s.minLr >= 0)) throw invalid('schedule.minLr must be >= 0');
+function checkSchedule(s, lr) {
+  if (s === undefined || s === null || s === 'constant') return 'constant';
+  if (typeof s !== 'object' || Array.isArray(s)) throw invalid(`schedule must be 'constant' or { type: 'constant' | 'cosine', ... }, got ${describe(s)}`);
+  if (s.type !== 'constant' && s.type !== 'cosine') throw invalid(`schedule.type must be 'constant' or 'cosine', got ${describe(s.type)}`);
+  checkInt(s.warmupSteps ?? 0, 'schedule.warmupSteps', 0);
+  if (s.type === 'cosine') {
+    if (s.totalSteps === undefined) throw invalid('a cosine schedule needs totalSteps (an integer >= 1)');
+    checkInt(s.totalSteps, 'schedule.totalSteps', 1);
+  } else if (s.totalSteps !== undefined) checkInt(s.totalSteps, 'schedule.totalSteps', 1);
+  if (s.minLr !== undefined) checkNumber(s.minLr, 'schedule.minLr', { min: 0, max: lr });
   return Object.freeze({ ...s });
 }
 
+/** The trainer's options, validated (finite, in ranges that cannot destroy the adapter), with defaults. */
+function trainerOptions(opts) {
+  const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0, clipNorm = 0, accumulate = 1, schedule = 'constant', seed = 0, memoryBudget = 256 * 2 ** 20 } = options(opts, 'createTrainer');
+  checkNumber(lr, 'lr', { above: 0, max: MAX_LR });
+  if (!Array.isArray(betas) || betas.length !== 2) throw invalid(`betas must be two numbers in [0, 1), got ${describe(betas)}`);
+  // betas are float32 in C: 0.99999999 would round to 1 there (no averaging, a bias correction of 0)
+  for (let i = 0; i < 2; i++) {
+    checkNumber(betas[i], `betas[${i}]`, { min: 0, below: 1 });
+    if (Math.fround(betas[i]) >= 1) throw invalid(`betas[${i}] = ${betas[i]} is 1 as a float32`);
+  }
+  checkNumber(eps, 'eps', { above: 0, max: 1 });
+  if (!(Math.fround(eps) > 0)) throw invalid(`eps ${eps} is 0 as a float32`);
+  // decoupled weight decay multiplies each value by (1 - lr * weightDecay) every step: past 1 it
+  // flips signs and grows without bound
+  checkNumber(weightDecay, 'weightDecay', { min: 0 });
+  if (lr * weightDecay > 1) throw invalid(`lr * weightDecay must be <= 1 (each step scales the adapter by 1 - lr * weightDecay), got ${lr} * ${weightDecay}`);
+  checkNumber(clipNorm, 'clipNorm (0 = no clipping)', { min: 0, max: 3e38 });
+  checkInt(accumulate, 'accumulate', 1);
+  checkInt(seed, 'seed', Number.MIN_SAFE_INTEGER);
+  checkNumber(memoryBudget, 'memoryBudget (bytes)', { min: 0 });
+  return Object.freeze({ lr, betas: [betas[0], betas[1]], eps, weightDecay, clipNorm, accumulate, schedule: checkSchedule(schedule, lr), seed, memoryBudget });
+}
+
 /** ids [B][L] (or [L]) and labels of the same shape; labels default to ids shifted left, -100 last. */
-function batchOf({ ids, labels } = {}, vocabSize, toIdBatch) {
+function batchOf(batch, vocabSize, toIdBatch) {
+  if (batch === null || typeof batch !== 'object' || Array.isArray(batch))
+    throw invalid(`step takes a batch { ids, labels? }, got ${describe(batch)}`);
+  const { ids, labels } = batch;
   const x = toIdBatch(ids, vocabSize, 'ids');
   let y;
   if (labels === undefined) {
@@ -42,17 +73,20 @@ function batchOf({ ids, labels } = {}, vocabSize, toIdBatch) {
     for (let b = 0; b < x.B; b++)
       for (let t = 0; t < x.L; t++) y[b * x.L + t] = t + 1 < x.L ? x.flat[b * x.L + t + 1] : -100;
   } else {
-    const rows = x.B === 1 && !(typeof labels[0] === 'object') ? [labels] : Array.from(labels ?? []);
+    if (labels === null || typeof labels !== 'object' || typeof labels.length !== 'number')
+      throw invalid(`labels must be an array of token ids / -100 (or an array of such), got ${describe(labels)}`);
+    const rows = x.B === 1 && !(typeof labels[0] === 'object' && labels[0] !== null) ? [labels] : labels;
     if (rows.length !== x.B) throw invalid(`labels has ${rows.length} rows, ids ${x.B}`);
     y = new Int32Array(x.flat.length);
-    rows.forEach((row, b) => {
-      if (!row || row.length !== x.L) throw invalid(`labels[${b}] must have length ${x.L}`);
+    for (let b = 0; b < x.B; b++) {
+      const row = rows[b];
+      if (!row || typeof row !== 'object' || row.length !== x.L) throw invalid(`labels[${b}] must have length ${x.L}`);
       for (let t = 0; t < x.L; t++) {
         const v = row[t];
-        if (!Number.isInteger(v) || (v !== -100 && (v < 0 || v >= vocabSize))) throw invalid(`label ${v} at [${b}][${t}] is not a token id or -100`);
+        if (!Number.isInteger(v) || (v !== -100 && (v < 0 || v >= vocabSize))) throw invalid(`label ${describe(v)} at [${b}][${t}] is not a token id or -100`);
         y[b * x.L + t] = v;
       }
-    });
+    }
   }
   return { ...x, labels: y };
 }
@@ -96,22 +130,27 @@ function sliceStream(st, from, to) {
   return { ids: st.ids.subarray(from, to), mask: st.mask ? st.mask.subarray(from, to) : null };
 }
 
-/** packWindows of a stream with each window's labels (-100: not counted) and counted targets;
- * windows with nothing to count (an instruction prompt only) are left out. */
+/** packWindows of a stream with each window's counted targets; windows with nothing to count
+ * (an instruction prompt only) are left out. Labels are made per batch (windowLabels), so a
+ * long text is held once, as its Int32Array of ids. */
 function labelledWindows(st, L) {
   const out = [];
   for (const w of packWindows(st.ids.length, L)) {
-    const labels = new Array(L);
     let counted = 0;
-    for (let t = 0; t < L; t++) {
-      const i = w.start + t + 1;
-      const on = t >= w.from - 1 && (!st.mask || st.mask[i] === 1);
-      labels[t] = on ? st.ids[i] : -100;
-      counted += on ? 1 : 0;
-    }
-    if (counted > 0) out.push({ ...w, labels, counted });
+    for (let t = Math.max(0, w.from - 1); t < L; t++) if (!st.mask || st.mask[w.start + t + 1] === 1) counted++;
+    if (counted > 0) out.push({ start: w.start, from: w.from, counted });
   }
   return out;
+}
+
+/** A window's labels [L]: the next token where it counts, -100 elsewhere. */
+function windowLabels(st, w, L) {
+  const labels = new Int32Array(L);
+  for (let t = 0; t < L; t++) {
+    const i = w.start + t + 1;
+    labels[t] = t >= w.from - 1 && (!st.mask || st.mask[i] === 1) ? st.ids[i] : -100;
+  }
+  return labels;
 }
 
 /** A copy of `items` in a seeded random order (Fisher-Yates). */
@@ -127,27 +166,29 @@ function shuffled(items, seed) {
 
 /** fit's options, validated, with their defaults. */
 function fitOptions(opts) {
-  if (opts === null || typeof opts !== 'object') throw invalid('fit options must be an object');
+  opts = options(opts, 'fit');
   const { epochs = 1, batchSize = 1, seqLen = 128, onProgress, signal, yieldEvery = 1, validation, validationSplit = 0, evalEvery = 0, earlyStopping = null } = opts;
-  if (!Number.isInteger(epochs) || epochs < 1) throw invalid('epochs must be an integer >= 1');
-  if (!Number.isInteger(batchSize) || batchSize < 1) throw invalid('batchSize must be an integer >= 1');
-  if (!Number.isInteger(seqLen) || seqLen < 1) throw invalid('seqLen must be an integer >= 1');
-  if (!Number.isInteger(yieldEvery) || yieldEvery < 1) throw invalid('yieldEvery must be an integer >= 1');
-  if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
-  if (!(typeof validationSplit === 'number' && validationSplit >= 0 && validationSplit < 1)) throw invalid('validationSplit must be a number in [0, 1)');
+  checkInt(epochs, 'epochs', 1);
+  checkInt(batchSize, 'batchSize', 1);
+  checkInt(seqLen, 'seqLen', 1);
+  checkInt(yieldEvery, 'yieldEvery', 1);
+  checkFunction(onProgress, 'onProgress');
+  checkSignal(signal);
+  checkNumber(validationSplit, 'validationSplit', { min: 0, below: 1 });
   if (validationSplit > 0 && validation !== undefined) throw invalid('give validation or validationSplit, not both');
-  if (!Number.isInteger(evalEvery) || evalEvery < 0) throw invalid('evalEvery must be an integer >= 0 (0 = after every epoch)');
+  checkInt(evalEvery, 'evalEvery (0 = after every epoch)', 0);
   let patience = null;
   let minDelta = 0;
   if (earlyStopping !== null && earlyStopping !== undefined && earlyStopping !== false) {
+    if (earlyStopping !== true && (typeof earlyStopping !== 'object' || Array.isArray(earlyStopping)))
+      throw invalid(`earlyStopping must be true or { patience, minDelta }, got ${describe(earlyStopping)}`);
     const es = typeof earlyStopping === 'object' ? earlyStopping : {};
-    patience = es.patience ?? 1;
-    minDelta = es.minDelta ?? 0;
-    if (!Number.isInteger(patience) || patience < 1) throw invalid('earlyStopping.patience must be an integer >= 1');
-    if (!(typeof minDelta === 'number' && minDelta >= 0)) throw invalid('earlyStopping.minDelta must be a number >= 0');
+    patience = checkInt(es.patience ?? 1, 'earlyStopping.patience', 1);
+    minDelta = checkNumber(es.minDelta ?? 0, 'earlyStopping.minDelta', { min: 0 });
   }
   const hasVal = validation !== undefined || validationSplit > 0;
   if (patience !== null && !hasVal) throw invalid('earlyStopping needs validation data or a validationSplit');
+  if (opts.keepBest !== undefined && typeof opts.keepBest !== 'boolean') throw invalid(`keepBest must be true or false, got ${describe(opts.keepBest)}`);
   const keepBest = opts.keepBest ?? hasVal;
   if (keepBest && !hasVal) throw invalid('keepBest needs validation data or a validationSplit');
   return { epochs, batchSize, seqLen, onProgress, signal, yieldEvery, validation, validationSplit, evalEvery, patience, minDelta, keepBest: !!keepBest };
@@ -156,20 +197,13 @@ function fitOptions(opts) {
 export class Trainer {
   /** @private use model.createTrainer */
   constructor(model, adapter, opts, toIdBatch) {
-    const { lr = 1e-3, betas = [0.9, 0.999], eps = 1e-8, weightDecay = 0, clipNorm = 0, accumulate = 1, schedule = 'constant', seed = 0, memoryBudget = 256 * 2 ** 20 } = opts ?? {};
-    if (!(typeof lr === 'number' && lr >= 0 && Number.isFinite(lr))) throw invalid(`lr must be a finite number >= 0, got ${lr}`);
-    if (!Array.isArray(betas) || betas.length !== 2 || !betas.every((b) => b >= 0 && b < 1)) throw invalid('betas must be two numbers in [0, 1)');
-    if (!(eps > 0)) throw invalid('eps must be > 0');
-    if (!(weightDecay >= 0)) throw invalid('weightDecay must be >= 0');
-    if (!(clipNorm >= 0)) throw invalid('clipNorm must be >= 0 (0 = no clipping)');
-    if (!Number.isInteger(accumulate) || accumulate < 1) throw invalid('accumulate must be an integer >= 1');
-    if (!Number.isInteger(seed)) throw invalid('seed must be an integer');
-    if (!(typeof memoryBudget === 'number' && memoryBudget >= 0)) throw invalid('memoryBudget must be a number of bytes >= 0');
+    const o = trainerOptions(opts);
     if (!adapter?.config.lora) throw new MembaError(ErrorCodes.UNSUPPORTED, 'the active adapter has no LoRA tensors to train');
     this._model = model;
     this._engine = model._engine;
     this.adapter = adapter;
-    this.options = Object.freeze({ lr, betas: [...betas], eps, weightDecay, clipNorm, accumulate, schedule: checkSchedule(schedule), seed, memoryBudget });
+    this.options = o;
+    const { seed } = o;
     this._toIdBatch = toIdBatch;
     this.stepCount = 0; // optimizer steps done
     this._micro = 0; // micro-batches accumulated towards the next step
@@ -180,7 +214,7 @@ export class Trainer {
 
   _alive() {
     this._model._alive();
-    if (!this.adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, "the trainer's adapter has been disposed");
+    if (this.adapter._disposed || !this.adapter._handle) throw new MembaError(ErrorCodes.DISPOSED, "the trainer's adapter has been disposed");
     if (this.adapter.merged) this.adapter.unmerge();
   }
 
@@ -195,12 +229,13 @@ export class Trainer {
    * One training step on a batch: forward, loss, gradients through the whole frozen model, and
    * (every `accumulate` calls) an AdamW update. Returns the loss before the update and the global
    * gradient norm (null while accumulating). A batch whose loss or gradient is NaN/Inf is rejected
-   * (code 'non_finite') and the adapter is left unchanged.
+   * (code 'non_finite') and the adapter is left unchanged; so is an update that would leave NaN/Inf
+   * in the adapter tensors or the AdamW moments (the C core refuses it whole). `batch` is required: { ids, labels? }.
    */
   async step(batch) {
     this._alive();
     const parsed = batchOf(batch, this._model.config.vocabSize, this._toIdBatch);
-    return this._model._exclusive(async () => this._step(parsed));
+    return this._model._exclusive(async () => this._step(parsed), this.adapter);
   }
 
   _step({ flat, labels, B, L }) {
@@ -240,7 +275,15 @@ export class Trainer {
     const k = this.stepCount + 1;
     const lrk = scheduleLr(lr, schedule, k);
     const opt = { lr: lrk, beta1: betas[0], beta2: betas[1], eps, weight_decay: weightDecay, clip: clipNorm };
-    e.mb_adamw_step(h, opt, k, { what: 'AdamW step' });
+    // The C core refuses an update that would leave NaN/Inf in the tensors or the moments (a
+    // finite gradient can still overflow float32 in g^2 or the update): MB_ERR_NON_FINITE, and
+    // nothing was written.
+    try {
+      e.mb_adamw_step(h, opt, k, { what: 'AdamW step' });
+    } catch (err) {
+      if (err.code === ErrorCodes.NON_FINITE) throw reject('the update');
+      throw err;
+    }
     this.stepCount = k;
     this._micro = 0;
     return { loss, gradNorm, step: k, lr: lrk };
@@ -286,27 +329,51 @@ export class Trainer {
     };
   }
 
-  /** Restores a state from saveState() (same adapter shape). */
+  /**
+   * Restores a state from saveState() (same adapter shape). Everything is checked before
+   * anything is written (types, counters, every array's length, finite values, second moments
+   * >= 0), so a bad state is an 'invalid_argument' that leaves the trainer and the adapter as
+   * they were.
+   */
   restoreState(state) {
     this._alive();
-    if (!state || state.format !== 'memba-trainer-v1') throw invalid('restoreState takes a state from trainer.saveState()');
-    const t = this._block(AdapterBlock.TENSORS);
-    if (!(state.tensors instanceof Float32Array) || state.tensors.length !== t.length)
-      throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `the state holds ${state.tensors?.length} adapter values, this adapter ${t.length}`);
-    t.set(state.tensors);
+    if (state === null || typeof state !== 'object' || state.format !== 'memba-trainer-v1')
+      throw invalid('restoreState takes a state from trainer.saveState() (format memba-trainer-v1)');
+    const { stepCount, micro, calls, dataRng, tensors, grad = null, m1 = null, m2 = null } = state;
+    checkInt(stepCount, 'state.stepCount', 0);
+    checkInt(micro, 'state.micro', 0, this.options.accumulate - 1);
+    checkInt(calls, 'state.calls', 0);
+    checkInt(dataRng, 'state.dataRng', 0, 2 ** 32 - 1);
+    const n = this._block(AdapterBlock.TENSORS).length;
+    const values = (v, name, { optional = false, nonNegative = false } = {}) => {
+      if (v === null && optional) return;
+      if (!(v instanceof Float32Array)) throw invalid(`state.${name} must be a Float32Array${optional ? ' or null' : ''}, got ${describe(v)}`);
+      if (v.length !== n) throw invalid(`state.${name} holds ${v.length} values, this adapter ${n} (a state of another adapter shape?)`);
+      for (let i = 0; i < n; i++)
+        if (!Number.isFinite(v[i]) || (nonNegative && v[i] < 0)) throw invalid(`state.${name}[${i}] = ${v[i]} is not ${nonNegative ? 'a finite number >= 0' : 'finite'}`);
+    };
+    values(tensors, 'tensors');
+    values(grad, 'grad', { optional: true });
+    if (micro > 0 && grad === null) throw invalid('state.micro > 0 (a step half accumulated) needs state.grad');
+    values(m1, 'm1', { optional: true });
+    values(m2, 'm2', { optional: true, nonNegative: true });
+    if ((m1 === null) !== (m2 === null)) throw invalid('state.m1 and state.m2 are both Float32Arrays or both null');
+    if (stepCount > 0 && m1 === null) throw invalid('state.stepCount > 0 needs the AdamW moments m1 and m2');
+    // checked: now write
     const e = this._engine;
+    this._block(AdapterBlock.TENSORS).set(tensors);
     e.mb_adapter_zero_grad(this.adapter._handle, { what: 'zero grad' });
-    if (state.grad) this._block(AdapterBlock.GRADS).set(state.grad);
-    if (state.m1) {
-      this._block(AdapterBlock.ADAM_M1).set(state.m1);
-      this._block(AdapterBlock.ADAM_M2).set(state.m2);
+    if (grad) this._block(AdapterBlock.GRADS).set(grad);
+    if (m1) {
+      this._block(AdapterBlock.ADAM_M1).set(m1);
+      this._block(AdapterBlock.ADAM_M2).set(m2);
     } else {
       e.mb_adapter_reset_optimizer(this.adapter._handle, { what: 'reset' });
     }
-    this.stepCount = state.stepCount;
-    this._micro = state.micro;
-    this._calls = state.calls;
-    this._dataRng = state.dataRng;
+    this.stepCount = stepCount;
+    this._micro = micro;
+    this._calls = calls;
+    this._dataRng = dataRng;
   }
 
   /**
@@ -322,7 +389,7 @@ export class Trainer {
    * gradNorm, lr, tokensPerSec, secondsLeft } after each step and { phase: 'eval', step, epoch,
    * trainLoss, trainPpl, valLoss, valPpl, best } after each evaluation.
    */
-  async fit(data, opts = {}) {
+  async fit(data, opts) {
     this._alive();
     const o = fitOptions(opts);
     let train = this._stream(data);
@@ -340,6 +407,7 @@ export class Trainer {
     const windows = labelledWindows(train, L);
     if (windows.length === 0) throw invalid('nothing to train on: every target is masked (instruction examples need an output)');
     const valTokens = val?.ids ?? null;
+    const valLabels = val ? (w) => windowLabels(val, w, valL) : null;
     const valL = val ? Math.min(o.seqLen, val.ids.length - 1) : 0;
     const valWindows = val ? labelledWindows(val, valL) : null;
     if (valWindows && valWindows.length === 0) throw invalid('nothing to validate on: every validation target is masked');
@@ -355,11 +423,16 @@ export class Trainer {
     let epochLoss = 0;
     let epochTargets = 0;
     const t0 = performance.now();
+    let evalSecs = 0; // time spent scoring held-out data: not in tokens/s, estimated apart in secondsLeft
+    let evalCount = 0;
     const evaluate = async (ep) => {
-      const { nll, tokens: n } = await this._validationNll(valTokens, valWindows, valL, o.batchSize, o.signal);
+      const te = performance.now();
+      const { nll, tokens: n } = await this._validationNll(valTokens, valWindows, valLabels, valL, o.batchSize, o.signal);
       const trainLoss = epochTargets > 0 ? epochLoss / epochTargets : null;
       const e = { step: this.stepCount, epoch: ep, trainLoss, trainPpl: trainLoss === null ? null : Math.exp(trainLoss), valLoss: nll, valPpl: Math.exp(nll), valTokens: n };
       evals.push(e);
+      evalSecs += (performance.now() - te) / 1000;
+      evalCount++;
       if (!best || nll < best.valLoss - o.minDelta) {
         best = e;
         sinceBest = 0;
@@ -379,7 +452,7 @@ export class Trainer {
         throwIfAborted(o.signal);
         const batch = order.slice(b, b + o.batchSize);
         const ids = batch.map((w) => tokens.subarray(w.start, w.start + L));
-        const labels = batch.map((w) => w.labels);
+        const labels = batch.map((w) => windowLabels(train, w, L));
         const counted = batch.reduce((n, w) => n + w.counted, 0);
         const r = await this.step({ ids, labels });
         losses.push(r.loss);
@@ -387,8 +460,10 @@ export class Trainer {
         epochLoss += r.loss * counted;
         epochTargets += counted;
         k++;
-        const secs = (performance.now() - t0) / 1000;
-        o.onProgress?.({ phase: 'train', step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / secs, secondsLeft: (secs / k) * (totalSteps - k) });
+        const secs = (performance.now() - t0) / 1000 - evalSecs; // training time only
+        const evalsLeft = !valTokens ? 0 : o.evalEvery > 0 ? Math.floor(totalSteps / o.evalEvery) - Math.floor(k / o.evalEvery) : o.epochs - ep;
+        const secondsLeft = (secs / k) * (totalSteps - k) + (evalCount ? (evalSecs / evalCount) * evalsLeft : 0);
+        o.onProgress?.({ phase: 'train', step: this.stepCount, epoch: ep, loss: r.loss, gradNorm: r.gradNorm, lr: r.lr, tokensPerSec: seen / secs, secondsLeft });
         if (valTokens && o.evalEvery > 0 && k % o.evalEvery === 0 && (await evaluate(ep))) {
           stoppedEarly = true;
           break outer;
@@ -413,7 +488,7 @@ export class Trainer {
 
   /** Mean negative log-likelihood per counted target of labelled validation windows of L inputs
    * (forward only, with the adapter as it is now). */
-  async _validationNll(tokens, windows, L, batchSize, signal) {
+  async _validationNll(tokens, windows, labelsOf, L, batchSize, signal) {
     let nll = 0;
     let n = 0;
     for (let b = 0; b < windows.length; b += batchSize) {
@@ -421,7 +496,8 @@ export class Trainer {
       const batch = windows.slice(b, b + batchSize);
       const { data } = await this._model.scoreTokens(batch.map((w) => tokens.subarray(w.start, w.start + L + 1)), 1);
       batch.forEach((w, r) => {
-        for (let t = 1; t <= L; t++) if (w.labels[t - 1] !== -100) nll -= data[r * (L + 1) + t];
+        const labels = labelsOf(w);
+        for (let t = 1; t <= L; t++) if (labels[t - 1] !== -100) nll -= data[r * (L + 1) + t];
         n += w.counted;
       });
     }
@@ -439,29 +515,28 @@ export class Trainer {
     const eos = model.config.eosTokenId;
     const parts = typeof data === 'string' ? [data] : Array.isArray(data) ? data : null;
     if (!parts || parts.length === 0) throw invalid('fit takes a string, an array of strings, token-id arrays, { text } objects or instruction examples');
-    const ids = [];
-    const mask = [];
-    let masked = false;
+    if (typeof data === 'string') return { ids: model._encodeIds(data), mask: null }; // one text: its ids as they come
+    const ids = new GrowableArray(Int32Array);
+    let mask = null; // 1 per target token, 0 per prompt token: made at the first instruction example
     const push = (arr, on) => {
-      for (const v of arr) {
-        ids.push(v);
-        mask.push(on ? 1 : 0);
+      if (!on && !mask) {
+        mask = new GrowableArray(Uint8Array, ids.data.length);
+        mask.fill(1, ids.length);
       }
+      ids.append(arr);
+      mask?.fill(on ? 1 : 0, arr.length);
     };
     parts.forEach((p, i) => {
-      if (i > 0 && Number.isInteger(eos) && ids.at(-1) !== eos) push([eos], true);
-      if (typeof p === 'string') push(model.encode(p), true);
+      if (i > 0 && Number.isInteger(eos) && ids.last() !== eos) push([eos], true);
+      if (typeof p === 'string') push(model._encodeIds(p), true);
       else if (p && typeof p === 'object' && !Array.isArray(p) && !ArrayBuffer.isView(p)) {
-        if (typeof p.text === 'string' && p.output === undefined) return push(model.encode(p.text), true);
+        if (typeof p.text === 'string' && p.output === undefined) return push(model._encodeIds(p.text), true);
         const { prompt, output } = instructionPrompt(p, i);
-        push(model.encode(prompt), false);
-        push(model.encode(output), true);
-        masked = true;
+        push(model._encodeIds(prompt), false);
+        push(model._encodeIds(output), true);
         if (Number.isInteger(eos)) push([eos], true);
       } else push(this._toIdBatch(p, model.config.vocabSize, 'data').flat, true);
     });
-    return { ids: Int32Array.from(ids), mask: masked ? Uint8Array.from(mask) : null };
+    return { ids: ids.result(), mask: mask ? mask.result() : null };
   }
-
-
 }

@@ -117,7 +117,7 @@ test('perplexity of token ids on a fixture model; bad arguments are invalid_argu
   const bad = [
     [ids, { seqLen: 1 }], [ids, { seqLen: 0 }], [ids, { seqLen: 2.5 }], [ids, { seqLen: '8' }],
     [ids, { seqLen: 8, stride: 0 }], [ids, { seqLen: 8, stride: 9 }], [ids, { stride: 1.5 }],
-    [ids, null], [ids, { onProgress: 1 }], [ids, { signal: {} }],
+    [ids, 5], [ids, { onProgress: 1 }], [ids, { signal: {} }],
     [[3], {}], [[], {}], [[[1, 2], [3, 4]], {}], [[1, V], {}], [[1, -1], {}], [null, {}], [42, {}],
   ];
   for (const [input, opts] of bad) await rejectsCode(() => model.perplexity(input, opts), 'invalid_argument');
@@ -261,7 +261,7 @@ test('evaluate: a JSONL string gives what the array gives; bad items name the li
   await rejectsCode(() => model.evaluate([ITEMS[0], { context: 'x', choices: [' a', ' b'], gold: -1 }]), 'invalid_argument', /task\[1\]: gold/);
   await rejectsCode(() => model.evaluate([ITEMS[0], 'text']), 'invalid_argument', /task\[1\]: expected an object/);
   for (const task of [[], '', '\n  \n', 42, null, { context: 'x' }]) await rejectsCode(() => model.evaluate(task), 'invalid_argument');
-  for (const opts of [null, { limit: 0 }, { limit: 1.5 }, { onProgress: 'x' }, { signal: 1 }])
+  for (const opts of ['x', { limit: 0 }, { limit: 1.5 }, { onProgress: 'x' }, { signal: 1 }])
     await rejectsCode(() => model.evaluate(ITEMS, opts), 'invalid_argument');
 });
 

@@ -107,6 +107,12 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
 void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
                     int C, int OC);
 void linear_backward_input(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC);
+/* qmatmul.c: f16 rows converted in registers (few tokens; equals the float32 kernel on the
+ * decoded weights); q8 x q8 with each token quantised per block of 32 (scalar reference and SIMD
+ * give the same bits) */
+void f16_matvec(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
+void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
+void q8_matmul_scalar(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
 
 /* rmsnorm.c: out[t] = inp[t] / sqrt(mean(inp[t]^2) + eps) * weight */
 void rmsnorm_forward_scalar(float *out, const float *inp, const float *weight, int T, int C,

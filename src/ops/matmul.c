@@ -279,8 +279,17 @@ void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slo
     matmul_forward(out, inp, slot_f32(w), b, T, C, OC);
     return;
   }
+  if (w->dtype == MB_DT_Q8) { /* q8 x q8 (qmatmul.c), every T */
+    if (mb_simd_enabled) q8_matmul(out, inp, w, b, T, C, OC);
+    else q8_matmul_scalar(out, inp, w, b, T, C, OC);
+    return;
+  }
   if ((size_t)C > DECODE_FLOATS) {
     wide_forward(out, inp, w, b, T, C, OC);
+    return;
+  }
+  if (T < 4 && mb_simd_enabled) { /* decode: rows converted in registers, as matvec_rows */
+    f16_matvec(out, inp, w, b, T, C, OC);
     return;
   }
   size_t rb = dtype_row_bytes(w->dtype, (size_t)C);

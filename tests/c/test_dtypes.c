@@ -3,7 +3,8 @@
  * step of its block scale), the SIMD decoders against the scalar ones bit for bit, typed matmuls
  * against the float32 kernels on the decoded weights (bit for bit) and their scalar references,
  * the input-gradient through typed weights, and whole typed models against a float32 twin holding
- * the decoded weights: logits bit for bit, training gradients within the table. */
+ * the decoded weights: f16 logits bit for bit; q8 (which also quantises each input, as q8_0 x q8_0)
+ * within the table; training gradients within the table. */
 #include "../../src/internal.h"
 #include "testmodel.h"
 #include "testutil.h"
@@ -111,15 +112,26 @@ static void test_typed_matmul(mb_dtype dt, const char *name) {
     mb_set_simd(1);
     char what[96];
     int wide = C > 16384;
-    if (!wide) {
+    if (dt == MB_DT_Q8) { /* q8 x q8: the SIMD kernel equals its scalar reference bit for bit */
+      snprintf(what, sizeof what, "T=%d C=%d OC=%d: SIMD vs scalar q8 x q8 (bitwise)", T, C, OC);
+      float *qs = malloc(sizeof(float) * T * OC);
+      q8_matmul_scalar(qs, x, &s, bias, T, C, OC);
+      printf("  %-64s maxdiff %.3g\n", what, max_abs_diff(typed, qs, (size_t)T * OC));
+      CHECK(memcmp(typed, qs, sizeof(float) * T * OC) == 0 && memcmp(scal, qs, sizeof(float) * T * OC) == 0, "%s", what);
+      free(qs);
+      snprintf(what, sizeof what, "T=%d C=%d OC=%d: vs float32 on decoded weights (input quantised)", T, C, OC);
+      compare(what, typed, ref, (size_t)T * OC, tol("q8_act_rel") * fmax(1.0, sqrt((double)C / 768))); /* the error grows as sqrt(C) */
+    } else if (!wide) {
       snprintf(what, sizeof what, "T=%d C=%d OC=%d: SIMD vs f32 kernel on decoded (bitwise)", T, C, OC);
       float d = max_abs_diff(typed, ref, (size_t)T * OC);
       printf("  %-64s maxdiff %.3g\n", what, d);
       CHECK(memcmp(typed, ref, sizeof(float) * T * OC) == 0, "%s", what);
       CHECK(memcmp(scal, scal_ref, sizeof(float) * T * OC) == 0, "scalar typed vs scalar f32 on decoded");
     }
-    snprintf(what, sizeof what, "T=%d C=%d OC=%d: SIMD vs scalar reference", T, C, OC);
-    compare(what, typed, scal_ref, (size_t)T * OC, tol("simd_vs_scalar_rel"));
+    if (dt != MB_DT_Q8) {
+      snprintf(what, sizeof what, "T=%d C=%d OC=%d: SIMD vs scalar reference", T, C, OC);
+      compare(what, typed, scal_ref, (size_t)T * OC, tol("simd_vs_scalar_rel"));
+    }
     /* input gradient */
     float *dout = malloc(sizeof(float) * T * OC), *g1 = calloc((size_t)T * C, 4), *g2 = calloc((size_t)T * C, 4);
     fill_rand(dout, (size_t)T * OC, -1, 1);
@@ -164,8 +176,12 @@ static void test_typed_model(mb_dtype dt, const char *name) {
   CHECK(mb_forward(twin, ids, 2, 12, MB_LOGITS_ALL, lw, NULL, NULL) == MB_OK, "twin forward");
   CHECK(mb_forward(f32, ids, 2, 12, MB_LOGITS_ALL, lf, NULL, NULL) == MB_OK, "f32 forward");
   float d = max_abs_diff(lt, lw, sizeof lt / 4);
-  printf("  logits vs the twin: maxdiff %.3g (bit for bit expected)\n", d);
-  CHECK(memcmp(lt, lw, sizeof lt) == 0, "typed logits differ from the decoded twin's");
+  if (dt == MB_DT_F16) {
+    printf("  logits vs the twin: maxdiff %.3g (bit for bit expected)\n", d);
+    CHECK(memcmp(lt, lw, sizeof lt) == 0, "typed logits differ from the decoded twin's");
+  } else {
+    compare("logits vs the twin (q8 quantises each input)", lt, lw, sizeof lt / 4, tol("q8_act_rel"));
+  }
   compare(dt == MB_DT_F16 ? "logits vs float32 weights (f16 rounding)" : "logits vs float32 weights (q8 rounding)", lt, lf,
           sizeof lt / 4, tol(dt == MB_DT_F16 ? "f16_weights_logits_rel" : "q8_weights_logits_rel"));
   /* decode steps equal the full forward */
@@ -192,10 +208,10 @@ static void test_typed_model(mb_dtype dt, const char *name) {
   CHECK(mb_train_backward(m, ids, labels, 2, 12, 1, &loss_t) == MB_OK, "typed backward: %s", mb_last_error());
   CHECK(mb_train_backward(twin, ids, labels, 2, 12, 1, &loss_w) == MB_OK, "twin backward");
   printf("  loss typed %.7f, twin %.7f\n", loss_t, loss_w);
-  CHECK(loss_t == loss_w, "losses differ");
+  CHECK(dt == MB_DT_F16 ? loss_t == loss_w : fabsf(loss_t - loss_w) < tol("q8_act_rel") * loss_w, "losses differ");
   size_t n;
   float *gt = mb_adapter_block(a, 1, &n), *gw = mb_adapter_block(aw, 1, NULL);
-  compare("LoRA gradients vs the twin", gt, gw, n, tol("grad_rel_to_max") * (double)max_abs(gw, n));
+  compare("LoRA gradients vs the twin", gt, gw, n, tol(dt == MB_DT_F16 ? "grad_rel_to_max" : "q8_grad_rel_to_max") * (double)max_abs(gw, n));
   CHECK(mb_adapter_merge(m, a) == MB_ERR_STATE, "merge into typed weights accepted");
   mb_model_set_adapter(m, NULL), mb_model_set_adapter(twin, NULL);
   mb_adapter_free(a), mb_adapter_free(aw);

@@ -19,8 +19,9 @@ SRC=(src/error.c src/ref_ops.c
   src/models/lm.c
   src/train/train.c src/train/workspace.c src/train/optim.c
   src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/delta.c src/ops/scan.c src/ops/gate.c
-  src/ops/lora.c src/ops/lim.c src/ops/xent.c)
-EXPORTS=(mb_last_error mb_model_new mb_model_free mb_model_config mb_model_param mb_model_finalize mb_model_init_random
+  src/ops/lora.c src/ops/lim.c src/ops/xent.c src/ops/convert.c src/ops/qmatmul.c)
+EXPORTS=(mb_last_error mb_model_new mb_model_new_typed mb_model_free mb_model_config mb_model_param
+  mb_model_param_dtype mb_model_param_raw mb_model_param_write mb_model_finalize mb_model_init_random
   mb_model_weight_bytes mb_model_activation_bytes mb_model_trim mb_forward mb_state_new
   mb_state_free mb_state_reset mb_state_copy mb_state_batch mb_state_pos mb_state_data
   mb_state_set_pos mb_step mb_score mb_set_simd mb_get_simd mb_malloc mb_free

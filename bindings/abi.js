@@ -52,6 +52,9 @@ export const Param = freeze({
   OUT_PROJ_B: 14, COUNT: 15,
 });
 
+/** mb_dtype (memba.h): how the large weight matrices are held in memory. */
+export const DType = freeze({ F32: 0, F16: 1, Q8: 2 });
+
 /** mb_logits_mode (memba.h). */
 export const Logits = freeze({ NONE: 0, LAST: 1, ALL: 2 });
 
@@ -70,6 +73,7 @@ export const SplitBuf = freeze({ XZ: 0, U: 1, DBC: 2, DELTA: 3, Y: 4, LIM_V: 5 }
 export const ENUMS = freeze([
   { c: 'mb_status', prefix: 'MB_', values: Status },
   { c: 'mb_param', prefix: 'MB_P_', values: Param },
+  { c: 'mb_dtype', prefix: 'MB_DT_', values: DType },
   { c: 'mb_logits_mode', prefix: 'MB_LOGITS_', values: Logits },
   { c: 'mb_target', prefix: 'MB_T_', values: Target },
   { c: 'mb_lim_output', prefix: 'MB_LIM_', values: LimOutput },
@@ -183,9 +187,13 @@ export const FUNCTIONS = freeze({
   'memba.h': [
     ['mb_last_error', 'str', ''],
     ['mb_model_new', 'status', 'cfg:mb_config out:handle'],
+    ['mb_model_new_typed', 'status', 'cfg:mb_config dtype out:handle'],
     ['mb_model_free', 'void', 'm'],
     ['mb_model_config', 'mb_config', 'm'],
     ['mb_model_param', 'ptr', 'm p layer numel:size'],
+    ['mb_model_param_dtype', 'int', 'm p layer numel:size'],
+    ['mb_model_param_raw', 'ptr', 'm p layer bytes:size'],
+    ['mb_model_param_write', 'status', 'm p layer row0 rows src'],
     ['mb_model_finalize', 'status', 'm'],
     ['mb_model_init_random', 'status', 'm seed'],
     ['mb_model_weight_bytes', 'size', 'm'],

@@ -55,15 +55,16 @@ float silu_f(float x);
 float softplus_f(float x); /* softplus(v) = v for v > 20 (PyTorch threshold) */
 
 /* ---- typed weight slots (core/weights.c) ----
- * Every weight is read through its slot: the dtype says how `data` holds the values. Only f32
- * exists today; f16 and 8-bit slots are added here and in the ops that take an mb_slot
- * (linear_forward, linear_backward_input, slot_rows). Small tensors (norms, conv, biases, A_log,
- * D) stay f32 and are read with slot_f32. */
-typedef enum { MB_DT_F32 = 0 } mb_dtype;
+ * Every weight is read through its slot: the dtype says how `data` holds the values. The large
+ * matrices (embedding, lm_head, in_proj, x_proj, out_proj) take the model's weight dtype;
+ * small tensors (norms, conv, biases, A_log, D) stay f32 and are read with slot_f32. The ops that
+ * take an mb_slot (linear_forward, linear_backward_input, slot_rows) handle every dtype. */
 typedef struct {
   mb_dtype dtype;
-  void *data;   /* numel values in `dtype`, row-major; NULL for a slot the config does not have */
-  size_t numel;
+  void *data;   /* rows x cols values in `dtype`, row-major; NULL for a slot the config does not have */
+  size_t numel; /* rows * cols */
+  size_t cols;  /* values per row (q8 blocks never cross rows) */
+  size_t bytes; /* rows * dtype_row_bytes(dtype, cols) */
 } mb_slot;
 
 /* the f32 values of a slot (NULL when absent or not f32) */
@@ -75,6 +76,19 @@ static inline float *slot_f32_mut(mb_slot *s) {
 }
 /* out[i, :] = row ids[i] of a [rows, C] slot, as float32 (embedding lookup) */
 void slot_rows(float *out, const mb_slot *w, const int32_t *ids, size_t n, int C);
+
+/* convert.c: the f16 and q8 formats (q8: blocks of Q8_BLOCK values, an f16 scale + int8 each) */
+#define Q8_BLOCK 32
+#define Q8_BLOCK_BYTES 34
+size_t dtype_row_bytes(mb_dtype dt, size_t C);
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_f16(float f); /* round to nearest even; past 65504: inf */
+void f16_row_to_f32_scalar(float *dst, const uint16_t *src, size_t n);
+void q8_row_to_f32_scalar(float *dst, const uint8_t *src, size_t C);
+/* rows x C values of dtype dt (rows of dtype_row_bytes each) to float32, SIMD when enabled */
+void dtype_rows_to_f32(float *dst, const void *src, mb_dtype dt, size_t rows, size_t C);
+/* float32 rows into dtype dt; MB_ERR_INVALID_ARG for a value the format cannot hold */
+mb_status dtype_rows_from_f32(void *dst, const float *src, mb_dtype dt, size_t rows, size_t C);
 
 /* ---- ops (src/ops/) ---- */
 /* matmul.c: out[t, o] = sum_c inp[t, c] * weight[o, c] (+ bias[o]); bias may be NULL. */
@@ -93,6 +107,12 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
 void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
                     int C, int OC);
 void linear_backward_input(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC);
+/* qmatmul.c: f16 rows converted in registers (few tokens; equals the float32 kernel on the
+ * decoded weights); q8 x q8 with each token quantised per block of 32 (scalar reference and SIMD
+ * give the same bits) */
+void f16_matvec(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
+void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
+void q8_matmul_scalar(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
 
 /* rmsnorm.c: out[t] = inp[t] / sqrt(mean(inp[t]^2) + eps) * weight */
 void rmsnorm_forward_scalar(float *out, const float *inp, const float *weight, int T, int C,
@@ -302,8 +322,9 @@ size_t mb_train_ws_bytes(const mb_model *m);
 
 struct mb_model {
   mb_config cfg;
-  float *block;      /* all weights, one allocation (f32 today) */
-  size_t block_numel;
+  float *block;      /* all weights, one allocation: typed slots, each 16-byte aligned */
+  size_t block_bytes;
+  mb_dtype dtype;    /* of the large matrices (the other tensors are f32) */
   mb_slot embedding; /* [V, d] */
   mb_slot norm_f;    /* [d] */
   mb_slot lm_head;   /* [V, d]: the embedding's data when tied */

@@ -61,17 +61,33 @@ typedef enum {
   MB_P_COUNT
 } mb_param;
 
+/* How the large weight matrices (embedding, lm_head, in_proj, x_proj, out_proj) are held
+ * in memory; every other tensor is float32. F16: IEEE half. Q8: blocks of 32 values of a row, each
+ * an f16 scale d = max|x| / 127 and 32 int8 q = round(x / d) (the q8_0 layout, 34 bytes). */
+typedef enum { MB_DT_F32 = 0, MB_DT_F16 = 1, MB_DT_Q8 = 2 } mb_dtype;
 typedef struct mb_model mb_model;
 typedef struct mb_state mb_state;
 
 /* Allocates a model with uninitialised weights (one block) into *out (NULL on failure):
  * MB_ERR_INVALID_ARG for a config out of range, MB_ERR_OOM when the weights do not fit. */
 mb_status mb_model_new(const mb_config *cfg, mb_model **out);
+/* The same with the large matrices in `dtype` (mb_model_new: MB_DT_F32). */
+mb_status mb_model_new_typed(const mb_config *cfg, mb_dtype dtype, mb_model **out);
 void mb_model_free(mb_model *m);
 const mb_config *mb_model_config(const mb_model *m);
-/* Where to write a parameter (float32, row-major) and how many floats it holds. NULL + *numel = 0
- * for a slot the config does not have or an out-of-range layer. */
+/* Where to write a float32 parameter (row-major) and how many floats it holds. NULL + *numel = 0
+ * for a slot the config does not have, an out-of-range layer, or a slot of another dtype. */
 float *mb_model_param(mb_model *m, mb_param p, int layer, size_t *numel);
+/* A parameter's dtype and its number of values (0 for a slot the config does not have). */
+int mb_model_param_dtype(const mb_model *m, mb_param p, int layer, size_t *numel); /* an mb_dtype */
+/* The slot's bytes in its dtype, for copying data that already is in that format. */
+void *mb_model_param_raw(mb_model *m, mb_param p, int layer, size_t *bytes);
+/* Writes rows [row0, row0 + rows) of a parameter (row-major [rows, cols] as the slot comments
+ * give; 1-D tensors are one row) from float32 values, converted to the slot's dtype: a loader
+ * converts a file tensor by tensor or row block by row block, never the whole model.
+ * MB_ERR_INVALID_ARG for rows out of range and for values the dtype cannot hold (NaN, Inf,
+ * |x| > 65504 in f16). */
+mb_status mb_model_param_write(mb_model *m, mb_param p, int layer, size_t row0, size_t rows, const float *src);
 /* Call once all parameters are written (derives A = -exp(A_log)); again after changing weights. */
 mb_status mb_model_finalize(mb_model *m);
 /* Fills every parameter with deterministic pseudo-random values of Mamba-like statistics and

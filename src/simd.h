@@ -10,6 +10,15 @@
 
 typedef float f32x4 __attribute__((vector_size(16)));
 typedef int32_t i32x4 __attribute__((vector_size(16)));
+typedef int16_t i16x8 __attribute__((vector_size(16)));
+typedef uint16_t u16x8 __attribute__((vector_size(16)));
+typedef int8_t i8x16 __attribute__((vector_size(16)));
+
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#elif defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static inline f32x4 v_load(const float *p) { f32x4 v; memcpy(&v, p, 16); return v; }
 static inline void v_store(float *p, f32x4 v) { memcpy(p, &v, 16); }
@@ -55,6 +64,64 @@ static inline f32x4 v_exp(f32x4 x) {
   memcpy(&scale, &e, 16);
   return p * scale;
 }
+
+/* ---- integer lanes for the f16 and q8 weight kernels (ops/convert.c, ops/matmul.c) ---- */
+
+/* 8 halves (IEEE binary16, finite) to two f32x4, exactly: each half moved to the top of a 32-bit
+ * lane (interleaved with zeros), shifted down 3 with its sign kept, the 3 sign copies cleared, so
+ * the lane holds sign | exponent | mantissa << 13; times 2^112 rebiases the exponent (subnormal
+ * halves come out right too). */
+static inline void v_f16x8_to_f32(const uint16_t *p, f32x4 *lo, f32x4 *hi) {
+  u16x8 h, z = {0};
+  memcpy(&h, p, 16);
+  u16x8 a = __builtin_shufflevector(z, h, 0, 8, 1, 9, 2, 10, 3, 11);
+  u16x8 b = __builtin_shufflevector(z, h, 4, 12, 5, 13, 6, 14, 7, 15);
+  i32x4 ia, ib;
+  memcpy(&ia, &a, 16);
+  memcpy(&ib, &b, 16);
+  ia = (ia >> 3) & (int32_t)0x8fffe000u;
+  ib = (ib >> 3) & (int32_t)0x8fffe000u;
+  memcpy(lo, &ia, 16);
+  memcpy(hi, &ib, 16);
+  *lo *= v_splat(5.192296858534828e33f); /* 2^112 */
+  *hi *= v_splat(5.192296858534828e33f);
+}
+
+/* 16 int8 to two i16x8, sign-extended (each byte moved to the top of a 16-bit lane, shifted down) */
+static inline void v_i8x16_to_i16(const int8_t *p, i16x8 *lo, i16x8 *hi) {
+  i8x16 v, z = {0};
+  memcpy(&v, p, 16);
+  i8x16 a = __builtin_shufflevector(z, v, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  i8x16 b = __builtin_shufflevector(z, v, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  memcpy(lo, &a, 16);
+  memcpy(hi, &b, 16);
+  *lo >>= 8;
+  *hi >>= 8;
+}
+
+/* lanes i of the result: a[2i] * b[2i] + a[2i+1] * b[2i+1], in 32 bits (pmaddwd / i32x4.dot_i16x8_s) */
+static inline i32x4 v_dot_i16(i16x8 a, i16x8 b) {
+#if defined(__wasm_simd128__)
+  v128_t va, vb;
+  memcpy(&va, &a, 16);
+  memcpy(&vb, &b, 16);
+  v128_t r = wasm_i32x4_dot_i16x8(va, vb);
+#elif defined(__SSE2__)
+  __m128i va, vb;
+  memcpy(&va, &a, 16);
+  memcpy(&vb, &b, 16);
+  __m128i r = _mm_madd_epi16(va, vb);
+#else
+  i32x4 r;
+  for (int i = 0; i < 4; i++) r[i] = (int32_t)a[2 * i] * b[2 * i] + (int32_t)a[2 * i + 1] * b[2 * i + 1];
+#endif
+  i32x4 out;
+  memcpy(&out, &r, 16);
+  return out;
+}
+
+static inline f32x4 v_i32_to_f32(i32x4 v) { return __builtin_convertvector(v, f32x4); }
+static inline int32_t v_hsum_i32(i32x4 v) { return (v[0] + v[1]) + (v[2] + v[3]); }
 
 /* silu(x) = x * sigmoid(x) */
 static inline f32x4 v_silu(f32x4 x) { return x / (v_splat(1.0f) + v_exp(-x)); }

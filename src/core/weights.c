@@ -9,28 +9,46 @@
 
 #include "../internal.h"
 
-/* floats of a parameter, in 64 bits (every dim is < 2^25, so no product of two wraps) */
-static uint64_t param_numel(const mb_config *c, mb_param p) {
+/* The shape of a parameter as [rows, cols] (1-D tensors: [1, n]; absent: [0, 0]), in 64 bits
+ * (every dim is < 2^25, so no product of two wraps). */
+static void param_shape(const mb_config *c, mb_param p, uint64_t *rows, uint64_t *cols) {
   uint64_t d = c->d_model, E = c->d_inner, N = c->d_state, K = c->d_conv, R = c->dt_rank;
-  uint64_t V = c->vocab_size;
+  uint64_t V = c->vocab_size, r = 1, k = 0;
   switch (p) {
-    case MB_P_EMBEDDING: return V * d;
-    case MB_P_NORM_F: return d;
-    case MB_P_LM_HEAD: return c->tied_head ? 0 : V * d;
-    case MB_P_NORM: return d;
-    case MB_P_IN_PROJ_W: return 2 * E * d;
-    case MB_P_IN_PROJ_B: return c->use_bias ? 2 * E : 0;
-    case MB_P_CONV_W: return E * K;
-    case MB_P_CONV_B: return c->use_conv_bias ? E : 0;
-    case MB_P_X_PROJ_W: return (R + 2 * N) * E;
-    case MB_P_DT_PROJ_W: return E * R;
-    case MB_P_DT_PROJ_B: return E;
-    case MB_P_A_LOG: return E * N;
-    case MB_P_D: return E;
-    case MB_P_OUT_PROJ_W: return d * E;
-    case MB_P_OUT_PROJ_B: return c->use_bias ? d : 0;
-    default: return 0;
+    case MB_P_EMBEDDING: r = V, k = d; break;
+    case MB_P_NORM_F: k = d; break;
+    case MB_P_LM_HEAD: r = c->tied_head ? 0 : V, k = d; break;
+    case MB_P_NORM: k = d; break;
+    case MB_P_IN_PROJ_W: r = 2 * E, k = d; break;
+    case MB_P_IN_PROJ_B: k = c->use_bias ? 2 * E : 0; break;
+    case MB_P_CONV_W: r = E, k = K; break;
+    case MB_P_CONV_B: k = c->use_conv_bias ? E : 0; break;
+    case MB_P_X_PROJ_W: r = R + 2 * N, k = E; break;
+    case MB_P_DT_PROJ_W: r = E, k = R; break;
+    case MB_P_DT_PROJ_B: k = E; break;
+    case MB_P_A_LOG: r = E, k = N; break;
+    case MB_P_D: k = E; break;
+    case MB_P_OUT_PROJ_W: r = d, k = E; break;
+    case MB_P_OUT_PROJ_B: k = c->use_bias ? d : 0; break;
+    default: break;
   }
+  *rows = k ? r : 0;
+  *cols = r ? k : 0;
+}
+
+/* the matrices that take the model's weight dtype; every other tensor stays f32 (dt_proj too:
+ * [E, dt_rank] is about 3% of a layer, and its narrow rows would waste most of a q8 block) */
+static int param_typed(mb_param p) {
+  return p == MB_P_EMBEDDING || p == MB_P_LM_HEAD || p == MB_P_IN_PROJ_W || p == MB_P_X_PROJ_W ||
+         p == MB_P_OUT_PROJ_W;
+}
+
+/* bytes of a slot in the block, rounded up to 16 so every slot starts aligned */
+static uint64_t slot_bytes(const mb_config *c, mb_param p, mb_dtype dt, int *ovf) {
+  uint64_t rows, cols;
+  param_shape(c, p, &rows, &cols);
+  uint64_t b = sz_mul(rows, dtype_row_bytes(param_typed(p) ? dt : MB_DT_F32, cols), ovf);
+  return sz_add(b, 15, ovf) & ~(uint64_t)15;
 }
 
 static int config_valid(const mb_config *c) {
@@ -46,49 +64,59 @@ static int config_valid(const mb_config *c) {
   return 1;
 }
 
-/* the next numel floats of the block as an f32 slot (an empty slot for numel 0) */
-static mb_slot carve(float **p, uint64_t n) {
-  size_t numel = (size_t)n; /* fits: the whole block does */
-  mb_slot s = {MB_DT_F32, numel ? *p : NULL, numel};
-  *p += numel;
+/* the next slot of the block (an empty slot for an absent parameter) */
+static mb_slot carve(uint8_t **p, const mb_config *c, mb_param q, mb_dtype dt) {
+  uint64_t rows, cols;
+  param_shape(c, q, &rows, &cols);
+  mb_dtype t = param_typed(q) ? dt : MB_DT_F32;
+  int ovf = 0;
+  size_t bytes = (size_t)slot_bytes(c, q, dt, &ovf); /* fits: the whole block does */
+  mb_slot s = {t, rows ? *p : NULL, (size_t)(rows * cols), (size_t)cols, (size_t)(rows * dtype_row_bytes(t, cols))};
+  *p += bytes;
   return s;
 }
 
-mb_status mb_model_new(const mb_config *cfg, mb_model **out) {
+mb_status mb_model_new(const mb_config *cfg, mb_model **out) { return mb_model_new_typed(cfg, MB_DT_F32, out); }
+
+mb_status mb_model_new_typed(const mb_config *cfg, mb_dtype dtype, mb_model **out) {
   mb_clear_error();
   if (!out) return mb_fail(MB_ERR_INVALID_ARG, "out is NULL");
   *out = NULL;
   if (!config_valid(cfg)) return MB_ERR_INVALID_ARG;
+  if (dtype != MB_DT_F32 && dtype != MB_DT_F16 && dtype != MB_DT_Q8)
+    return mb_fail(MB_ERR_INVALID_ARG, "unknown weight dtype %d", (int)dtype);
   /* the whole block in 64 bits, checked before anything is allocated */
   int ovf = 0;
-  uint64_t total = 0, per_layer = (uint64_t)cfg->d_inner * cfg->d_state; /* derived A */
-  for (int p = MB_P_EMBEDDING; p <= MB_P_LM_HEAD; p++) total = sz_add(total, param_numel(cfg, p), &ovf);
-  for (int p = MB_P_LAYER0; p < MB_P_COUNT; p++) per_layer = sz_add(per_layer, param_numel(cfg, p), &ovf);
+  uint64_t A_bytes = sz_mul((uint64_t)cfg->d_inner * cfg->d_state, sizeof(float), &ovf); /* derived A */
+  uint64_t total = 0, per_layer = sz_add(A_bytes, 15, &ovf) & ~(uint64_t)15;
+  for (int p = MB_P_EMBEDDING; p <= MB_P_LM_HEAD; p++) total = sz_add(total, slot_bytes(cfg, p, dtype, &ovf), &ovf);
+  for (int p = MB_P_LAYER0; p < MB_P_COUNT; p++) per_layer = sz_add(per_layer, slot_bytes(cfg, p, dtype, &ovf), &ovf);
   total = sz_add(total, sz_mul(per_layer, (uint64_t)cfg->n_layer, &ovf), &ovf);
-  if (ovf) return mb_fail(MB_ERR_OOM, "a model of more than 2^64 bytes of float32 weights");
-  if (total > SIZE_MAX / sizeof(float))
-    return mb_fail(MB_ERR_OOM, "a model of %.0f MB of float32 weights does not fit this address space",
-                   (double)total * sizeof(float) / 1048576.0);
+  if (ovf) return mb_fail(MB_ERR_OOM, "a model of more than 2^64 bytes of weights");
+  if (total > SIZE_MAX - 16)
+    return mb_fail(MB_ERR_OOM, "a model of %.0f MB of weights does not fit this address space",
+                   (double)total / 1048576.0);
   mb_model *m = mb_calloc_n(1, sizeof *m);
   if (!m) return mb_fail(MB_ERR_OOM, "out of memory allocating the model");
   m->cfg = *cfg;
-  m->block = mb_alloc_floats(total);
+  m->dtype = dtype;
+  m->block = mb_alloc_floats((total + 3) / 4); /* 16-byte aligned like any malloc */
   m->layers = mb_calloc_n((uint64_t)cfg->n_layer, sizeof(mb_layer));
   if (!m->block || !m->layers) {
-    mb_fail(MB_ERR_OOM, "out of memory allocating %.0f MB of weights", (double)total * sizeof(float) / 1048576.0);
+    mb_fail(MB_ERR_OOM, "out of memory allocating %.0f MB of weights", (double)total / 1048576.0);
     free(m->block); free(m->layers); free(m);
     return MB_ERR_OOM;
   }
-  m->block_numel = (size_t)total;
-  float *p = m->block;
-  m->embedding = carve(&p, param_numel(cfg, MB_P_EMBEDDING));
-  m->norm_f = carve(&p, param_numel(cfg, MB_P_NORM_F));
-  m->lm_head = cfg->tied_head ? m->embedding : carve(&p, param_numel(cfg, MB_P_LM_HEAD));
+  m->block_bytes = (size_t)total;
+  uint8_t *p = (uint8_t *)m->block;
+  m->embedding = carve(&p, cfg, MB_P_EMBEDDING, dtype);
+  m->norm_f = carve(&p, cfg, MB_P_NORM_F, dtype);
+  m->lm_head = cfg->tied_head ? m->embedding : carve(&p, cfg, MB_P_LM_HEAD, dtype);
   for (int l = 0; l < cfg->n_layer; l++) {
     mb_layer *L = &m->layers[l];
-    for (int q = MB_P_LAYER0; q < MB_P_COUNT; q++) L->w[q - MB_P_LAYER0] = carve(&p, param_numel(cfg, q));
-    L->A = p;
-    p += (size_t)cfg->d_inner * cfg->d_state;
+    for (int q = MB_P_LAYER0; q < MB_P_COUNT; q++) L->w[q - MB_P_LAYER0] = carve(&p, cfg, q, dtype);
+    L->A = (float *)(void *)p;
+    p += (size_t)(sz_add(A_bytes, 15, &ovf) & ~(uint64_t)15);
   }
   *out = m;
   return MB_OK;
@@ -115,6 +143,29 @@ float *mb_model_param(mb_model *m, mb_param p, int layer, size_t *numel) {
   return ptr;
 }
 
+int mb_model_param_dtype(const mb_model *m, mb_param p, int layer, size_t *numel) {
+  const mb_slot *s = model_slot(m, p, layer);
+  if (numel) *numel = s && s->data ? s->numel : 0;
+  return s ? s->dtype : MB_DT_F32;
+}
+
+void *mb_model_param_raw(mb_model *m, mb_param p, int layer, size_t *bytes) {
+  mb_slot *s = (mb_slot *)model_slot(m, p, layer);
+  if (bytes) *bytes = s && s->data ? s->bytes : 0;
+  return s ? s->data : NULL;
+}
+
+mb_status mb_model_param_write(mb_model *m, mb_param p, int layer, size_t row0, size_t rows, const float *src) {
+  mb_clear_error();
+  mb_slot *s = (mb_slot *)model_slot(m, p, layer);
+  if (!s || !s->data || !src) return mb_fail(MB_ERR_INVALID_ARG, "parameter %d of layer %d does not exist (or src is NULL)", (int)p, layer);
+  size_t n_rows = s->cols ? s->numel / s->cols : 0;
+  if (row0 > n_rows || rows > n_rows - row0)
+    return mb_fail(MB_ERR_INVALID_ARG, "rows [%zu, %zu) past the parameter's %zu rows", row0, row0 + rows, n_rows);
+  uint8_t *dst = (uint8_t *)s->data + row0 * dtype_row_bytes(s->dtype, s->cols);
+  return dtype_rows_from_f32(dst, src, s->dtype, rows, s->cols);
+}
+
 mb_status mb_model_finalize(mb_model *m) {
   mb_clear_error();
   if (!m) return mb_fail(MB_ERR_INVALID_ARG, "model is NULL");
@@ -129,14 +180,10 @@ mb_status mb_model_finalize(mb_model *m) {
   return MB_OK;
 }
 
-size_t mb_model_weight_bytes(const mb_model *m) { return m ? m->block_numel * sizeof(float) : 0; }
+size_t mb_model_weight_bytes(const mb_model *m) { return m ? m->block_bytes : 0; }
 
 void slot_rows(float *out, const mb_slot *w, const int32_t *ids, size_t n, int C) {
-  switch (w->dtype) {
-    case MB_DT_F32: {
-      const float *src = slot_f32(w);
-      for (size_t i = 0; i < n; i++) memcpy(out + i * C, src + (size_t)ids[i] * C, (size_t)C * sizeof(float));
-      break;
-    }
-  }
+  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  for (size_t i = 0; i < n; i++)
+    dtype_rows_to_f32(out + i * C, (const uint8_t *)w->data + (size_t)ids[i] * rb, w->dtype, 1, (size_t)C);
 }

@@ -7,17 +7,23 @@
 #include "../internal.h"
 #include "../simd.h"
 
-void matmul_forward_scalar(float *out, const float *inp, const float *weight, const float *bias,
-                           int T, int C, int OC) {
+/* ld: the row stride of out (OC for a whole matrix; larger when OC rows are a block of one) */
+static void mm_forward_scalar(float *out, size_t ld, const float *inp, const float *weight,
+                              const float *bias, int T, int C, int OC) {
   for (int t = 0; t < T; t++) {
     const float *x = inp + (size_t)t * C;
     for (int o = 0; o < OC; o++) {
       const float *w = weight + (size_t)o * C;
       float acc = bias ? bias[o] : 0.0f;
       for (int c = 0; c < C; c++) acc += x[c] * w[c];
-      out[(size_t)t * OC + o] = acc;
+      out[(size_t)t * ld + o] = acc;
     }
   }
+}
+
+void matmul_forward_scalar(float *out, const float *inp, const float *weight, const float *bias,
+                           int T, int C, int OC) {
+  mm_forward_scalar(out, (size_t)OC, inp, weight, bias, T, C, OC);
 }
 
 /* 4 rows x 2 tokens: 8 accumulators; the 4 weight rows are read once for both tokens. */
@@ -87,12 +93,12 @@ static float dot_1x1(const float *x, const float *w, int C) {
 
 /* Few tokens (decode, small batches): memory-bound, so stream each weight row once and reuse it
  * from L1 for every token. */
-static void matvec_rows(float *out, const float *inp, const float *weight, const float *bias,
+static void matvec_rows(float *out, size_t ld, const float *inp, const float *weight, const float *bias,
                         int T, int C, int OC) {
   for (int o = 0; o < OC; o++) {
     const float *w = weight + (size_t)o * C;
     float b = bias ? bias[o] : 0.0f;
-    for (int t = 0; t < T; t++) out[(size_t)t * OC + o] = dot_1x1(inp + (size_t)t * C, w, C) + b;
+    for (int t = 0; t < T; t++) out[(size_t)t * ld + o] = dot_1x1(inp + (size_t)t * C, w, C) + b;
   }
 }
 
@@ -100,10 +106,10 @@ static void matvec_rows(float *out, const float *inp, const float *weight, const
  * stream past it once per block. */
 #define T_BLOCK 64
 
-void matmul_forward_simd(float *out, const float *inp, const float *weight, const float *bias,
-                         int T, int C, int OC) {
+static void mm_forward_simd(float *out, size_t ld, const float *inp, const float *weight,
+                            const float *bias, int T, int C, int OC) {
   if (T < 4) {
-    matvec_rows(out, inp, weight, bias, T, C, OC);
+    matvec_rows(out, ld, inp, weight, bias, T, C, OC);
     return;
   }
   for (int t0 = 0; t0 < T; t0 += T_BLOCK) {
@@ -113,15 +119,20 @@ void matmul_forward_simd(float *out, const float *inp, const float *weight, cons
       const float *w = weight + (size_t)o * C;
       int t = t0;
       for (; t + 2 <= t1; t += 2)
-        tile_4x2(out + (size_t)t * OC, inp + (size_t)t * C, inp + (size_t)(t + 1) * C, w, bias,
-                 o, C, OC);
-      if (t < t1) tile_4x1(out + (size_t)t * OC, inp + (size_t)t * C, w, bias, o, C);
+        tile_4x2(out + (size_t)t * ld, inp + (size_t)t * C, inp + (size_t)(t + 1) * C, w, bias,
+                 o, C, (int)ld);
+      if (t < t1) tile_4x1(out + (size_t)t * ld, inp + (size_t)t * C, w, bias, o, C);
     }
     for (; o < OC; o++)
       for (int t = t0; t < t1; t++)
-        out[(size_t)t * OC + o] =
+        out[(size_t)t * ld + o] =
             dot_1x1(inp + (size_t)t * C, weight + (size_t)o * C, C) + (bias ? bias[o] : 0.0f);
   }
+}
+
+void matmul_forward_simd(float *out, const float *inp, const float *weight, const float *bias,
+                         int T, int C, int OC) {
+  mm_forward_simd(out, (size_t)OC, inp, weight, bias, T, C, OC);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T,
@@ -134,11 +145,12 @@ void matmul_forward(float *out, const float *inp, const float *weight, const flo
 
 /* dinp[t, c] += sum_o dout[t, o] * weight[o, c]: the input gradient through a frozen linear layer
  * (no weight gradient: base weights are never trained). Scalar reference: one axpy per (t, o). */
-void matmul_backward_input_scalar(float *dinp, const float *dout, const float *weight, int T,
-                                  int C, int OC) {
+/* ld: the row stride of dout */
+static void mm_backward_scalar(float *dinp, const float *dout, size_t ld, const float *weight, int T,
+                               int C, int OC) {
   for (int t = 0; t < T; t++) {
     float *dx = dinp + (size_t)t * C;
-    const float *dy = dout + (size_t)t * OC;
+    const float *dy = dout + (size_t)t * ld;
     for (int o = 0; o < OC; o++) {
       float g = dy[o];
       if (g == 0.0f) continue;
@@ -148,11 +160,16 @@ void matmul_backward_input_scalar(float *dinp, const float *dout, const float *w
   }
 }
 
+void matmul_backward_input_scalar(float *dinp, const float *dout, const float *weight, int T,
+                                  int C, int OC) {
+  mm_backward_scalar(dinp, dout, (size_t)OC, weight, T, C, OC);
+}
+
 /* SIMD: tiles of 4 tokens x 8 columns held in 8 accumulators while a block of weight rows
  * [o0, o1) (kept in cache) streams past; column tails fall back to a scalar loop. 8 accumulators
  * fit the 16 vector registers V8 gives WASM SIMD on x86 (16 spilled: 2.5x slower, measured). */
 static void backward_tile(float *dinp, const float *dout, const float *weight, int t0, int nt,
-                          int c0, int C, int OC, int o0, int o1) {
+                          int c0, int C, size_t OC, int o0, int o1) {
   f32x4 a00 = v_splat(0), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
   const float *g0 = dout + (size_t)t0 * OC, *g1 = g0 + (nt > 1 ? OC : 0), *g2 = g0 + (nt > 2 ? 2 * (size_t)OC : 0), *g3 = g0 + (nt > 3 ? 3 * (size_t)OC : 0);
   for (int o = o0; o < o1; o++) {
@@ -171,10 +188,10 @@ static void backward_tile(float *dinp, const float *dout, const float *weight, i
   }
 }
 
-void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
-                           int OC) {
+static void mm_backward(float *dinp, const float *dout, size_t ld, const float *weight, int T, int C,
+                        int OC) {
   if (!mb_simd_enabled || T * (size_t)OC < 64) {
-    matmul_backward_input_scalar(dinp, dout, weight, T, C, OC);
+    mm_backward_scalar(dinp, dout, ld, weight, T, C, OC);
     return;
   }
   int c8 = C - C % 8;
@@ -185,11 +202,11 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
     int o1 = o0 + ob < OC ? o0 + ob : OC;
     for (int t0 = 0; t0 < T; t0 += 4) {
       int nt = T - t0 < 4 ? T - t0 : 4;
-      for (int c0 = 0; c0 < c8; c0 += 8) backward_tile(dinp, dout, weight, t0, nt, c0, C, OC, o0, o1);
+      for (int c0 = 0; c0 < c8; c0 += 8) backward_tile(dinp, dout, weight, t0, nt, c0, C, ld, o0, o1);
       if (c8 < C) /* column tail */
         for (int i = 0; i < nt; i++)
           for (int o = o0; o < o1; o++) {
-            float g = dout[(size_t)(t0 + i) * OC + o];
+            float g = dout[(size_t)(t0 + i) * ld + o];
             const float *w = weight + (size_t)o * C;
             float *dx = dinp + (size_t)(t0 + i) * C;
             for (int c = c8; c < C; c++) dx[c] += g * w[c];
@@ -198,17 +215,107 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
   }
 }
 
-/* ---- through a typed weight slot: the one place a matmul learns the weight's dtype ---- */
+void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
+                           int OC) {
+  mm_backward(dinp, dout, (size_t)OC, weight, T, C, OC);
+}
+
+/* ---- through a typed weight slot: the one place a matmul learns the weight's dtype ----
+ * f16 and q8 weights are decoded a block of rows at a time into float32 (exact for f16, one
+ * multiply per value for q8: the same bits scalar or SIMD) and the float32 kernels run on the
+ * block, writing their columns of the output. The scalar reference is the scalar decoder plus the
+ * scalar kernel, so a typed matmul differs from its reference only as the float32 kernels do. */
+#define DECODE_FLOATS 16384 /* 64 KB of decoded weights: stays in L2 while the tokens pass */
+static _Thread_local float g_decoded[DECODE_FLOATS];
+
+/* rows decoded at a time: a multiple of 4 (the kernels' row tile) where the buffer allows, so every
+ * output is computed by the same instructions as with float32 weights: a typed matmul equals the
+ * float32 matmul of its decoded weights bit for bit */
+static int rows_per_block(int C) {
+  int rb = DECODE_FLOATS / (C > 0 ? C : 1);
+  return rb >= 4 ? rb & ~3 : rb < 1 ? 1 : rb;
+}
+
+/* Rows wider than the buffer (C > DECODE_FLOATS, rare): one row at a time, in column blocks
+ * (multiples of Q8_BLOCK, so q8 blocks stay whole), in the scalar reference's order of operations,
+ * with or without SIMD. */
+static void wide_forward(float *out, const float *inp, const mb_slot *w, const float *b, int T, int C, int OC) {
+  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  for (int o = 0; o < OC; o++) {
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
+    for (int t = 0; t < T; t++) out[(size_t)t * OC + o] = b ? b[o] : 0.0f;
+    for (size_t c0 = 0; c0 < (size_t)C; c0 += DECODE_FLOATS) {
+      size_t n = (size_t)C - c0 < DECODE_FLOATS ? (size_t)C - c0 : DECODE_FLOATS;
+      dtype_rows_to_f32(g_decoded, row + dtype_row_bytes(w->dtype, c0), w->dtype, 1, n);
+      for (int t = 0; t < T; t++) { /* the running sum carries over blocks: the scalar order */
+        const float *x = inp + (size_t)t * C + c0;
+        float acc = out[(size_t)t * OC + o];
+        for (size_t c = 0; c < n; c++) acc += x[c] * g_decoded[c];
+        out[(size_t)t * OC + o] = acc;
+      }
+    }
+  }
+}
+
+static void wide_backward(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC) {
+  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  for (int o = 0; o < OC; o++) {
+    const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
+    for (size_t c0 = 0; c0 < (size_t)C; c0 += DECODE_FLOATS) {
+      size_t n = (size_t)C - c0 < DECODE_FLOATS ? (size_t)C - c0 : DECODE_FLOATS;
+      dtype_rows_to_f32(g_decoded, row + dtype_row_bytes(w->dtype, c0), w->dtype, 1, n);
+      for (int t = 0; t < T; t++) {
+        float g = dout[(size_t)t * OC + o], *dx = dinp + (size_t)t * C + c0;
+        for (size_t c = 0; c < n; c++) dx[c] += g * g_decoded[c];
+      }
+    }
+  }
+}
 
 void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
                     int C, int OC) {
-  switch (w->dtype) {
-    case MB_DT_F32: matmul_forward(out, inp, slot_f32(w), bias ? slot_f32(bias) : NULL, T, C, OC); break;
+  const float *b = bias ? slot_f32(bias) : NULL;
+  if (w->dtype == MB_DT_F32) {
+    matmul_forward(out, inp, slot_f32(w), b, T, C, OC);
+    return;
+  }
+  if (w->dtype == MB_DT_Q8) { /* q8 x q8 (qmatmul.c), every T */
+    if (mb_simd_enabled) q8_matmul(out, inp, w, b, T, C, OC);
+    else q8_matmul_scalar(out, inp, w, b, T, C, OC);
+    return;
+  }
+  if ((size_t)C > DECODE_FLOATS) {
+    wide_forward(out, inp, w, b, T, C, OC);
+    return;
+  }
+  if (T < 4 && mb_simd_enabled) { /* decode: rows converted in registers, as matvec_rows */
+    f16_matvec(out, inp, w, b, T, C, OC);
+    return;
+  }
+  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  int nb = rows_per_block(C);
+  for (int o0 = 0; o0 < OC; o0 += nb) {
+    int n = OC - o0 < nb ? OC - o0 : nb;
+    dtype_rows_to_f32(g_decoded, (const uint8_t *)w->data + (size_t)o0 * rb, w->dtype, (size_t)n, (size_t)C);
+    if (mb_simd_enabled) mm_forward_simd(out + o0, (size_t)OC, inp, g_decoded, b ? b + o0 : NULL, T, C, n);
+    else mm_forward_scalar(out + o0, (size_t)OC, inp, g_decoded, b ? b + o0 : NULL, T, C, n);
   }
 }
 
 void linear_backward_input(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC) {
-  switch (w->dtype) {
-    case MB_DT_F32: matmul_backward_input(dinp, dout, slot_f32(w), T, C, OC); break;
+  if (w->dtype == MB_DT_F32) {
+    matmul_backward_input(dinp, dout, slot_f32(w), T, C, OC);
+    return;
+  }
+  if ((size_t)C > DECODE_FLOATS) {
+    wide_backward(dinp, dout, w, T, C, OC);
+    return;
+  }
+  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  int nb = rows_per_block(C);
+  for (int o0 = 0; o0 < OC; o0 += nb) {
+    int n = OC - o0 < nb ? OC - o0 : nb;
+    dtype_rows_to_f32(g_decoded, (const uint8_t *)w->data + (size_t)o0 * rb, w->dtype, (size_t)n, (size_t)C);
+    mm_backward(dinp, dout + o0, (size_t)OC, g_decoded, T, C, n);
   }
 }

@@ -1,0 +1,175 @@
+/* convert.c: the low-precision weight formats and their conversions to and from float32.
+ *   f16: IEEE 754 binary16, one uint16 per value (round to nearest even from f32).
+ *   q8:  blocks of 32 values: an f16 scale d = max|x| / 127 and 32 int8 q = round(x / d), so
+ *        x ~ d * q (the q8_0 layout: 34 bytes per 32 values). A row of C values takes
+ *        ceil(C / 32) blocks; the last block's missing values are zeros.
+ * Decoding a row to float32 is exact for f16 (every binary16 is a float32) and for q8 a single
+ * multiply (float)q * d, so the SIMD and scalar decoders give the same bits. Ops read f16 / q8
+ * weights by decoding blocks of rows into float32 and running the float32 kernels on them.
+ * Not here: the matmuls (matmul.c), choosing a dtype (core/weights.c, the bindings). */
+#include <math.h>
+
+#include "../internal.h"
+#include "../simd.h"
+
+size_t dtype_row_bytes(mb_dtype dt, size_t C) {
+  switch (dt) {
+    case MB_DT_F16: return C * 2;
+    case MB_DT_Q8: return (C + Q8_BLOCK - 1) / Q8_BLOCK * Q8_BLOCK_BYTES;
+    default: return C * sizeof(float);
+  }
+}
+
+float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff, bits;
+  if (e == 0x1f) bits = sign | 0x7f800000u | (m << 13); /* inf / nan */
+  else if (e) bits = sign | ((e + 112) << 23) | (m << 13);
+  else if (!m) bits = sign;
+  else { /* subnormal: normalise */
+    e = 113;
+    while (!(m & 0x400)) m <<= 1, e--;
+    bits = sign | (e << 23) | ((m & 0x3ff) << 13);
+  }
+  float f;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t f32_to_f16(float f) {
+  uint32_t x;
+  memcpy(&x, &f, 4);
+  uint32_t sign = (x >> 16) & 0x8000, a = x & 0x7fffffffu;
+  if (a >= 0x7f800000u) return (uint16_t)(sign | 0x7c00 | (a > 0x7f800000u ? 0x200 : 0)); /* inf / nan */
+  if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); /* rounds past 65504: inf */
+  if (a < 0x38800000u) { /* below 2^-14: a subnormal (or zero) of binary16 */
+    if (a < 0x33000000u) return (uint16_t)sign; /* below half the smallest subnormal */
+    uint32_t m = (a & 0x7fffff) | 0x800000, shift = 126 - (a >> 23); /* 14..24 */
+    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    r += rem > half || (rem == half && (r & 1));
+    return (uint16_t)(sign | r);
+  }
+  uint32_t r = a - 0x38000000u; /* rebias 127 -> 15, in place */
+  r += 0xfff + ((r >> 13) & 1);   /* round to nearest even on the 13 dropped bits */
+  return (uint16_t)(sign | (r >> 13));
+}
+
+/* ---- decoding rows to float32: scalar references and SIMD ---- */
+
+void f16_row_to_f32_scalar(float *dst, const uint16_t *src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
+}
+
+/* 4 halves at a time: the magnitude's bits shifted into a float32 and scaled by 2^112 give the
+ * value for normal and subnormal halves alike (exact); inf / nan take the scalar path. */
+static void f16_row_to_f32_simd(float *dst, const uint16_t *src, size_t n) {
+  size_t i = 0;
+  const f32x4 scale = v_splat(5.192296858534828e33f); /* 2^112 */
+  for (; i + 4 <= n; i += 4) {
+    uint16_t h[4];
+    memcpy(h, src + i, 8);
+    i32x4 v = {h[0], h[1], h[2], h[3]};
+    i32x4 mag = v & 0x7fff, sign = (v & 0x8000) << 16;
+    if ((mag[0] >= 0x7c00) | (mag[1] >= 0x7c00) | (mag[2] >= 0x7c00) | (mag[3] >= 0x7c00)) {
+      for (int k = 0; k < 4; k++) dst[i + k] = f16_to_f32(h[k]);
+      continue;
+    }
+    i32x4 shifted = mag << 13;
+    f32x4 f;
+    memcpy(&f, &shifted, 16);
+    f = f * scale;
+    i32x4 bits;
+    memcpy(&bits, &f, 16);
+    bits |= sign;
+    memcpy(dst + i, &bits, 16);
+  }
+  for (; i < n; i++) dst[i] = f16_to_f32(src[i]);
+}
+
+void q8_row_to_f32_scalar(float *dst, const uint8_t *src, size_t C) {
+  for (size_t b = 0; b * Q8_BLOCK < C; b++) {
+    const uint8_t *blk = src + b * Q8_BLOCK_BYTES;
+    uint16_t dh;
+    memcpy(&dh, blk, 2);
+    float d = f16_to_f32(dh);
+    const int8_t *q = (const int8_t *)(blk + 2);
+    size_t n = C - b * Q8_BLOCK < Q8_BLOCK ? C - b * Q8_BLOCK : Q8_BLOCK;
+    for (size_t j = 0; j < n; j++) dst[b * Q8_BLOCK + j] = (float)q[j] * d;
+  }
+}
+
+static void q8_row_to_f32_simd(float *dst, const uint8_t *src, size_t C) {
+  size_t full = C / Q8_BLOCK;
+  for (size_t b = 0; b < full; b++) {
+    const uint8_t *blk = src + b * Q8_BLOCK_BYTES;
+    uint16_t dh;
+    memcpy(&dh, blk, 2);
+    f32x4 d = v_splat(f16_to_f32(dh));
+    const int8_t *q = (const int8_t *)(blk + 2);
+    float *o = dst + b * Q8_BLOCK;
+    for (int j = 0; j < Q8_BLOCK; j += 4) {
+      f32x4 v = {(float)q[j], (float)q[j + 1], (float)q[j + 2], (float)q[j + 3]};
+      v_store(o + j, v * d);
+    }
+  }
+  if (full * Q8_BLOCK < C)
+    q8_row_to_f32_scalar(dst + full * Q8_BLOCK, src + full * Q8_BLOCK_BYTES, C - full * Q8_BLOCK);
+}
+
+void dtype_rows_to_f32(float *dst, const void *src, mb_dtype dt, size_t rows, size_t C) {
+  size_t rb = dtype_row_bytes(dt, C);
+  for (size_t r = 0; r < rows; r++) {
+    const uint8_t *s = (const uint8_t *)src + r * rb;
+    float *o = dst + r * C;
+    if (dt == MB_DT_F16) {
+      if (mb_simd_enabled) f16_row_to_f32_simd(o, (const uint16_t *)s, C);
+      else f16_row_to_f32_scalar(o, (const uint16_t *)s, C);
+    } else if (dt == MB_DT_Q8) {
+      if (mb_simd_enabled) q8_row_to_f32_simd(o, s, C);
+      else q8_row_to_f32_scalar(o, s, C);
+    } else {
+      memcpy(o, s, C * sizeof(float));
+    }
+  }
+}
+
+/* ---- encoding float32 rows (at load): refuses what the format cannot hold ---- */
+
+mb_status dtype_rows_from_f32(void *dst, const float *src, mb_dtype dt, size_t rows, size_t C) {
+  size_t rb = dtype_row_bytes(dt, C);
+  for (size_t r = 0; r < rows; r++) {
+    const float *x = src + r * C;
+    uint8_t *o = (uint8_t *)dst + r * rb;
+    for (size_t c = 0; c < C; c++)
+      if (!isfinite(x[c])) return mb_fail(MB_ERR_INVALID_ARG, "weight value %g (row %zu, column %zu) is not finite", x[c], r, c);
+    if (dt == MB_DT_F32) {
+      memcpy(o, x, C * sizeof(float));
+    } else if (dt == MB_DT_F16) {
+      uint16_t *h = (uint16_t *)(void *)o;
+      for (size_t c = 0; c < C; c++) {
+        if (fabsf(x[c]) > 65504.0f)
+          return mb_fail(MB_ERR_INVALID_ARG, "weight value %g (row %zu, column %zu) is past fp16's range; use fp32", x[c], r, c);
+        uint16_t v = f32_to_f16(x[c]);
+        memcpy(h + c, &v, 2);
+      }
+    } else {
+      for (size_t b = 0; b * Q8_BLOCK < C; b++) {
+        size_t n = C - b * Q8_BLOCK < Q8_BLOCK ? C - b * Q8_BLOCK : Q8_BLOCK;
+        const float *xb = x + b * Q8_BLOCK;
+        float amax = 0.0f;
+        for (size_t j = 0; j < n; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        if (amax > 65504.0f * 127.0f)
+          return mb_fail(MB_ERR_INVALID_ARG, "weight value %g (row %zu) is past q8's range; use fp32", amax, r);
+        uint16_t dh = f32_to_f16(amax / 127.0f);
+        float d = f16_to_f32(dh), inv = d > 0.0f ? 1.0f / d : 0.0f;
+        uint8_t *blk = o + b * Q8_BLOCK_BYTES;
+        memcpy(blk, &dh, 2);
+        int8_t *q = (int8_t *)(blk + 2);
+        for (size_t j = 0; j < Q8_BLOCK; j++) {
+          float v = j < n ? roundf(xb[j] * inv) : 0.0f;
+          q[j] = (int8_t)(v > 127.0f ? 127 : v < -127.0f ? -127 : v);
+        }
+      }
+    }
+  }
+  return MB_OK;
+}

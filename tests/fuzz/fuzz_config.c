@@ -1,4 +1,5 @@
-/* fuzz_config.c: mb_model_new with any mb_config (every field from the input), then, for a model
+/* fuzz_config.c: mb_model_new_typed with any mb_config and weight dtype (every field from the
+ * input; dtype 3 is invalid), then, for a model
  * that was accepted and is small, random weights, a forward, a score, a decode state and a step.
  * Must never crash, leak or trip a sanitizer; refusals are MB_ERR_INVALID_ARG or MB_ERR_OOM. */
 #include "fuzz.h"
@@ -10,8 +11,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   c.d_model = rd_i32(&r), c.n_layer = rd_i32(&r), c.vocab_size = rd_i32(&r), c.d_state = rd_i32(&r);
   c.d_conv = rd_i32(&r), c.d_inner = rd_i32(&r), c.dt_rank = rd_i32(&r), c.eps = rd_f32(&r);
   c.use_bias = rd_i32(&r), c.use_conv_bias = rd_i32(&r), c.tied_head = rd_i32(&r);
+  int dtype = rd_u8(&r) % 4;
   mb_model *m = NULL;
-  mb_status st = mb_model_new(&c, &m);
+  mb_status st = mb_model_new_typed(&c, (mb_dtype)dtype, &m);
   if (st != MB_OK) {
     if (m || (st != MB_ERR_INVALID_ARG && st != MB_ERR_OOM)) abort();
     return 0;

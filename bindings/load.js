@@ -7,7 +7,7 @@
 // (checkpoint.js), the public class (mamba.js).
 import { Tokenizer } from '@huggingface/tokenizers';
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { getEngine } from './engine.js';
+import { getEngine, MAX_WEIGHT_BYTES } from './engine.js';
 import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
@@ -48,13 +48,14 @@ function bytesEqual(a, b) {
 /**
  * Loads a checkpoint into a new C model. Options read: signal, onProgress, the source options
  * (hubBase, revision, cache, fetch: source.js openSource) and the engine options (wasmBinary,
- * wasmUrl: engine.js getEngine).
+ * wasmUrl: engine.js getEngine). A model whose float32 weights cannot fit the WASM heap is oom
+ * before its tensors are read.
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
   const { onProgress, signal } = opts;
   const src = await openSource(source, opts);
-  const ckpt = await readCheckpoint(src, { signal, onProgress });
+  const ckpt = await readCheckpoint(src, { signal, onProgress, maxWeightBytes: MAX_WEIGHT_BYTES });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
   // twice) is used tied: it would cost a second [V, d] block for nothing
   const head = ckpt.tensors.get('lm_head.weight');

@@ -48,8 +48,9 @@ function bytesEqual(a, b) {
 /**
  * Loads a checkpoint into a new C model. Options read: signal, onProgress, the source options
  * (hubBase, revision, cache, fetch: source.js openSource) and the engine options (wasmBinary,
- * wasmUrl: engine.js getEngine). A model whose float32 weights cannot fit the WASM heap is oom
- * before its tensors are read.
+ * wasmUrl: engine.js getEngine). A model whose float32 weights cannot fit the WASM heap is oom before its tensors are read. An
+ * onProgress that throws (at any event, 'ready' included) fails the load with its own error, and
+ * everything the load allocated is freed.
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
@@ -71,31 +72,31 @@ export async function loadModel(source, opts) {
   try {
     await writeWeights(engine, handle, plan, { signal, onProgress });
     engine.mb_model_finalize(handle, { what: 'finalize' });
+    const tokenizer = ckpt.tokenizerJson ? makeTokenizer(ckpt.tokenizerJson) : null;
+    const info = {
+      source: src.description,
+      // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
+      hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
+      layout: ckpt.config.layout,
+      backend: 'wasm',
+      weightBytes: engine.mb_model_weight_bytes(handle),
+    };
+    onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
+    const eos = ckpt.rawConfig?.eos_token_id;
+    const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+    return { engine, handle, config, tokenizer, info };
   } catch (err) {
-    engine.mb_model_free(handle);
+    engine.mb_model_free(handle); // whatever failed (a throwing onProgress too): nothing stays behind
     throw err;
   }
-  let tokenizer = null;
-  if (ckpt.tokenizerJson) {
-    try {
-      tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
-    } catch (err) {
-      engine.mb_model_free(handle);
-      throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
-    }
+}
+
+function makeTokenizer(json) {
+  try {
+    return new Tokenizer(json, {});
+  } catch (err) {
+    throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
   }
-  const info = {
-    source: src.description,
-    // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
-    hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
-    layout: ckpt.config.layout,
-    backend: 'wasm',
-    weightBytes: engine.mb_model_weight_bytes(handle),
-  };
-  onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
-  const eos = ckpt.rawConfig?.eos_token_id;
-  const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
-  return { engine, handle, config, tokenizer, info };
 }
 
 /** A new C model of any Mamba-1 shape with deterministic pseudo-random weights (see Mamba.createRandom). */

@@ -1,8 +1,9 @@
 // robust-io.test.mjs: the I/O side of memory safety and robustness (issue 11). Worker mode: every
 // call settles when the worker is terminated, crashes, exits or is disposed with its model;
 // Map / Blob / File sources cross the boundary; bad arguments are invalid_argument on the page.
-// Loading: a model too large for the wasm32 heap is oom before its tensors are read, shards are
-// read with bounded concurrency and without a warning storm.
+// Loading: a throwing onProgress frees everything, a model too large for the wasm32 heap is oom
+// before its tensors are read, shards are read with bounded concurrency and without a warning
+// storm.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -192,6 +193,23 @@ function syntheticModel({ d = 128, nl = 4, V = 2048, N = 16, R = 8, K = 4 } = {}
 function hfConfig({ d, nl, V, N = 16, R = 8, K = 4 }) {
   return JSON.stringify({ model_type: 'mamba', hidden_size: d, num_hidden_layers: nl, vocab_size: V, state_size: N, conv_kernel: K, expand: 2, time_step_rank: R, tie_word_embeddings: true });
 }
+
+test('load: an onProgress that throws at ready fails the load with its error and frees the weights (20 loads)', async () => {
+  const { getEngine } = await import('../bindings/engine.js');
+  const engine = await getEngine();
+  const files = syntheticModel();
+  const boom = new Error('progress callback failed at ready');
+  const load = () => Mamba.load({ files }, { onProgress: (p) => { if (p.status === 'ready') throw boom; } });
+  await assert.rejects(load(), (e) => e === boom); // the first one may grow the heap to hold one model
+  const before = engine.heapBytes;
+  for (let i = 0; i < 20; i++) await assert.rejects(load(), (e) => e === boom);
+  const after = engine.heapBytes;
+  const m = await Mamba.load({ files });
+  const modelBytes = m.memory().weights;
+  m.dispose();
+  console.log(`WASM heap: ${(before / 2 ** 20).toFixed(1)} MB after the first failed load, ${(after / 2 ** 20).toFixed(1)} MB after 20 more; one model's weights: ${(modelBytes / 2 ** 20).toFixed(1)} MB`);
+  assert.ok(after - before < 2 * modelBytes, `the heap grew by ${after - before} bytes over 20 failed loads (a model is ${modelBytes})`);
+});
 
 /**
  * A fake fetch over in-memory files whose bodies are pulled lazily in 64 KB chunks: counts the

@@ -46,15 +46,17 @@ function bytesEqual(a, b) {
 }
 
 /**
- * Loads a checkpoint into a new C model. Options read: signal, onProgress, the source options
- * (hubBase, revision, cache, fetch: source.js openSource) and the engine options (wasmBinary,
- * wasmUrl: engine.js getEngine). A model whose float32 weights cannot fit the WASM heap is oom before its tensors are read. An
+ * Loads a checkpoint into a new C model. Options read: signal, onProgress, allowNonFinite (keep
+ * NaN / Inf weights instead of refusing them), the source options (hubBase, revision, cache,
+ * fetch: source.js openSource) and the engine options (wasmBinary, wasmUrl: engine.js getEngine).
+ * A model whose float32 weights cannot fit the WASM heap is oom before its tensors are read. An
  * onProgress that throws (at any event, 'ready' included) fails the load with its own error, and
  * everything the load allocated is freed.
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
-  const { onProgress, signal } = opts;
+  const { onProgress, signal, allowNonFinite = false } = opts;
+  if (typeof allowNonFinite !== 'boolean') throw invalid(`allowNonFinite must be true or false, got ${allowNonFinite}`);
   const src = await openSource(source, opts);
   const ckpt = await readCheckpoint(src, { signal, onProgress, maxWeightBytes: MAX_WEIGHT_BYTES });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
@@ -70,7 +72,7 @@ export async function loadModel(source, opts) {
   throwIfAborted(signal);
   const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
   try {
-    await writeWeights(engine, handle, plan, { signal, onProgress });
+    await writeWeights(engine, handle, plan, { signal, onProgress, allowNonFinite });
     engine.mb_model_finalize(handle, { what: 'finalize' });
     const tokenizer = ckpt.tokenizerJson ? makeTokenizer(ckpt.tokenizerJson) : null;
     const info = {
@@ -136,8 +138,17 @@ function createModel(engine, c, hasLmHead) {
   return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
 }
 
-/** Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. */
-async function writeWeights(engine, handle, plan, { signal, onProgress }) {
+/** Index of the first NaN or +-Inf in `a`, or -1 (one pass: x - x is 0 only for finite x). */
+function firstNonFinite(a) {
+  for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
+  return -1;
+}
+
+/**
+ * Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. A tensor
+ * with a NaN or Inf is bad_format (named), unless allowNonFinite.
+ */
+async function writeWeights(engine, handle, plan, { signal, onProgress, allowNonFinite }) {
   const { tensorToFloat32 } = await import('./safetensors.js');
   let lastYield = Date.now();
   for (let i = 0; i < plan.length; i++) {
@@ -149,7 +160,10 @@ async function writeWeights(engine, handle, plan, { signal, onProgress }) {
     if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
     if (numel !== tensor.numel)
       throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
-    tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+    const out = tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+    const bad = allowNonFinite ? -1 : firstNonFinite(out);
+    if (bad >= 0)
+      throw new MembaError(ErrorCodes.BAD_FORMAT, `tensor ${tensor.name} has a non-finite value (${out[bad]} at element ${bad}); pass allowNonFinite: true to load it anyway`);
     if (Date.now() - lastYield > 50) {
       onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
       await yieldToEventLoop();

@@ -2,15 +2,16 @@
 // call settles when the worker is terminated, crashes, exits or is disposed with its model;
 // Map / Blob / File sources cross the boundary; bad arguments are invalid_argument on the page.
 // Loading: a throwing onProgress frees everything, a model too large for the wasm32 heap is oom
-// before its tensors are read, shards are read with bounded concurrency and without a warning
-// storm.
+// before its tensors are read, NaN / Inf weights are refused (unless allowed), shards are read
+// with bounded concurrency and without a warning storm.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { Mamba, MembaError, writeSafetensors, parseSafetensors } from '../bindings/index.js';
+import { Mamba, MembaError, writeSafetensors, parseSafetensors, tensorToFloat32 } from '../bindings/index.js';
+import { float32ToFloat16Bits } from '../bindings/safetensors.js';
 import { fixture, readCase, rejectsCode, maxDiff, ROOT } from './helpers.mjs';
 
 const TINY = fixture('mamba-tiny');
@@ -307,6 +308,39 @@ test('load: a checkpoint whose float32 weights exceed the wasm32 heap is oom bef
     FileHandle.read = read;
     fs.rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** The tiny fixture with one value of `tensor` replaced by `value` (F32 or F16 storage). */
+function tinyWith(tensor, value, dtype = 'F32') {
+  const { tensors } = parseSafetensors(tinyFiles()['model.safetensors']);
+  const entries = {};
+  for (const [name, t] of tensors) {
+    const v = tensorToFloat32(t);
+    if (name === tensor) v[3] = value;
+    entries[name] = dtype === 'F16' ? { dtype, shape: t.shape, data: float32ToFloat16Bits(v) } : { dtype, shape: t.shape, data: v };
+  }
+  return { 'config.json': tinyFiles()['config.json'], 'model.safetensors': writeSafetensors(entries) };
+}
+
+test('load: NaN or Inf in a weight is bad_format naming the tensor, unless allowNonFinite: true', async () => {
+  const cases = [
+    ['backbone.layers.1.mixer.D', NaN, 'F32'],
+    ['backbone.embeddings.weight', Infinity, 'F32'],
+    ['backbone.layers.0.mixer.in_proj.weight', -Infinity, 'F16'],
+  ];
+  for (const [tensor, value, dtype] of cases) {
+    const files = tinyWith(tensor, value, dtype);
+    await assert.rejects(Mamba.load({ files }), (e) => {
+      console.log(`${dtype} ${tensor} = ${value}: ${e.code}: ${e.message}`);
+      return e instanceof MembaError && e.code === 'bad_format' && e.message.includes(tensor) && e.message.includes(String(value));
+    });
+    const m = await Mamba.load({ files }, { allowNonFinite: true });
+    assert.equal(m.config.dModel, 32, 'allowNonFinite: true loads it');
+    m.dispose();
+  }
+  await rejectsCode(Mamba.load({ files: tinyFiles() }, { allowNonFinite: 'yes' }), 'invalid_argument');
+  const ok = await Mamba.load({ files: tinyFiles() }); // finite weights: unchanged
+  ok.dispose();
 });
 
 test('load: 1000 shards are fetched at most 4 at a time, with no warning', async () => {

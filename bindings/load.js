@@ -93,7 +93,29 @@ export async function loadModel(source, opts) {
   }
 }
 
+/**
+ * The tokenizer of a tokenizer.json. The ids it can produce are checked first (the library takes
+ * any JSON value as an id, and encode would return it): every vocab entry's id and every added
+ * token's id must be a non-negative integer, a Unigram vocab a list of [piece, score].
+ */
 function makeTokenizer(json) {
+  const bad = (msg) => new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json: ${msg}`);
+  const isId = (v) => Number.isSafeInteger(v) && v >= 0;
+  const vocab = json.model?.vocab;
+  if (Array.isArray(vocab)) {
+    vocab.forEach((e, i) => {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1]))
+        throw bad(`model.vocab entry ${i} is not a [piece, score] pair`);
+    });
+  } else if (vocab !== null && typeof vocab === 'object') {
+    for (const [piece, id] of Object.entries(vocab)) if (!isId(id)) throw bad(`model.vocab id of ${JSON.stringify(piece).slice(0, 40)} is ${JSON.stringify(id)?.slice(0, 40)}, not a token id`);
+  }
+  if (json.added_tokens !== undefined && json.added_tokens !== null) {
+    if (!Array.isArray(json.added_tokens)) throw bad('added_tokens is not a list');
+    json.added_tokens.forEach((t, i) => {
+      if (t === null || typeof t !== 'object' || !isId(t.id) || typeof t.content !== 'string') throw bad(`added_tokens[${i}] needs an integer id >= 0 and a content string`);
+    });
+  }
   try {
     return new Tokenizer(json, {});
   } catch (err) {

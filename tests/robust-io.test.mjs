@@ -384,3 +384,26 @@ test('load: 1000 shards are fetched at most 4 at a time, with no warning', async
   assert.ok(maxInFlight <= 4, `${maxInFlight} fetches in flight at once`);
   assert.equal(warnings.length, 0);
 });
+
+test('load: a tokenizer.json whose vocab or added tokens have ids that are not token ids is bad_format', async () => {
+  const tok = JSON.parse(fs.readFileSync(path.join(ROOT, 'tests', 'fixtures', 'tokenizer', 'tokenizer.json'), 'utf8'));
+  const files = { ...tinyFiles() };
+  const cases = [
+    ['vocab id true', (t) => { t.model.vocab['Ġso'] = true; }], // the fuzz test's tokenizer.json #57: encode returned true
+    ['vocab id -3', (t) => { t.model.vocab.a = -3; }],
+    ['vocab id 1.5', (t) => { t.model.vocab.a = 1.5; }],
+    ['added token id "0"', (t) => { t.added_tokens[0].id = '0'; }],
+    ['added_tokens an object', (t) => { t.added_tokens = {}; }],
+  ];
+  for (const [what, change] of cases) {
+    const t = structuredClone(tok);
+    change(t);
+    await assert.rejects(Mamba.load({ files: { ...files, 'tokenizer.json': t } }), (e) => {
+      console.log(`${what}: ${e.code}: ${e.message}`);
+      return e instanceof MembaError && e.code === 'bad_format' && /tokenizer\.json/.test(e.message);
+    });
+  }
+  const m = await Mamba.load({ files: { ...files, 'tokenizer.json': tok } }); // the fixture itself loads
+  assert.ok(m.hasTokenizer);
+  m.dispose();
+});

@@ -52,6 +52,39 @@ function clonesNatively(v) {
     (typeof Blob !== 'undefined' && v instanceof Blob); // File is a Blob
 }
 
+/**
+ * Replaces callbacks, signals and remote objects in call arguments with markers; plain objects,
+ * arrays and Maps are walked, values that structured clone copies (bytes, Blob, File, ...) are
+ * passed as they are. A value that cannot cross (a Symbol) is an invalid_argument here.
+ */
+function encodeArgs(args, callbacks, signals) {
+  const enc = (v) => {
+    if (typeof v === 'function') {
+      callbacks.push(v);
+      return { __memba_callback: callbacks.length - 1 };
+    }
+    if (typeof v === 'symbol') throw invalid(`${String(v)} cannot be sent to the worker`);
+    if (v === null || typeof v !== 'object') return v;
+    if (v.__memba_handle) return { __memba_ref: v.__memba_handle };
+    if (typeof AbortSignal !== 'undefined' && v instanceof AbortSignal) {
+      signals.push(v);
+      return { __memba_signal: true };
+    }
+    if (v instanceof URL) return String(v);
+    if (clonesNatively(v)) return v;
+    if (Array.isArray(v)) return v.map(enc);
+    if (v instanceof Map) {
+      const m = new Map();
+      for (const [k, x] of v) m.set(enc(k), enc(x));
+      return m;
+    }
+    const o = {}; // a plain object, or any other object as its own fields (what structured clone would send)
+    for (const [k, x] of Object.entries(v)) o[k] = enc(x);
+    return o;
+  };
+  return args.map(enc);
+}
+
 /** An async iterator that fails at once (a stream asked of a disposed object). */
 async function* failing(err) {
   throw err;
@@ -89,39 +122,6 @@ export class WorkerClient {
     if (this._owned) this._ch.terminate(); // a browser worker may survive its own 'error'
   }
 
-  /**
-   * Replaces callbacks, signals and remote objects in call arguments with markers; plain objects,
-   * arrays and Maps are walked, values that structured clone copies (bytes, Blob, File, ...) are
-   * passed as they are. A value that cannot cross (a Symbol) is an invalid_argument here.
-   */
-  _encodeArgs(args, callbacks, signals) {
-    const enc = (v) => {
-      if (typeof v === 'function') {
-        callbacks.push(v);
-        return { __memba_callback: callbacks.length - 1 };
-      }
-      if (typeof v === 'symbol') throw invalid(`${String(v)} cannot be sent to the worker`);
-      if (v === null || typeof v !== 'object') return v;
-      if (v.__memba_handle) return { __memba_ref: v.__memba_handle };
-      if (typeof AbortSignal !== 'undefined' && v instanceof AbortSignal) {
-        signals.push(v);
-        return { __memba_signal: true };
-      }
-      if (v instanceof URL) return String(v);
-      if (clonesNatively(v)) return v;
-      if (Array.isArray(v)) return v.map(enc);
-      if (v instanceof Map) {
-        const m = new Map();
-        for (const [k, x] of v) m.set(enc(k), enc(x));
-        return m;
-      }
-      const o = {}; // a plain object, or any other object as its own fields (what structured clone would send)
-      for (const [k, x] of Object.entries(v)) o[k] = enc(x);
-      return o;
-    };
-    return args.map(enc);
-  }
-
   _decode(v) {
     if (Array.isArray(v)) return v.map((x) => this._decode(x));
     if (isPlainObject(v)) {
@@ -139,7 +139,7 @@ export class WorkerClient {
     if (at !== undefined && args[at] === null) throw invalid(`${method}: options must be an object (or left out), got null`);
     const callbacks = [];
     const signals = [];
-    const enc = this._encodeArgs(args, callbacks, signals);
+    const enc = encodeArgs(args, callbacks, signals);
     const signal = signals[0];
     throwIfAborted(signal);
     return { enc, callbacks, signal };
@@ -340,6 +340,7 @@ export async function loadInWorker(source, opts = {}) {
   if (opts === null || typeof opts !== 'object') throw invalid('options must be an object');
   const { worker, ...rest } = opts;
   throwIfAborted(rest.signal);
+  encodeArgs([source, rest], [], []); // what cannot cross fails before a worker is started
   let w = worker;
   const owned = w === true || w === undefined;
   if (owned) {

@@ -4,7 +4,7 @@
 // reads files only through a Source from source.js.
 
 import { MembaError, ErrorCodes } from './errors.js';
-import { parseSafetensors } from './safetensors.js';
+import { parseSafetensors, parseSafetensorsHeader, safetensorsHeaderSize } from './safetensors.js';
 
 const WEIGHT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
 
@@ -249,6 +249,66 @@ export function planWeights(config, tensors) {
   return plan;
 }
 
+/**
+ * Bytes of float32 the C model's weight block takes for a normalised config (what mb_model_new
+ * allocates: every slot of the plan, the lm_head only when untied, and each layer's derived A),
+ * as a BigInt: exact for any shape a file may claim.
+ * @param {ReturnType<typeof normalizeConfig>} c
+ * @returns {bigint}
+ */
+export function float32WeightBytes(c) {
+  const n = (v) => BigInt(v);
+  const layer = LAYER_TENSORS.reduce((sum, t) => (t.bias && !c[t.bias] ? sum : sum + t.shape(c).reduce((p, d) => p * n(d), 1n)), 0n);
+  const perLayer = layer + n(c.dInner) * n(c.dState); // A = -exp(A_log), kept beside A_log
+  const head = c.tieEmbeddings ? 0n : n(c.vocabSize) * n(c.dModel);
+  return 4n * (n(c.vocabSize) * n(c.dModel) + n(c.dModel) + head + perLayer * n(c.nLayer));
+}
+
+/** Float32 bytes of the tensors of one safetensors header that the engine would load. */
+function usedFloat32Bytes(entries) {
+  const kinds = new Set(LAYER_TENSORS.map((t) => t.kind));
+  let sum = 0n;
+  for (const { name, numel } of entries) {
+    const canon = canonicalTensorName(name);
+    if (canon === null) continue;
+    const kind = canon.replace(/^layers\.\d+\./, '');
+    if (canon === kind ? ['embeddings.weight', 'norm_f.weight', 'lm_head.weight'].includes(canon) : kinds.has(kind)) sum += 4n * BigInt(numel);
+  }
+  return sum;
+}
+
+const fmtBytes = (b) => `${(Number(b) / 2 ** 30).toFixed(2)} GiB`;
+
+/** oom when `bytes` of float32 weights exceed `max` (the engine's heap), saying what asked for them. */
+function checkFits(bytes, max, what) {
+  if (max === undefined || bytes <= BigInt(max)) return;
+  throw new MembaError(ErrorCodes.OOM, `${what}: the model's float32 weights need ${fmtBytes(bytes)} (${bytes} bytes), more than the ${fmtBytes(max)} the WASM heap can hold (wasm32); nothing was loaded`);
+}
+
+/**
+ * A read `peek` (source.js) that parses each safetensors header as soon as it has arrived and
+ * fails the read with oom when the weights it describes cannot fit, before any tensor data is
+ * read. `state.bytes` sums the headers of one checkpoint (its shards); `rawConfig` with an
+ * embedding's shape gives the block the engine would allocate.
+ */
+function weightsPeek(rawConfig, max, state) {
+  return (name, prefix) => {
+    if (!/\.safetensors$/.test(name)) return 0;
+    if (prefix.length < 8) return 8;
+    const need = safetensorsHeaderSize(prefix, name);
+    if (prefix.length < need) return need;
+    const { entries } = parseSafetensorsHeader(prefix, name);
+    state.bytes += usedFloat32Bytes(entries);
+    checkFits(state.bytes, max, name);
+    const emb = entries.find((e) => canonicalTensorName(e.name) === 'embeddings.weight');
+    if (emb) {
+      const names = entries.map((e) => canonicalTensorName(e.name)).filter((x) => x !== null);
+      checkFits(float32WeightBytes(normalizeConfig(rawConfig, { embeddingShape: emb.shape, tensorNames: names })), max, name);
+    }
+    return 0;
+  };
+}
+
 function parseJson(bytes, fileName) {
   try {
     return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
@@ -279,10 +339,14 @@ async function readShards(source, indexBytes, readOpts) {
   const index = parseJson(indexBytes, 'model.safetensors.index.json');
   if (!isObject(index) || !isObject(index.weight_map)) throw badFormat('model.safetensors.index.json: missing weight_map object');
   const weightMap = index.weight_map;
+  const seen = new Set();
   const shardNames = [];
   for (const [tensor, shard] of Object.entries(weightMap)) {
     if (typeof shard !== 'string' || shard === '') throw badFormat(`model.safetensors.index.json: shard of ${tensor} is not a file name`);
-    if (!shardNames.includes(shard)) shardNames.push(shard);
+    if (!seen.has(shard)) {
+      seen.add(shard);
+      shardNames.push(shard);
+    }
   }
   if (!shardNames.length) throw badFormat('model.safetensors.index.json: weight_map is empty');
   const files = await source.read(shardNames, readOpts);
@@ -306,23 +370,30 @@ async function readShards(source, indexBytes, readOpts) {
  * Reads and validates a whole checkpoint from a Source: config.json (required), tokenizer.json (optional),
  * then model.safetensors, or model.safetensors.index.json and its shards.
  * @param {import('./source.js').Source} source from openSource
- * @param {{signal?: AbortSignal, onProgress?: (e: import('./source.js').ProgressEvent) => void}} [options]
+ * @param {{signal?: AbortSignal, onProgress?: (e: import('./source.js').ProgressEvent) => void, maxWeightBytes?: number}} [options]
  *   onProgress given here sees one aggregate over all reads (loaded grows, total grows as files are
- *   discovered, a single final 'done'); without it the source's own onProgress sees each read separately
+ *   discovered, a single final 'done'); without it the source's own onProgress sees each read separately.
+ *   maxWeightBytes: the most float32 weight bytes the engine can hold; a config or safetensors header
+ *   that needs more is oom as soon as it is read, before any tensor data (headers are looked at as
+ *   they arrive, see source.js peek)
  * @returns {Promise<{config: ReturnType<typeof normalizeConfig>, rawConfig: object,
  *   tensors: Map<string, import('./safetensors.js').SafetensorsTensor>, tokenizerJson: object|null,
  *   plan: PlannedWeight[]}>}
- * @throws {MembaError} not_found, bad_format, shape_mismatch, unsupported, network, aborted
+ * @throws {MembaError} not_found, bad_format, shape_mismatch, unsupported, network, aborted, oom
  */
-export async function readCheckpoint(source, { signal, onProgress } = {}) {
+export async function readCheckpoint(source, { signal, onProgress, maxWeightBytes } = {}) {
   if (!source || typeof source.read !== 'function') throw new MembaError(ErrorCodes.INVALID_ARGUMENT, 'readCheckpoint: source must come from openSource()');
   if (onProgress !== undefined && typeof onProgress !== 'function') throw new MembaError(ErrorCodes.INVALID_ARGUMENT, 'onProgress must be a function');
   const chain = onProgress ? chainProgress(onProgress) : null;
-  const opts = (optional = []) => ({ optional, signal, onProgress: chain?.forRead() });
+  const sized = { bytes: 0n }; // float32 bytes of the weights the headers read so far describe
+  let peek;
+  const opts = (optional = []) => ({ optional, signal, onProgress: chain?.forRead(), peek });
 
   const meta = await source.read(['config.json', 'tokenizer.json'], opts(['tokenizer.json']));
   const rawConfig = parseJson(meta.get('config.json'), 'config.json');
-  normalizeConfig(rawConfig); // fail before downloading weights
+  // fail before downloading weights: a bad config, or one whose weights cannot fit the heap
+  checkFits(float32WeightBytes(normalizeConfig(rawConfig)), maxWeightBytes, 'config.json');
+  if (maxWeightBytes !== undefined) peek = weightsPeek(rawConfig, maxWeightBytes, sized);
   const tokBytes = meta.get('tokenizer.json');
   const tokenizerJson = tokBytes ? parseJson(tokBytes, 'tokenizer.json') : null;
   if (tokenizerJson !== null && !isObject(tokenizerJson)) throw badFormat('tokenizer.json must be a JSON object');

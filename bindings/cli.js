@@ -5,11 +5,14 @@
 // `memba score` prints the log-likelihood of continuations (multiple-choice scoring);
 // `memba eval` the accuracy (acc, acc_norm) on a multiple-choice task file (JSONL);
 // `memba ppl` the perplexity of a text file; `memba inspect` shows the LIM membrane per layer
-// and position. Progress goes to stderr, results to stdout.
+// and position. Progress goes to stderr, results to stdout. A user error (bad usage, a file that
+// cannot be read or written, a MembaError) is one line `memba: <code>: <message>` and a hint,
+// never a stack trace: exit 2 for usage, 1 at run time; a bug shows its stack with MEMBA_DEBUG=1.
 import fs from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Mamba } from './mamba.js';
-import { MembaError } from './errors.js';
+import { MembaError, ErrorCodes } from './errors.js';
 import { instructionPrompt } from './trainer.js';
 
 const DEFAULT_MODEL = fileURLToPath(new URL('../models/default/', import.meta.url));
@@ -30,6 +33,7 @@ options (all commands):
   --model SRC              directory, base URL or HF hub id (default: the embedded model)
   --adapter SRC            an adapter to use (directory, URL or hub id)
   --quiet                  no progress on stderr
+  (errors are one line and a hint; MEMBA_DEBUG=1 also prints the stack of an internal error)
 generate:
   --ids 1,2,3              the prompt as token ids instead of text
   --max-new-tokens N       default 64
@@ -63,6 +67,16 @@ inspect:
   --json FILE              also write every layer's gate inputs and membranes as JSON
 `;
 
+/** Each command's usage line: printed after a usage error instead of the whole help. */
+const USAGE = {
+  generate: 'memba generate [prompt] [--ids 1,2,3] [--max-new-tokens N] [--temperature T] [--seed S] ...',
+  finetune: 'memba finetune <file> --out DIR [--format text|instruct|jsonl] [--epochs N] [--lim SPEC] ...',
+  score: 'memba score <context> <continuation>...',
+  eval: 'memba eval <task.jsonl> [--limit N] [--json]',
+  ppl: 'memba ppl <file.txt> [--seq-len N] [--stride S] [--json]',
+  inspect: 'memba inspect <text> --adapter SRC [--json FILE]',
+};
+
 // eval and ppl take --json as a flag (print JSON); inspect takes --json FILE
 const JSON_FLAG = new Set(['eval', 'ppl']);
 
@@ -76,12 +90,17 @@ function parseArgs(argv, cmd) {
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
-    if (a.startsWith('--')) {
-      const [k, inline] = a.slice(2).split('=', 2);
-      if (flags.has(k)) opts[k] = true;
-      else if (takes.has(k)) {
+    if (a === '-h') opts.help = true;
+    else if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const k = eq < 0 ? a.slice(2) : a.slice(2, eq); // --lim=chunk_size=16 keeps its value whole
+      const inline = eq < 0 ? undefined : a.slice(eq + 1);
+      if (flags.has(k)) {
+        if (inline !== undefined) throw usage(`--${k} takes no value`);
+        opts[k] = true;
+      } else if (takes.has(k)) {
         const v = inline ?? argv[++i];
-        if (v === undefined) throw usage(`--${k} needs a value`);
+        if (v === undefined || (inline === undefined && v.startsWith('--'))) throw usage(`--${k} needs a value`);
         opts[k] = v;
       } else throw usage(`unknown option --${k}`);
     } else opts._.push(a);
@@ -89,17 +108,69 @@ function parseArgs(argv, cmd) {
   return opts;
 }
 
+/** A usage error: exit 2, the message and the command's usage line (not the whole help). */
+class UsageError extends Error {}
+
 function usage(msg) {
-  const e = new Error(msg);
-  e.usage = true;
-  return e;
+  return new UsageError(msg);
 }
 
 function num(opts, key, def, { integer = false } = {}) {
   if (opts[key] === undefined) return def;
-  const v = Number(opts[key]);
+  const v = opts[key].trim() === '' ? NaN : Number(opts[key]); // Number('') would be 0
   if (!Number.isFinite(v) || (integer && !Number.isInteger(v))) throw usage(`--${key} must be a${integer ? 'n integer' : ' number'}`);
   return v;
+}
+
+/** `--ids 1,2,3` as token ids: every entry a non-negative integer (checked against the vocabulary
+ * once the model is loaded: checkIds). */
+function parseIds(text) {
+  const parts = text.split(',');
+  return parts.map((raw, i) => {
+    const s = raw.trim();
+    if (!/^\d+$/.test(s) || !Number.isSafeInteger(Number(s)))
+      throw usage(`--ids: entry ${i + 1} of ${parts.length} (${JSON.stringify(raw)}) is not a token id (a non-negative integer)`);
+    return Number(s);
+  });
+}
+
+function checkIds(ids, vocabSize) {
+  const bad = ids.find((id) => id >= vocabSize);
+  if (bad !== undefined) throw usage(`--ids: ${bad} is out of range for this model's vocabulary (ids 0..${vocabSize - 1})`);
+}
+
+/** Throws a usage error unless `dir` is a writable directory or can be made one (checked before
+ * any work, so a bad --out fails in a second, not after the training). */
+function checkWritableDir(dir, flag) {
+  const want = path.resolve(dir);
+  for (let p = want; ; p = path.dirname(p)) {
+    let st = null;
+    try {
+      st = fs.statSync(p);
+    } catch (err) {
+      if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw usage(`${flag} ${dir}: ${err.code ?? err.message}`);
+    }
+    if (st) {
+      if (!st.isDirectory()) throw usage(`${flag} ${dir}: ${p === want ? 'it' : p} is ${p === want ? 'a file, not a directory' : 'a file, so the directory cannot be made'}`);
+      try {
+        fs.accessSync(p, fs.constants.W_OK | fs.constants.X_OK);
+      } catch {
+        throw usage(`${flag} ${dir}: ${p} is not writable`);
+      }
+      return;
+    }
+    if (path.dirname(p) === p) return;
+  }
+}
+
+/** Throws a usage error unless `file` can be written (its directory may still have to be made). */
+function checkWritableFile(file, flag) {
+  let st = null;
+  try {
+    st = fs.statSync(file);
+  } catch { /* not there yet: its directory decides */ }
+  if (st?.isDirectory()) throw usage(`${flag} ${file}: it is a directory`);
+  checkWritableDir(path.dirname(path.resolve(file)), flag);
 }
 
 /** A one-line progress bar on stderr (only when stderr is a terminal, else a few plain lines). */
@@ -179,6 +250,7 @@ async function finetune(opts) {
   const [file] = opts._;
   if (!file) throw usage('finetune needs a text file');
   if (!opts.out) throw usage('finetune needs --out DIR');
+  checkWritableDir(opts.out, '--out'); // now, not after the training: the adapter would be lost
   const read = (f) => {
     try {
       return fs.readFileSync(f, 'utf8');
@@ -192,19 +264,24 @@ async function finetune(opts) {
   if (opts.val !== undefined && opts['val-split'] !== undefined) throw usage('give --val or --val-split, not both');
   const validation = opts.val !== undefined ? parseData(read(opts.val), format, opts.val) : undefined;
   const validationSplit = opts['val-split'] !== undefined ? num(opts, 'val-split', 0) : 0;
-  const model = await loadModel(opts);
-  if (!model.hasTokenizer) throw usage('finetune needs a model with a tokenizer.json');
+  // every option is read before the model loads: a typo fails at once
   const targets = (opts.targets ?? 'in_proj,out_proj').split(',').map((t) => t.trim());
-  model.createAdapter({ lora: { r: num(opts, 'r', 8, { integer: true }), alpha: num(opts, 'alpha', 16), targets }, lim: parseLim(opts.lim), seed: num(opts, 'seed', 0, { integer: true }) });
+  const lora = { r: num(opts, 'r', 8, { integer: true }), alpha: num(opts, 'alpha', 16), targets };
+  const lim = parseLim(opts.lim);
+  const seed = num(opts, 'seed', 0, { integer: true });
   const epochs = num(opts, 'epochs', 2, { integer: true });
   const seqLen = num(opts, 'seq-len', 128, { integer: true });
   const batchSize = num(opts, 'batch-size', 4, { integer: true });
+  const lr = num(opts, 'lr', 2e-3);
+  const model = await loadModel(opts);
+  if (!model.hasTokenizer) throw usage('finetune needs a model with a tokenizer.json');
+  model.createAdapter({ lora, lim, seed });
   const tokens = typeof text === 'string' ? model.encode(text).length
     : text.reduce((n, ex) => n + 1 + model.encode(ex.text ?? `${instructionPrompt(ex).prompt}${ex.output}`).length, 0);
   const trainTokens = tokens - Math.ceil(tokens * validationSplit);
   const perEpoch = Math.ceil(Math.ceil((trainTokens - 1) / Math.max(1, Math.min(seqLen, trainTokens - 1))) / batchSize);
   const total = Math.max(1, perEpoch * epochs);
-  const trainer = model.createTrainer({ lr: num(opts, 'lr', 2e-3), clipNorm: 1, schedule: { type: 'cosine', warmupSteps: Math.min(10, Math.floor(total / 10)), totalSteps: total }, seed: num(opts, 'seed', 0, { integer: true }) });
+  const trainer = model.createTrainer({ lr, clipNorm: 1, schedule: { type: 'cosine', warmupSteps: Math.min(10, Math.floor(total / 10)), totalSteps: total }, seed });
   let first = null;
   const res = await trainer.fit(text, {
     epochs, seqLen, batchSize, validation, validationSplit,
@@ -226,7 +303,7 @@ async function finetune(opts) {
   });
   if (!opts.quiet && process.stderr.isTTY) process.stderr.write('\n');
   fs.mkdirSync(opts.out, { recursive: true });
-  for (const [name, data] of Object.entries(model.adapter.save())) fs.writeFileSync(`${opts.out}/${name}`, data);
+  for (const [name, data] of Object.entries(model.adapter.save())) fs.writeFileSync(path.join(opts.out, name), data);
   const last = res.losses.slice(-Math.min(5, res.losses.length));
   const val = res.best ? `; validation perplexity ${res.evaluations[0].valPpl.toFixed(2)} -> ${res.best.valPpl.toFixed(2)} (best, kept: step ${res.best.step})` : '';
   process.stdout.write(`trained ${res.steps} steps on ${res.tokens} targets in ${res.seconds.toFixed(1)} s: loss ${first.toFixed(3)} -> ${(last.reduce((a, b) => a + b) / last.length).toFixed(3)}${val}; adapter written to ${opts.out}\n`);
@@ -238,39 +315,85 @@ const SHADES = ' .:-=+*#%@';
 async function inspect(opts) {
   const text = opts._.join(' ');
   if (!text) throw usage('inspect needs some text');
+  if (opts.json) checkWritableFile(opts.json, '--json');
   const model = await loadModel(opts);
   if (!model.adapter?.config.lim) throw usage('inspect needs --adapter with a LIM gate (memba_config.json)');
   const ids = model.encode(text);
   const { chunkLength, layers } = await model.inspect(ids);
   const E = model.config.dInner;
-  // mean |v| per (layer, position): the membrane the gate saw
-  const rows = layers.map(({ limV }) => ids.map((_, t) => {
-    let s = 0;
-    for (let e = 0; e < E; e++) s += Math.abs(limV.data[t * E + e]);
-    return s / E;
-  }));
-  const max = Math.max(1e-9, ...rows.flat());
+  // mean |v| per (layer, position): the membrane the gate saw (loops: a long text has more
+  // positions than a spread may pass as arguments)
+  let max = 1e-9;
+  const rows = layers.map(({ limV }) => {
+    const row = new Float64Array(ids.length);
+    for (let t = 0; t < ids.length; t++) {
+      let s = 0;
+      for (let e = 0; e < E; e++) s += Math.abs(limV.data[t * E + e]);
+      row[t] = s / E;
+      if (row[t] > max) max = row[t];
+    }
+    return row;
+  });
   process.stdout.write(`LIM membrane, mean |v| per layer (rows) and position (columns); chunk length ${chunkLength}\n`);
-  rows.forEach((r, l) => process.stdout.write(`${String(l).padStart(3)} |${r.map((v) => SHADES[Math.min(9, Math.floor((v / max) * 9.99))]).join('')}|\n`));
-  const zero = layers.map(({ limV }) => limV.data.reduce((n, v) => n + (v === 0), 0) / limV.data.length);
+  rows.forEach((r, l) => {
+    let line = '';
+    for (const v of r) line += SHADES[Math.min(9, Math.floor((v / max) * 9.99))];
+    process.stdout.write(`${String(l).padStart(3)} |${line}|\n`);
+  });
+  const zero = layers.map(({ limV }) => {
+    let n = 0;
+    for (const v of limV.data) n += v === 0;
+    return n / limV.data.length;
+  });
   process.stdout.write(`reset (zero) fraction per layer: ${zero.map((z) => z.toFixed(3)).join(' ')}\n`);
-  if (opts.json) {
-    const out = { tokens: ids, chunkLength, layers: layers.map(({ limV, membrane }) => ({ limV: { dims: limV.dims, data: Array.from(limV.data) }, membrane: { dims: membrane.dims, data: Array.from(membrane.data) } })) };
-    fs.writeFileSync(opts.json, JSON.stringify(out));
-  }
+  if (opts.json) writeInspectJson(opts.json, ids, chunkLength, layers);
   model.dispose();
 }
 
-async function generate(opts) {
-  const model = await loadModel(opts);
-  let prompt;
-  if (opts.ids !== undefined) prompt = opts.ids.split(',').map((s) => Number(s.trim()));
-  else {
-    const text = opts._.join(' ');
-    if (!text) throw usage('generate needs a prompt (text, or --ids)');
-    if (!model.hasTokenizer) throw usage('this model has no tokenizer.json: pass the prompt as --ids 1,2,3');
-    prompt = model.encode(text);
+/**
+ * Writes inspect's JSON piece by piece: { tokens, chunkLength, layers: [{ limV: { dims, data },
+ * membrane: { dims, data } }] } (the same text JSON.stringify gives, without one string of the
+ * whole, which a long text would make too long for a JS string). The directory is made if needed.
+ */
+function writeInspectJson(file, ids, chunkLength, layers) {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  const fd = fs.openSync(file, 'w');
+  try {
+    const put = (s) => fs.writeSync(fd, s);
+    const numbers = (a) => {
+      put('[');
+      for (let i = 0; i < a.length; i += 65536) {
+        if (i) put(',');
+        put(JSON.stringify(Array.from(a.subarray(i, i + 65536))).slice(1, -1));
+      }
+      put(']');
+    };
+    const tensor = ({ dims, data }) => {
+      put(`{"dims":${JSON.stringify(dims)},"data":`);
+      numbers(data);
+      put('}');
+    };
+    put('{"tokens":');
+    numbers(Int32Array.from(ids));
+    put(`,"chunkLength":${chunkLength},"layers":[`);
+    layers.forEach(({ limV, membrane }, l) => {
+      put(`${l ? ',' : ''}{"limV":`);
+      tensor(limV);
+      put(',"membrane":');
+      tensor(membrane);
+      put('}');
+    });
+    put(']}');
+  } finally {
+    fs.closeSync(fd);
   }
+}
+
+async function generate(opts) {
+  // the arguments are checked before the model loads: a typo fails at once
+  const ids = opts.ids === undefined ? null : parseIds(opts.ids);
+  const text = opts._.join(' ');
+  if (!ids && !text) throw usage('generate needs a prompt (text, or --ids)');
   const gen = {
     maxNewTokens: num(opts, 'max-new-tokens', 64, { integer: true }),
     temperature: num(opts, 'temperature', 0.8),
@@ -281,6 +404,15 @@ async function generate(opts) {
     noRepeatNgramSize: num(opts, 'no-repeat-ngram', 0, { integer: true }),
     seed: opts.seed === undefined ? undefined : num(opts, 'seed', 0, { integer: true }),
   };
+  const model = await loadModel(opts);
+  let prompt;
+  if (ids) {
+    checkIds(ids, model.config.vocabSize);
+    prompt = ids;
+  } else {
+    if (!model.hasTokenizer) throw usage('this model has no tokenizer.json: pass the prompt as --ids 1,2,3');
+    prompt = model.encode(text);
+  }
   if (model.hasTokenizer) {
     for await (const piece of model.streamText(prompt, gen)) process.stdout.write(piece);
   } else {
@@ -362,25 +494,57 @@ async function main() {
     process.stdout.write(HELP);
     return;
   }
+  const run = { generate, finetune, score, inspect, eval: evalTask, ppl }[cmd];
+  if (!run) throw usage(`unknown command '${cmd}'`);
   const opts = parseArgs(rest, cmd);
-  if (cmd === 'generate') await generate(opts);
-  else if (cmd === 'finetune') await finetune(opts);
-  else if (cmd === 'score') await score(opts);
-  else if (cmd === 'inspect') await inspect(opts);
-  else if (cmd === 'eval') await evalTask(opts);
-  else if (cmd === 'ppl') await ppl(opts);
-  else throw usage(`unknown command '${cmd}'`);
+  if (opts.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  await run(opts);
 }
 
-main().catch((err) => {
-  if (err.usage) {
-    process.stderr.write(`memba: ${err.message}\n\n${HELP}`);
-    process.exitCode = 2;
-  } else if (err instanceof MembaError) {
-    process.stderr.write(`memba: ${err.code}: ${err.message}\n`);
-    process.exitCode = 1;
-  } else {
-    process.stderr.write(`memba: ${err.stack ?? err}\n`);
-    process.exitCode = 1;
+/** One line of advice after an error, by its code. */
+const HINTS = {
+  not_found: 'check the path, URL or hub id (--model, --adapter)',
+  network: 'check the connection and the URL',
+  bad_format: 'the file named above is malformed',
+  shape_mismatch: 'the files do not belong together (e.g. an adapter made for another model)',
+  unsupported: 'this engine does not handle that input',
+  invalid_argument: 'run `memba --help` for the options and their ranges',
+  oom: 'the model or the input is too large for the 4 GB WASM heap: try a shorter input or a smaller model',
+  internal: 'this is a bug in memba-wasm; MEMBA_DEBUG=1 prints the stack',
+};
+
+/** Prints an error the way the header says: one line and a hint; the stack only for bugs with MEMBA_DEBUG=1. */
+function report(err) {
+  const cmd = process.argv[2];
+  const debug = process.env.MEMBA_DEBUG === '1';
+  const line = (code, message, hint) => process.stderr.write(`memba: ${code}: ${String(message).split('\n')[0]}\n${hint ? `${hint}\n` : ''}`);
+  if (err instanceof UsageError) {
+    line('usage', err.message, USAGE[cmd] ? `usage: ${USAGE[cmd]} (\`memba --help\` for every option)` : 'run `memba --help` for usage');
+    return 2;
   }
+  if (err instanceof MembaError) {
+    line(err.code, err.message, HINTS[err.code]);
+    if (debug && err.code === ErrorCodes.INTERNAL) process.stderr.write(`${err.stack}\n`);
+    return 1;
+  }
+  if (typeof err?.code === 'string' && typeof err?.syscall === 'string') { // a file the system refused (EACCES, ENOSPC, ...)
+    line(err.code, err.message, 'check the path and its permissions');
+    return 1;
+  }
+  line('internal', err?.message ?? err, debug ? null : HINTS.internal); // a real bug: keep it visible
+  if (debug) process.stderr.write(`${err?.stack ?? err}\n`);
+  return 1;
+}
+
+// `memba ... | head` closes stdout early: that is the reader's choice, not an error
+process.stdout.on('error', (err) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
+main().catch((err) => {
+  process.exitCode = report(err);
 });

@@ -10,6 +10,16 @@ import { IS_NODE } from './env.js';
 
 let modulePromise = null;
 
+/** The most the WASM heap can grow to: build.sh's -sMAXIMUM_MEMORY (4 GB, all of wasm32; a test
+ * checks the two agree). */
+export const MAX_HEAP_BYTES = 4 * 2 ** 30;
+/** What the module itself takes below the heap's limit: static data, the 1 MB stack, and the
+ * rest of build.sh's -sINITIAL_MEMORY (16 MB) that the runtime starts with. */
+export const RUNTIME_BYTES = 16 * 2 ** 20;
+/** The most float32 weight bytes one model can have and still be allocated: a checkpoint that
+ * needs more is refused (oom) before its tensors are read (checkpoint.js readCheckpoint). */
+export const MAX_WEIGHT_BYTES = MAX_HEAP_BYTES - RUNTIME_BYTES;
+
 /**
  * The shared engine instance (one WASM module, one heap, for every model of this realm). The
  * options count only on the first call of a realm (the module is made once).

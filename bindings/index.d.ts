@@ -57,6 +57,8 @@ export interface LoadOptions {
   gpu?: { requestAdapter(options?: { powerPreference?: string }): Promise<unknown> };
   /** adapter preference asked of WebGPU (default 'high-performance') */
   powerPreference?: 'high-performance' | 'low-power';
+  /** load weights with NaN / Inf values (default false: such a tensor is a bad_format error naming it) */
+  allowNonFinite?: boolean;
 }
 
 /** A directory (Node), a base URL, an HF hub id ('owner/name'), or in-memory files. */

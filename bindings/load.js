@@ -7,7 +7,7 @@
 // (checkpoint.js), the public class (mamba.js).
 import { Tokenizer } from '@huggingface/tokenizers';
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { getEngine } from './engine.js';
+import { getEngine, MAX_WEIGHT_BYTES } from './engine.js';
 import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
@@ -46,15 +46,19 @@ function bytesEqual(a, b) {
 }
 
 /**
- * Loads a checkpoint into a new C model. Options read: signal, onProgress, the source options
- * (hubBase, revision, cache, fetch: source.js openSource) and the engine options (wasmBinary,
- * wasmUrl: engine.js getEngine).
+ * Loads a checkpoint into a new C model. Options read: signal, onProgress, allowNonFinite (keep
+ * NaN / Inf weights instead of refusing them), the source options (hubBase, revision, cache,
+ * fetch: source.js openSource) and the engine options (wasmBinary, wasmUrl: engine.js getEngine).
+ * A model whose float32 weights cannot fit the WASM heap is oom before its tensors are read. An
+ * onProgress that throws (at any event, 'ready' included) fails the load with its own error, and
+ * everything the load allocated is freed.
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
-  const { onProgress, signal } = opts;
+  const { onProgress, signal, allowNonFinite = false } = opts;
+  if (typeof allowNonFinite !== 'boolean') throw invalid(`allowNonFinite must be true or false, got ${allowNonFinite}`);
   const src = await openSource(source, opts);
-  const ckpt = await readCheckpoint(src, { signal, onProgress });
+  const ckpt = await readCheckpoint(src, { signal, onProgress, maxWeightBytes: MAX_WEIGHT_BYTES });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
   // twice) is used tied: it would cost a second [V, d] block for nothing
   const head = ckpt.tensors.get('lm_head.weight');
@@ -68,33 +72,55 @@ export async function loadModel(source, opts) {
   throwIfAborted(signal);
   const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
   try {
-    await writeWeights(engine, handle, plan, { signal, onProgress });
+    await writeWeights(engine, handle, plan, { signal, onProgress, allowNonFinite });
     engine.mb_model_finalize(handle, { what: 'finalize' });
+    const tokenizer = ckpt.tokenizerJson ? makeTokenizer(ckpt.tokenizerJson) : null;
+    const info = {
+      source: src.description,
+      // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
+      hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
+      layout: ckpt.config.layout,
+      backend: 'wasm',
+      weightBytes: engine.mb_model_weight_bytes(handle),
+    };
+    onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
+    const eos = ckpt.rawConfig?.eos_token_id;
+    const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+    return { engine, handle, config, tokenizer, info };
   } catch (err) {
-    engine.mb_model_free(handle);
+    engine.mb_model_free(handle); // whatever failed (a throwing onProgress too): nothing stays behind
     throw err;
   }
-  let tokenizer = null;
-  if (ckpt.tokenizerJson) {
-    try {
-      tokenizer = new Tokenizer(ckpt.tokenizerJson, {});
-    } catch (err) {
-      engine.mb_model_free(handle);
-      throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
-    }
+}
+
+/**
+ * The tokenizer of a tokenizer.json. The ids it can produce are checked first (the library takes
+ * any JSON value as an id, and encode would return it): every vocab entry's id and every added
+ * token's id must be a non-negative integer, a Unigram vocab a list of [piece, score].
+ */
+function makeTokenizer(json) {
+  const bad = (msg) => new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json: ${msg}`);
+  const isId = (v) => Number.isSafeInteger(v) && v >= 0;
+  const vocab = json.model?.vocab;
+  if (Array.isArray(vocab)) {
+    vocab.forEach((e, i) => {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || !Number.isFinite(e[1]))
+        throw bad(`model.vocab entry ${i} is not a [piece, score] pair`);
+    });
+  } else if (vocab !== null && typeof vocab === 'object') {
+    for (const [piece, id] of Object.entries(vocab)) if (!isId(id)) throw bad(`model.vocab id of ${JSON.stringify(piece).slice(0, 40)} is ${JSON.stringify(id)?.slice(0, 40)}, not a token id`);
   }
-  const info = {
-    source: src.description,
-    // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
-    hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
-    layout: ckpt.config.layout,
-    backend: 'wasm',
-    weightBytes: engine.mb_model_weight_bytes(handle),
-  };
-  onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
-  const eos = ckpt.rawConfig?.eos_token_id;
-  const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
-  return { engine, handle, config, tokenizer, info };
+  if (json.added_tokens !== undefined && json.added_tokens !== null) {
+    if (!Array.isArray(json.added_tokens)) throw bad('added_tokens is not a list');
+    json.added_tokens.forEach((t, i) => {
+      if (t === null || typeof t !== 'object' || !isId(t.id) || typeof t.content !== 'string') throw bad(`added_tokens[${i}] needs an integer id >= 0 and a content string`);
+    });
+  }
+  try {
+    return new Tokenizer(json, {});
+  } catch (err) {
+    throw new MembaError(ErrorCodes.BAD_FORMAT, `tokenizer.json could not be read: ${err.message}`, { cause: err });
+  }
 }
 
 /** A new C model of any Mamba-1 shape with deterministic pseudo-random weights (see Mamba.createRandom). */
@@ -134,8 +160,17 @@ function createModel(engine, c, hasLmHead) {
   return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
 }
 
-/** Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. */
-async function writeWeights(engine, handle, plan, { signal, onProgress }) {
+/** Index of the first NaN or +-Inf in `a`, or -1 (one pass: x - x is 0 only for finite x). */
+function firstNonFinite(a) {
+  for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
+  return -1;
+}
+
+/**
+ * Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. A tensor
+ * with a NaN or Inf is bad_format (named), unless allowNonFinite.
+ */
+async function writeWeights(engine, handle, plan, { signal, onProgress, allowNonFinite }) {
   const { tensorToFloat32 } = await import('./safetensors.js');
   let lastYield = Date.now();
   for (let i = 0; i < plan.length; i++) {
@@ -147,7 +182,10 @@ async function writeWeights(engine, handle, plan, { signal, onProgress }) {
     if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
     if (numel !== tensor.numel)
       throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
-    tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+    const out = tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+    const bad = allowNonFinite ? -1 : firstNonFinite(out);
+    if (bad >= 0)
+      throw new MembaError(ErrorCodes.BAD_FORMAT, `tensor ${tensor.name} has a non-finite value (${out[bad]} at element ${bad}); pass allowNonFinite: true to load it anyway`);
     if (Date.now() - lastYield > 50) {
       onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
       await yieldToEventLoop();

@@ -38,43 +38,56 @@ function fmtShape(shape) {
  */
 
 /**
- * Parses a safetensors file held in memory, validating it strictly.
- * @param {Uint8Array} bytes the whole file
+ * Bytes at the start of a safetensors file that hold its header (8 + the header length), read
+ * from its first 8 bytes; null while fewer than 8 bytes are there.
+ * @param {Uint8Array} prefix the first bytes of the file (at least 8 for an answer)
  * @param {string} [fileName] used in error messages
- * @returns {{ tensors: Map<string, SafetensorsTensor>, metadata: Record<string, string> }}
- * @throws {MembaError} bad_format for any malformed input, unsupported for an unknown dtype
+ * @returns {number|null}
+ * @throws {MembaError} bad_format for a header length over MAX_HEADER_BYTES
  */
-export function parseSafetensors(bytes, fileName = 'model.safetensors') {
-  if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
-  if (!(bytes instanceof Uint8Array)) {
-    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `${fileName}: expected a Uint8Array of file bytes`);
-  }
-  if (bytes.length < 8) throw badFormat(`${fileName}: file is ${bytes.length} bytes, too short for a safetensors header`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, 8);
+export function safetensorsHeaderSize(prefix, fileName = 'model.safetensors') {
+  if (!(prefix instanceof Uint8Array) || prefix.length < 8) return null;
+  const view = new DataView(prefix.buffer, prefix.byteOffset, 8);
   const lo = view.getUint32(0, true);
   const hi = view.getUint32(4, true);
   if (hi !== 0 || lo > MAX_HEADER_BYTES) {
     throw badFormat(`${fileName}: header length ${hi * 2 ** 32 + lo} exceeds the ${MAX_HEADER_BYTES}-byte limit`);
   }
-  const headerLen = lo;
-  if (8 + headerLen > bytes.length) {
+  return 8 + lo;
+}
+
+/**
+ * Parses and validates the JSON header of a safetensors file, from a prefix of the file that
+ * holds at least the header: every tensor's name, dtype, shape, element count and byte range in
+ * the data section (no data is touched). `dataLen`, when known, bounds the ranges.
+ * @param {Uint8Array} bytes the file, or its first safetensorsHeaderSize() bytes or more
+ * @param {string} [fileName] used in error messages
+ * @param {number} [dataLen] bytes of the data section (Infinity: not known yet)
+ * @returns {{ headerBytes: number, entries: {name: string, dtype: string, shape: number[], numel: number, begin: number, end: number}[], metadata: Record<string, string> }}
+ * @throws {MembaError} bad_format for any malformed header, unsupported for an unknown dtype
+ */
+export function parseSafetensorsHeader(bytes, fileName = 'model.safetensors', dataLen = Infinity) {
+  if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
+  if (!(bytes instanceof Uint8Array)) {
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `${fileName}: expected a Uint8Array of file bytes`);
+  }
+  if (bytes.length < 8) throw badFormat(`${fileName}: file is ${bytes.length} bytes, too short for a safetensors header`);
+  const headerBytes = safetensorsHeaderSize(bytes, fileName);
+  const headerLen = headerBytes - 8;
+  if (headerBytes > bytes.length) {
     throw badFormat(`${fileName}: header length ${headerLen} runs past the end of the file (${bytes.length} bytes)`);
   }
   let header;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, headerBytes));
     header = JSON.parse(text);
   } catch (e) {
     throw new MembaError(ErrorCodes.BAD_FORMAT, `${fileName}: header is not valid UTF-8 JSON (${e.message})`, { cause: e });
   }
   if (!isPlainObject(header)) throw badFormat(`${fileName}: header is not a JSON object`);
 
-  const data = bytes.subarray(8 + headerLen);
-  const dataLen = data.length;
-  /** @type {Map<string, SafetensorsTensor>} */
-  const tensors = new Map();
+  const entries = [];
   let metadata = {};
-  const ranges = [];
   for (const name of Object.keys(header)) {
     const entry = header[name];
     if (name === '__metadata__') {
@@ -113,15 +126,35 @@ export function parseSafetensors(bytes, fileName = 'model.safetensors') {
     if (end - begin !== byteSize) {
       throw badFormat(`${where}: ${end - begin} bytes of data but dtype ${dtype} and shape ${fmtShape(shape)} need ${byteSize}`);
     }
-    tensors.set(name, { name, dtype, shape: shape.slice(), numel, data: data.subarray(begin, end) });
-    if (end > begin) ranges.push({ name, begin, end });
+    entries.push({ name, dtype, shape: shape.slice(), numel, begin, end });
   }
-  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  const ranges = entries.filter((e) => e.end > e.begin).sort((a, b) => a.begin - b.begin || a.end - b.end);
   for (let i = 1; i < ranges.length; i++) {
     if (ranges[i].begin < ranges[i - 1].end) {
       throw badFormat(`${fileName}: tensors ${JSON.stringify(ranges[i - 1].name)} and ${JSON.stringify(ranges[i].name)} have overlapping data`);
     }
   }
+  return { headerBytes, entries, metadata };
+}
+
+/**
+ * Parses a safetensors file held in memory, validating it strictly.
+ * @param {Uint8Array} bytes the whole file
+ * @param {string} [fileName] used in error messages
+ * @returns {{ tensors: Map<string, SafetensorsTensor>, metadata: Record<string, string> }}
+ * @throws {MembaError} bad_format for any malformed input, unsupported for an unknown dtype
+ */
+export function parseSafetensors(bytes, fileName = 'model.safetensors') {
+  if (bytes instanceof ArrayBuffer) bytes = new Uint8Array(bytes);
+  if (!(bytes instanceof Uint8Array)) {
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `${fileName}: expected a Uint8Array of file bytes`);
+  }
+  const headerBytes = bytes.length >= 8 ? safetensorsHeaderSize(bytes, fileName) : 8;
+  const data = bytes.subarray(Math.min(headerBytes, bytes.length));
+  const { entries, metadata } = parseSafetensorsHeader(bytes, fileName, data.length);
+  /** @type {Map<string, SafetensorsTensor>} */
+  const tensors = new Map();
+  for (const { name, dtype, shape, numel, begin, end } of entries) tensors.set(name, { name, dtype, shape, numel, data: data.subarray(begin, end) });
   return { tensors, metadata };
 }
 

@@ -12,6 +12,8 @@ export const CACHE_NAME = 'memba-wasm-v1';
 const PROGRESS_BYTES = 64 * 1024;
 const PROGRESS_MS = 50;
 const FILE_CHUNK = 8 * 1024 * 1024;
+/** Files of one read call in flight at once (a 20k-shard index must not fire 20k requests). */
+export const READ_CONCURRENCY = 4;
 const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[\w.-]+$/;
 
 /** Node built-ins are imported lazily, and hidden from bundlers, so browsers never load them. */
@@ -125,11 +127,46 @@ function contentLength(response) {
 }
 
 /**
+ * The caller's look at the start of a file while it arrives (read's `peek` option): peek(name,
+ * prefix) is called first with no bytes, then with the bytes so far whenever there are as many as
+ * it asked for; it returns how many leading bytes it needs next (0, or no more than it got: done)
+ * and may throw to stop the read (e.g. a header that says the file is too large to use).
+ */
+function peeker(peek, name) {
+  if (!peek) return null;
+  let need = 0;
+  const ask = (prefix) => {
+    const n = peek(name, prefix);
+    need = Number.isSafeInteger(n) && n > prefix.length ? n : 0;
+  };
+  ask(new Uint8Array(0));
+  return {
+    /** Leading bytes wanted before the next call (0: no more calls). */
+    get need() {
+      return need;
+    },
+    /** Offers the bytes read so far (the whole prefix of the file). */
+    feed(prefix) {
+      if (need && prefix.length >= need) ask(prefix);
+    },
+  };
+}
+
+/** The chunks received so far as one contiguous prefix. */
+function joined(chunks, received) {
+  if (chunks.length === 1) return chunks[0];
+  const out = new Uint8Array(received);
+  let pos = 0;
+  for (const c of chunks) { out.set(c, pos); pos += c.length; }
+  return out;
+}
+
+/**
  * Reads a whole body stream, counting bytes for progress; writes into one preallocated buffer when
  * the size is known, else collects chunks. Cancels the reader on abort or error.
  */
 async function readStream(stream, size, ctx) {
-  const { name, status, progress, signal, source } = ctx;
+  const { name, status, progress, signal, source, peek } = ctx;
   const reader = stream.getReader();
   let buf = size === undefined ? null : allocBytes(size, name);
   const chunks = [];
@@ -165,6 +202,7 @@ async function readStream(stream, size, ctx) {
       }
       received += value.length;
       progress.add(status, name, value.length);
+      if (peek?.need && received >= peek.need) peek.feed(buf ? buf.subarray(0, received) : joined(chunks, received));
     }
     ok = true;
   } finally {
@@ -196,14 +234,42 @@ async function readResponse(response, ctx) {
   if (response.body && typeof response.body.getReader === 'function') return readStream(response.body, size, ctx);
   const ab = await raceAbort(Promise.resolve(response.arrayBuffer()), ctx.signal);
   const bytes = new Uint8Array(ab);
+  ctx.peek?.feed(bytes);
   ctx.progress.setSize(ctx.name, bytes.length);
   ctx.progress.add(ctx.status, ctx.name, bytes.length, true);
   return bytes;
 }
 
 /**
- * Runs one read call: validates names, links abort, reads all files in parallel and reports
+ * Runs `fn` over `items` with at most `limit` calls in flight, in order; like Promise.allSettled.
+ * Once `signal` fires the items not yet started are not started (they settle with its reason).
+ */
+async function pooled(items, limit, signal, fn) {
+  const settled = new Array(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      if (signal.aborted) {
+        settled[i] = { status: 'rejected', reason: signal.reason };
+        continue;
+      }
+      try {
+        settled[i] = { status: 'fulfilled', value: await fn(items[i]) };
+      } catch (reason) {
+        settled[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return settled;
+}
+
+/**
+ * Runs one read call: validates names, links abort, reads the files (READ_CONCURRENCY at a time,
+ * each with its own abort signal, so listeners stay few however many files there are) and reports
  * aggregate progress. On the first failure the other reads are cancelled and waited for.
+ * Options: optional (names that may be missing: null), signal, onProgress, peek (see peeker).
  */
 async function runRead(names, options, defaults, description, readOne, prepare) {
   if (!Array.isArray(names)) throw invalid('read(names): names must be an array of file names');
@@ -215,6 +281,7 @@ async function runRead(names, options, defaults, description, readOne, prepare) 
   const signal = opts.signal ?? defaults.signal;
   const onProgress = opts.onProgress ?? defaults.onProgress;
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
+  if (opts.peek !== undefined && typeof opts.peek !== 'function') throw invalid('read(names, { peek }): peek must be a function');
   throwIfAborted(signal);
   const unique = [...new Set(names)];
   unique.forEach(checkName);
@@ -226,9 +293,12 @@ async function runRead(names, options, defaults, description, readOne, prepare) 
   let first = null;
   let settled;
   try {
-    settled = await Promise.allSettled(unique.map(async (name) => {
+    settled = await pooled(unique, READ_CONCURRENCY, controller.signal, async (name) => {
+      const own = new AbortController(); // this file's reads listen here, not on the shared signal
+      const stop = () => own.abort(controller.signal.reason);
+      controller.signal.addEventListener('abort', stop, { once: true });
       try {
-        const bytes = await readOne(name, { signal: controller.signal, progress });
+        const bytes = await readOne(name, { signal: own.signal, progress, peek: peeker(opts.peek, name) });
         if (bytes === null) {
           progress.setSize(name, 0);
           if (!optional.has(name)) throw new MembaError(ErrorCodes.NOT_FOUND, `${name} not found in ${description}`);
@@ -240,8 +310,10 @@ async function runRead(names, options, defaults, description, readOne, prepare) 
           controller.abort(e);
         }
         throw e;
+      } finally {
+        controller.signal.removeEventListener('abort', stop);
       }
-    }));
+    });
   } finally {
     signal?.removeEventListener('abort', forward);
   }
@@ -296,15 +368,16 @@ function filesSource(files, defaults) {
           progress.setSize(n, item === null ? 0 : item.bytes ? item.bytes.length : item.blob.size);
         }
       };
-      return runRead(names, options, defaults, description, async (name, { signal, progress }) => {
+      return runRead(names, options, defaults, description, async (name, { signal, progress, peek }) => {
         const item = prepared.get(name);
         if (item === null) return null;
         throwIfAborted(signal);
         if (item.bytes) {
+          peek?.feed(item.bytes);
           progress.add('read', name, item.bytes.length, true);
           return item.bytes;
         }
-        const ctx = { name, status: 'read', progress, signal, source: description };
+        const ctx = { name, status: 'read', progress, signal, source: description, peek };
         if (typeof item.blob.stream === 'function') return readStream(item.blob.stream(), item.blob.size, ctx);
         return readResponse({ body: null, headers: null, arrayBuffer: () => item.blob.arrayBuffer() }, ctx);
       }, prepare);
@@ -338,7 +411,7 @@ async function dirSource(dirPath, defaults) {
       }
     },
     read(names, options) {
-      return runRead(names, options, defaults, description, async (name, { signal, progress }) => {
+      return runRead(names, options, defaults, description, async (name, { signal, progress, peek }) => {
         const full = resolveInside(name);
         let fh;
         try {
@@ -351,15 +424,31 @@ async function dirSource(dirPath, defaults) {
           const st = await fh.stat();
           if (!st.isFile()) return null;
           progress.setSize(name, st.size);
-          const buf = allocBytes(st.size, name);
-          let off = 0;
-          while (off < st.size) {
-            throwIfAborted(signal);
-            const { bytesRead } = await fh.read(buf, off, Math.min(FILE_CHUNK, st.size - off), off);
-            if (bytesRead === 0) break;
-            off += bytesRead;
-            progress.add('read', name, bytesRead);
+          // reads [off, end) of the file into buf at off; returns the new offset (short at EOF)
+          const fill = async (buf, off, end) => {
+            while (off < end) {
+              throwIfAborted(signal);
+              const { bytesRead } = await fh.read(buf, off, Math.min(FILE_CHUNK, end - off), off);
+              if (bytesRead === 0) break;
+              off += bytesRead;
+              progress.add('read', name, bytesRead);
+            }
+            return off;
+          };
+          // what `peek` asks for first, in a small buffer: the file's buffer is allocated only
+          // once it has seen the start (a header may say the file is too large to use)
+          let head = new Uint8Array(0);
+          while (peek?.need && head.length < st.size) {
+            const next = allocBytes(Math.min(peek.need, st.size), name);
+            next.set(head);
+            const got = await fill(next, head.length, next.length);
+            head = next.subarray(0, got);
+            if (got < next.length) break; // shrank: reported below
+            peek.feed(head);
           }
+          const buf = allocBytes(st.size, name);
+          buf.set(head);
+          const off = await fill(buf, head.length, st.size);
           throwIfAborted(signal);
           if (off !== st.size) throw new MembaError(ErrorCodes.NOT_FOUND, `${name} in ${description} shrank while being read`);
           progress.add('read', name, 0, true);
@@ -458,9 +547,9 @@ function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption)
       }
     },
     read(names, options) {
-      return runRead(names, options, defaults, description, async (name, { signal, progress }) => {
+      return runRead(names, options, defaults, description, async (name, { signal, progress, peek }) => {
         const url = urlFor(name);
-        const ctx = { name, status: 'download', progress, signal, source: description };
+        const ctx = { name, status: 'download', progress, signal, source: description, peek };
         const cache = url.startsWith('blob:') ? null : await getCache();
         if (cache) {
           const cached = await fromCache(cache, url, ctx);

@@ -8,7 +8,7 @@ import { Mamba, DecodeState } from './mamba.js';
 import { Adapter } from './adapter.js';
 import { Trainer } from './trainer.js';
 import { MembaError, ErrorCodes } from './errors.js';
-import { SNAPSHOT } from './protocol.js';
+import { SNAPSHOT, isPlainObject } from './protocol.js';
 import { IS_WORKER } from './env.js';
 
 const CLASSES = [
@@ -60,7 +60,7 @@ function encode(v) {
     return { __memba: name, handle: h, props: snapshot(v, name) };
   }
   if (Array.isArray(v)) return v.map(encode);
-  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+  if (isPlainObject(v)) {
     const o = {};
     for (const [k, x] of Object.entries(v)) o[k] = encode(x);
     return o;
@@ -68,16 +68,28 @@ function encode(v) {
   return v;
 }
 
-/** Values from the page: handle references become objects, markers become callbacks/signals. */
+/**
+ * Values from the page: handle references become objects, markers become callbacks/signals.
+ * Only arrays, Maps and plain objects are walked: Blobs, Files, bytes and the like arrive as
+ * structured clone made them and are passed on as they are.
+ */
 function decode(v, id, post) {
   if (Array.isArray(v)) return v.map((x) => decode(x, id, post));
-  if (v && typeof v === 'object' && !ArrayBuffer.isView(v) && !(v instanceof ArrayBuffer)) {
+  if (v instanceof Map) {
+    const m = new Map();
+    for (const [k, x] of v) m.set(decode(k, id, post), decode(x, id, post));
+    return m;
+  }
+  if (isPlainObject(v)) {
     if (v.__memba_ref) {
       const o = objects.get(v.__memba_ref);
       if (!o) throw new MembaError(ErrorCodes.DISPOSED, 'that object has been disposed');
       return o;
     }
-    if (v.__memba_callback) return (value) => post({ id, type: 'event', value: encode(value) });
+    if (v.__memba_callback !== undefined) {
+      const cb = v.__memba_callback; // which of the call's callbacks (a call may pass several)
+      return (value) => post({ id, type: 'event', cb, value: encode(value) });
+    }
     if (v.__memba_signal) return calls.get(id).signal;
     const o = {};
     for (const [k, x] of Object.entries(v)) o[k] = decode(x, id, post);

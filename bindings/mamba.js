@@ -8,7 +8,7 @@
 // safetensors.js, source.js), the C ABI (abi.js), sampling math (sampler.js), the Worker
 // transport (remote.js, worker.js).
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
-import { Logits } from './abi.js';
+import { Logits, Status } from './abi.js';
 import { loadModel, randomModel } from './load.js';
 import { openSource } from './source.js';
 import { createSampler } from './sampler.js';
@@ -369,9 +369,11 @@ export class Mamba {
     this._bind(adapter);
   }
 
-  _newAdapter(lora, lim, name) {
+  /** fromFile: the settings came from adapter files, so what the C core refuses is bad_format */
+  _newAdapter(lora, lim, name, { fromFile = false } = {}) {
     const e = this._engine;
-    const handle = e.mb_adapter_new(this._handle, cAdapterConfig(lora, lim), { what: 'cannot create adapter' });
+    const codes = fromFile ? { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } : {};
+    const handle = e.mb_adapter_new(this._handle, cAdapterConfig(lora, lim), { what: fromFile ? 'the adapter files give settings the engine refuses' : 'cannot create adapter', codes });
     const a = new Adapter(this, handle, lora, lim, name);
     this._adapters.add(a);
     return a;
@@ -412,7 +414,7 @@ export class Mamba {
     const src = await openSource(source, opts);
     const { lora, lim, tensors } = await readAdapterFiles(src, this.config, { signal, onProgress });
     this._alive();
-    const a = this._newAdapter(lora, lim, name ?? src.description);
+    const a = this._newAdapter(lora, lim, name ?? src.description, { fromFile: true });
     if (lora) {
       try {
         a._setTensors(tensors, { allowNonFinite });

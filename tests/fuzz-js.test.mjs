@@ -28,19 +28,10 @@ const SEED = Number(process.env.MEMBA_FUZZ_SEED ?? 0x5eed);
  * the bug is. TODO: remove an entry once its bug is fixed (the test then guards it).
  */
 const KNOWN = [
-  // The case numbers are those of MEMBA_FUZZ_SEED=24301 (the default) with MEMBA_FUZZ_ITERS=3000;
-  // the default 250 meets the second entry at memba_config.json #87, #119, #202.
-  {
-    // adapter_config.json #900 "nasty@lora_alpha" (1e308), #2294 "number@lora_alpha"
-    file: 'adapter_config.json', desc: /lora_alpha/, error: /^MembaError invalid_argument: cannot create adapter: lora_alpha not finite/,
-    why: 'TODO(adapter.js normalizeLora / mamba.js _newAdapter): lora_alpha 1e308 is finite as a double but Inf as the C float; C says INVALID_ARG, which _newAdapter reports as invalid_argument: from a file it should be bad_format',
-  },
-  {
-    // memba_config.json #72 "nasty@lim.chunk_size" (2^32), #708 "number@lim.v_th" (1e308),
-    // #880 "number@lim.surrogate_width" (1e-300), #1381 "number@lim.tau" (1e-300)
-    file: 'memba_config.json', desc: /lim\.(chunks|chunk_size|v_th|tau|surrogate_width)|@lim\b/, error: /^MembaError invalid_argument: cannot create adapter: LIM /,
-    why: 'TODO(adapter.js normalizeLim / mamba.js _newAdapter): chunks / chunk_size past int32, v_th past float32, tau or surrogate_width that round to 0 as float32 pass the JS checks; C rejects them with INVALID_ARG, reported as invalid_argument instead of bad_format',
-  },
+  // (empty: adapter settings the C core refuses, such as lora_alpha 1e308 or a LIM chunk_size past
+  // int32, were invalid_argument and are bad_format now; the cases that found it,
+  // MEMBA_FUZZ_SEED=24301 MEMBA_FUZZ_ITERS=3000 adapter_config.json #900 and #2294 and
+  // memba_config.json #72, #708, #880 and #1381, guard it)
 ];
 
 /** The codes a fault in a file may come back with. */

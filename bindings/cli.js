@@ -117,7 +117,7 @@ function progressReporter(quiet) {
     const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
     const bar = '#'.repeat(Math.round(frac * 30)).padEnd(30, '.');
     const mb = (x) => (x / 2 ** 20).toFixed(1);
-    const what = p.status === 'load' || p.status === 'ready' ? `${p.loaded}/${p.total} tensors` : `${mb(p.loaded)}/${p.total ? mb(p.total) : '?'} MB`;
+    const what = `${mb(p.loaded)}/${p.total ? mb(p.total) : '?'} MB`; // bytes over the whole load (load-progress.js)
     process.stderr.write(`\r${p.status.padEnd(8)} [${bar}] ${what} ${p.file ?? ''}`.slice(0, 100).padEnd(100));
     if (p.status === 'ready') process.stderr.write('\n');
   };

@@ -14,10 +14,17 @@ export function isAbortError(err: unknown): boolean;
 
 export type TokenIds = ArrayLike<number>;
 
+/** Mamba.load's progress: one count of bytes over the whole load (bindings/load-progress.js). */
 export interface Progress {
-  status: 'download' | 'cache' | 'read' | 'done' | 'load' | 'ready';
+  /** download, read (disk, memory or a cache), convert (to float32), upload (WebGPU), ready (the end);
+   * absent in loadAdapter's events, which count the files read only */
+  phase?: 'download' | 'read' | 'convert' | 'upload' | 'ready';
+  /** the phase, with 'cache' for cache reads, and 'done' (loaded === total) just before 'ready' */
+  status: 'download' | 'cache' | 'read' | 'convert' | 'upload' | 'done' | 'ready';
   file: string | null;
+  /** bytes so far, over every phase; never decreases */
   loaded: number;
+  /** bytes of the whole load; undefined until the weight files' sizes are known */
   total?: number;
 }
 
@@ -49,10 +56,12 @@ export interface LoadOptions {
   powerPreference?: 'high-performance' | 'low-power';
 }
 
-/** A directory (Node), a base URL, an HF hub id ('owner/name'), or in-memory files. */
+/** A directory (Node), a base URL, an HF hub id ('owner/name'), 'default' (the embedded model; under a
+ * bundler use defaultModel from 'memba-wasm/default-model'), files named one by one ({ urls }), or in-memory files. */
 export type ModelSource =
   | string
   | URL
+  | { urls: Record<string, string | URL> | Map<string, string | URL>; description?: string }
   | { files: Record<string, Uint8Array | ArrayBuffer | string | object | Blob> }
   | Map<string, Uint8Array | ArrayBuffer | string | object | Blob>;
 

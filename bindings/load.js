@@ -12,6 +12,7 @@ import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
+import { LoadProgress } from './load-progress.js';
 
 /** The parameter slot of each canonical tensor name (per-layer names without `layers.{l}.`). */
 const SLOT_OF = {
@@ -52,9 +53,11 @@ function bytesEqual(a, b) {
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
-  const { onProgress, signal } = opts;
+  const { signal } = opts;
+  // one progress in bytes over every phase (load-progress.js); gpu.js adds the upload and 'ready'
+  const progress = LoadProgress.start(opts);
   const src = await openSource(source, opts);
-  const ckpt = await readCheckpoint(src, { signal, onProgress });
+  const ckpt = await readCheckpoint(src, { signal, onProgress: progress?.onRead });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
   // twice) is used tied: it would cost a second [V, d] block for nothing
   const head = ckpt.tensors.get('lm_head.weight');
@@ -64,11 +67,12 @@ export async function loadModel(source, opts) {
     ckpt.config = { ...ckpt.config, tieEmbeddings: true };
   }
   const plan = planWeights(ckpt.config, ckpt.tensors);
+  progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), opts.backend === 'webgpu' ? gpuUploadBytes(ckpt.config) : 0);
   const engine = await getEngine(opts);
   throwIfAborted(signal);
   const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
   try {
-    await writeWeights(engine, handle, plan, { signal, onProgress });
+    await writeWeights(engine, handle, plan, { signal, progress });
     engine.mb_model_finalize(handle, { what: 'finalize' });
   } catch (err) {
     engine.mb_model_free(handle);
@@ -91,7 +95,6 @@ export async function loadModel(source, opts) {
     backend: 'wasm',
     weightBytes: engine.mb_model_weight_bytes(handle),
   };
-  onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
   const eos = ckpt.rawConfig?.eos_token_id;
   const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
   return { engine, handle, config, tokenizer, info };
@@ -134,8 +137,13 @@ function createModel(engine, c, hasLmHead) {
   return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
 }
 
+/** The bytes web/backend.js uploads: each layer's A [dInner, dState] and D [dInner] as float32. */
+function gpuUploadBytes(c) {
+  return c.nLayer * c.dInner * (c.dState + 1) * 4;
+}
+
 /** Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. */
-async function writeWeights(engine, handle, plan, { signal, onProgress }) {
+async function writeWeights(engine, handle, plan, { signal, progress }) {
   const { tensorToFloat32 } = await import('./safetensors.js');
   let lastYield = Date.now();
   for (let i = 0; i < plan.length; i++) {
@@ -148,11 +156,13 @@ async function writeWeights(engine, handle, plan, { signal, onProgress }) {
     if (numel !== tensor.numel)
       throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
     tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
-    if (Date.now() - lastYield > 50) {
-      onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
+    const pause = Date.now() - lastYield > 50;
+    progress?.convert(name, tensor.data.length, pause); // bytes, as the reads
+    if (pause) {
       await yieldToEventLoop();
       throwIfAborted(signal);
       lastYield = Date.now();
     }
   }
+  progress?.convert(plan.at(-1)?.name ?? null, 0, true); // the phase's last event
 }

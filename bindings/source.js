@@ -5,6 +5,7 @@
 
 import { MembaError, ErrorCodes, abortError, throwIfAborted } from './errors.js';
 import { IS_NODE } from './env.js';
+import { defaultModelSource, urlMapSource } from './named-sources.js';
 
 /** Name of the Cache API cache used for url and hub sources. */
 export const CACHE_NAME = 'memba-wasm-v1';
@@ -554,6 +555,14 @@ export async function openSource(source, options = {}) {
     return make();
   };
 
+  // 'default' (the embedded model) and { urls } (files named one by one): named-sources.js
+  if (source === 'default') source = await defaultModelSource();
+  if (source !== null && typeof source === 'object' && Object.hasOwn(source, 'urls')) {
+    return urlMapSource(source, {
+      http: (kind, description, urlFor, wrapFetch) => http(() => httpSource(kind, description, urlFor, defaults, wrapFetch(fetchImpl), cache)),
+      dir: (dirPath) => dirSource(dirPath, defaults),
+    });
+  }
   if (source instanceof Map) return filesSource(source, defaults);
   if (source instanceof URL) {
     if (source.protocol === 'file:' && IS_NODE) return openLocal(source, defaults, null);

@@ -29,7 +29,12 @@ commands:
 options (all commands):
   --model SRC              directory, base URL or HF hub id (default: the embedded model)
   --adapter SRC            an adapter to use (directory, URL or hub id)
+  --hub-base URL           hub for hub ids (default: HF_ENDPOINT, else https://huggingface.co)
+  --revision REV           hub branch, tag or commit of --model (default main)
+  --cache-dir DIR          the hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub, else
+                           ~/.cache/huggingface/hub; shared with Python's huggingface_hub)
   --quiet                  no progress on stderr
+  --version                print the package version
 generate:
   --ids 1,2,3              the prompt as token ids instead of text
   --max-new-tokens N       default 64
@@ -68,7 +73,8 @@ const JSON_FLAG = new Set(['eval', 'ppl']);
 
 function parseArgs(argv, cmd) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'limit', 'stride', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'limit', 'stride', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram',
+    'hub-base', 'revision', 'cache-dir']); // where hub ids come from (sourceOptions)
   const flags = new Set(['quiet', 'help']);
   if (JSON_FLAG.has(cmd)) {
     takes.delete('json');
@@ -127,9 +133,18 @@ async function loadModel(opts) {
   const source = opts.model ?? DEFAULT_MODEL;
   if (!opts.model && !fs.existsSync(DEFAULT_MODEL))
     throw usage('the embedded default model (models/default) is not in this copy; pass --model DIR|URL|HUB_ID');
-  const model = await Mamba.load(source, { onProgress: progressReporter(opts.quiet) });
-  if (opts.adapter) await model.loadAdapter(opts.adapter);
+  const model = await Mamba.load(source, { onProgress: progressReporter(opts.quiet), ...sourceOptions(opts, true) });
+  if (opts.adapter) await model.loadAdapter(opts.adapter, sourceOptions(opts, false));
   return model;
+}
+
+/** --hub-base, --cache-dir (and for the model, --revision) as Mamba.load options. */
+function sourceOptions(opts, model) {
+  const o = {};
+  if (opts['hub-base'] !== undefined) o.hubBase = opts['hub-base'];
+  if (opts['cache-dir'] !== undefined) o.cacheDir = opts['cache-dir'];
+  if (model && opts.revision !== undefined) o.revision = opts.revision;
+  return o;
 }
 
 /** A finetune file as fit's data: the text itself, or a list of instruction examples / { text } */
@@ -360,6 +375,11 @@ async function main() {
   const [cmd, ...rest] = process.argv.slice(2);
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(HELP);
+    return;
+  }
+  if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    process.stdout.write(`${pkg.version}\n`);
     return;
   }
   const opts = parseArgs(rest, cmd);

@@ -4,7 +4,9 @@
 // Web Worker and streams text). The app is built with Vite (build, and the dev server), webpack 5,
 // esbuild and Rollup, each with the least its bundler needs (README, "Bundlers"), and run in
 // headless Chromium (playwright-core): its text must equal Node's greedy continuation. Vite and
-// webpack also run the README's own-worker recipe. Skips without Chromium.
+// webpack also run the README's own-worker recipe. The same install runs the other examples: the
+// Node script (examples/node) and the plain page with an import map (examples/html). Skips without
+// Chromium.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -124,6 +126,8 @@ before(async () => {
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(pkg, null, 2));
   fs.cpSync(path.join(ROOT, 'examples', 'vite', 'index.html'), path.join(app, 'index.html'));
   fs.cpSync(path.join(ROOT, 'examples', 'vite', 'src'), path.join(app, 'src'), { recursive: true });
+  fs.cpSync(path.join(ROOT, 'examples', 'node', 'generate.mjs'), path.join(app, 'generate.mjs'));
+  fs.cpSync(path.join(ROOT, 'examples', 'html', 'index.html'), path.join(app, 'importmap.html'));
   await timed('npm install', () => run('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error']));
   const model = await Mamba.load('default');
   expected = '';
@@ -193,4 +197,14 @@ test('Rollup with @rollup/plugin-node-resolve (the worker as a second input, the
   copyAssets(out);
   writePage(out, 'index.js', true);
   checkApp(await openApp(await serve(out)), 'rollup');
+});
+
+test('examples/node: the Node script, run against the installed tarball', { skip: SKIP, timeout: 60_000 }, async () => {
+  const out = await timed('node example', () => run(process.execPath, ['generate.mjs', PROMPT]));
+  assert.equal(out, `${PROMPT}${expected}\n`);
+});
+
+test('examples/html: the plain page with an import map over node_modules, no build step', { skip: SKIP, timeout: 60_000 }, async () => {
+  const got = await timed('import map page', async () => openApp(`${await serve(app)}importmap.html`));
+  checkApp(got, 'import map page');
 });

@@ -48,7 +48,7 @@ export function getEngine(opts = {}) {
 }
 
 const WASM_HINT = 'Vite and webpack copy memba.wasm by themselves; esbuild and Rollup do not: copy ' +
-  'node_modules/memba-wasm/dist/memba.wasm next to the bundle, or pass { wasmUrl } to Mamba.load (README, "Bundlers")';
+  'node_modules/memba-wasm/dist/memba.wasm next to the bundle, or pass { wasmUrl } to Mamba.load (README, "In the browser")';
 
 /** The bytes of memba.wasm from `url`; a failure is an error that names the URL and the fix. */
 async function fetchWasm(url) {

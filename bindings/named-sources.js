@@ -24,10 +24,10 @@ export async function defaultModelSource() {
   if (IS_NODE && dir.protocol === 'file:') return (await nodeImport('node:url')).fileURLToPath(dir);
   if (!/^https?:$/.test(dir.protocol)) {
     // a bundler rewrote import.meta.url (webpack: the file: path it was built from)
-    throw new MembaError(ErrorCodes.NOT_FOUND, "'default' names the package's own files, which this bundle does not serve: import { defaultModel } from 'memba-wasm/default-model' and load that (README, \"Bundlers\")");
+    throw new MembaError(ErrorCodes.NOT_FOUND, "'default' names the package's own files, which this bundle does not serve: load defaultModel, exported by memba-wasm/default-model (README, \"In the browser\")");
   }
   return {
-    description: `the embedded default model at ${dir.href} (under a bundler, import { defaultModel } from 'memba-wasm/default-model' and load that)`,
+    description: `the embedded default model at ${dir.href} (under a bundler, load defaultModel, exported by memba-wasm/default-model)`,
     urls: Object.fromEntries(DEFAULT_FILES.map((f) => [f, new URL(f, dir).href])),
   };
 }

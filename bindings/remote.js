@@ -185,7 +185,7 @@ export async function loadInWorker(source, opts = {}) {
   if (owned) {
     if (HAS_WORKER) {
       // written out literally at the call site: the form Vite and webpack detect, bundling
-      // worker.js with its imports as a worker entry (esbuild and Rollup: README, "Bundlers")
+      // worker.js with its imports as a worker entry (esbuild and Rollup: README, "In the browser")
       w = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
     } else {
       // Node: a worker thread; the file name in a variable, so bundlers do not copy worker.js

@@ -2,7 +2,7 @@
 // into a fresh temp folder with the bundlers of tests/bundlers/package.json (from the registry),
 // next to the example app of examples/vite/ (it imports the package, loads the default model in a
 // Web Worker and streams text). The app is built with Vite (build, and the dev server), webpack 5,
-// esbuild and Rollup, each with the least its bundler needs (README, "Bundlers"), and run in
+// esbuild and Rollup, each with the least its bundler needs (README, "In the browser"), and run in
 // headless Chromium (playwright-core): its text must equal Node's greedy continuation. Vite and
 // webpack also run the README's own-worker recipe. The same install runs the other examples: the
 // Node script (examples/node) and the plain page with an import map (examples/html). Skips without

@@ -375,7 +375,7 @@ async function dirSource(dirPath, defaults) {
   };
 }
 
-// required: a cache write that fails for lack of space is an oom error (cache.js); else it is skipped
+// required: a cache write that fails for lack of space is an oom error (storage-full.js); else it is skipped
 function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption, required = cacheOption === true) {
   let cachePromise = null;
   const getCache = () => {

@@ -21,7 +21,11 @@ test('npm pack from a fresh clone includes dist/ and every exported file', { ski
     };
     run('git', ['clone', '--quiet', ROOT, clone], tmp);
     assert.ok(!fs.existsSync(path.join(clone, 'dist')), 'a fresh clone has no dist/');
-    const out = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', tmp], clone));
+    // stdout has the prepack build's lines around npm's JSON: take the array npm printed
+    const stdout = run('npm', ['pack', '--json', '--pack-destination', tmp], clone);
+    const json = /^\[\n {2}\{[\s\S]*?^\]$/m.exec(stdout);
+    assert.ok(json, `no JSON in npm pack's output:\n${stdout.slice(-2000)}`);
+    const out = JSON.parse(json[0]);
     const files = new Set(out[0].files.map((f) => f.path));
     const pkg = JSON.parse(fs.readFileSync(path.join(clone, 'package.json'), 'utf8'));
     for (const target of Object.values(pkg.exports).flatMap((e) => (typeof e === 'string' ? [e] : Object.values(e)))) {

@@ -244,6 +244,7 @@ export class Mamba {
   /** with { worker }: the engine runs in a Web Worker (or Node worker thread), every method returns a Promise */
   static load(source: ModelSource, options: WorkerLoadOptions): Promise<RemoteMamba>;
   static load(source: ModelSource, options?: LoadOptions & { worker?: false }): Promise<Mamba>;
+  static load(source: ModelSource, options?: LoadOptions): Promise<Mamba | RemoteMamba>;
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
   /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; fallbackReason: why WebGPU was given up */

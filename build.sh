@@ -117,8 +117,13 @@ build_wasm() {
   stale "$OUT/memba.mjs" "${inputs[@]}" || return 0
   local exp
   exp=$(printf "'_%s'," "${EXPORTS[@]}")
+  # appended to memba.mjs: the wasm's URL written beside it, in the form bundlers detect (Vite and
+  # webpack copy the file and rewrite the URL); bindings/engine.js fetches it with a clear error
+  mkdir -p "$BUILD"
+  echo "export const wasmUrl = () => new URL('memba.wasm', import.meta.url);" > "$BUILD/memba-post.js"
   echo "build.sh: emcc -> $OUT/memba.mjs + memba.wasm"
   NODE_PATH=${NODE_PATH:-/usr/share/nodejs} emcc "${CFLAGS_COMMON[@]}" "${WASM_FLAGS[@]}" \
+    --extern-post-js "$BUILD/memba-post.js" \
     -sEXPORTED_FUNCTIONS="[${exp%,}]" "${SRC[@]}" -o "$OUT/memba.mjs"
 }
 

@@ -32,7 +32,12 @@ commands:
 options (all commands):
   --model SRC              directory, base URL or HF hub id (default: the embedded model)
   --adapter SRC            an adapter to use (directory, URL or hub id)
+  --hub-base URL           hub for hub ids (default: HF_ENDPOINT, else https://huggingface.co)
+  --revision REV           hub branch, tag or commit of --model (default main)
+  --cache-dir DIR          the hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub, else
+                           ~/.cache/huggingface/hub; shared with Python's huggingface_hub)
   --quiet                  no progress on stderr
+  --version                print the package version
   (errors are one line and a hint; MEMBA_DEBUG=1 also prints the stack of an internal error)
 generate:
   --ids 1,2,3              the prompt as token ids instead of text
@@ -82,7 +87,8 @@ const JSON_FLAG = new Set(['eval', 'ppl']);
 
 function parseArgs(argv, cmd) {
   const opts = { _: [] };
-  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'limit', 'stride', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram']);
+  const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'limit', 'stride', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram',
+    'hub-base', 'revision', 'cache-dir']); // where hub ids come from (sourceOptions)
   const flags = new Set(['quiet', 'help']);
   if (JSON_FLAG.has(cmd)) {
     takes.delete('json');
@@ -188,7 +194,7 @@ function progressReporter(quiet) {
     const frac = p.total ? Math.min(1, p.loaded / p.total) : 0;
     const bar = '#'.repeat(Math.round(frac * 30)).padEnd(30, '.');
     const mb = (x) => (x / 2 ** 20).toFixed(1);
-    const what = p.status === 'load' || p.status === 'ready' ? `${p.loaded}/${p.total} tensors` : `${mb(p.loaded)}/${p.total ? mb(p.total) : '?'} MB`;
+    const what = `${mb(p.loaded)}/${p.total ? mb(p.total) : '?'} MB`; // bytes over the whole load (load-progress.js)
     process.stderr.write(`\r${p.status.padEnd(8)} [${bar}] ${what} ${p.file ?? ''}`.slice(0, 100).padEnd(100));
     if (p.status === 'ready') process.stderr.write('\n');
   };
@@ -198,9 +204,18 @@ async function loadModel(opts) {
   const source = opts.model ?? DEFAULT_MODEL;
   if (!opts.model && !fs.existsSync(DEFAULT_MODEL))
     throw usage('the embedded default model (models/default) is not in this copy; pass --model DIR|URL|HUB_ID');
-  const model = await Mamba.load(source, { onProgress: progressReporter(opts.quiet) });
-  if (opts.adapter) await model.loadAdapter(opts.adapter);
+  const model = await Mamba.load(source, { onProgress: progressReporter(opts.quiet), ...sourceOptions(opts, true) });
+  if (opts.adapter) await model.loadAdapter(opts.adapter, sourceOptions(opts, false));
   return model;
+}
+
+/** --hub-base, --cache-dir (and for the model, --revision) as Mamba.load options. */
+function sourceOptions(opts, model) {
+  const o = {};
+  if (opts['hub-base'] !== undefined) o.hubBase = opts['hub-base'];
+  if (opts['cache-dir'] !== undefined) o.cacheDir = opts['cache-dir'];
+  if (model && opts.revision !== undefined) o.revision = opts.revision;
+  return o;
 }
 
 /** A finetune file as fit's data: the text itself, or a list of instruction examples / { text } */
@@ -492,6 +507,11 @@ async function main() {
   const [cmd, ...rest] = process.argv.slice(2);
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
     process.stdout.write(HELP);
+    return;
+  }
+  if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
+    const pkg = JSON.parse(fs.readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+    process.stdout.write(`${pkg.version}\n`);
     return;
   }
   const run = { generate, finetune, score, inspect, eval: evalTask, ppl }[cmd];

@@ -3,7 +3,12 @@
 // and the heap helpers malloc / free / withAlloc / putIds / f32 / i32 / lastError). This file
 // only loads; everything that knows the C ABI is in abi.js.
 // Deliberately not here: model logic (mamba.js) and file parsing (safetensors.js, checkpoint.js).
-import createMembaModule from '../dist/memba.mjs';
+// wasmUrl: `new URL('memba.wasm', import.meta.url)` written in dist/memba.mjs itself (build.sh adds
+// it with --extern-post-js), so the URL is relative to the file beside memba.wasm: Vite and webpack
+// copy memba.wasm and rewrite it; esbuild and Rollup leave it relative to the bundle (copy the file
+// next to it, or pass { wasmUrl }).
+import createMembaModule, { wasmUrl as defaultWasmUrl } from '../dist/memba.mjs';
+import { nodeImport } from './node-import.js';
 import { MembaError, ErrorCodes } from './errors.js';
 import { Abi } from './abi.js';
 import { IS_NODE } from './env.js';
@@ -24,8 +29,8 @@ export const MAX_WEIGHT_BYTES = MAX_HEAP_BYTES - RUNTIME_BYTES;
  * The shared engine instance (one WASM module, one heap, for every model of this realm). The
  * options count only on the first call of a realm (the module is made once).
  * @param {{ wasmBinary?: ArrayBuffer|Uint8Array, wasmUrl?: string|URL }} [opts]
- *   wasmBinary: the bytes of memba.wasm; wasmUrl: where a browser fetches it (default: next to
- *   dist/memba.mjs). Node reads dist/memba.wasm from disk when neither is given.
+ *   wasmBinary: the bytes of memba.wasm; wasmUrl: where to fetch it (default: beside dist/memba.mjs,
+ *   as the bundler rewrote it). Node reads dist/memba.wasm from disk when neither is given.
  * @returns {Promise<Abi>}
  */
 export function getEngine(opts = {}) {
@@ -34,19 +39,40 @@ export function getEngine(opts = {}) {
       const args = {};
       if (opts.wasmBinary) {
         args.wasmBinary = opts.wasmBinary;
-      } else if (IS_NODE) {
-        const fs = await import('node:fs/promises');
-        args.wasmBinary = await fs.readFile(new URL('../dist/memba.wasm', import.meta.url));
+      } else if (IS_NODE && !opts.wasmUrl) {
+        const fs = await nodeImport('node:fs/promises'); // Node only: kept out of browser bundles
+        args.wasmBinary = await fs.readFile(defaultWasmUrl());
       } else {
-        const url = opts.wasmUrl ?? new URL('../dist/memba.wasm', import.meta.url);
-        args.locateFile = () => String(url);
+        // fetched here rather than by emscripten, so that a failure names the URL and the fix
+        args.wasmBinary = await fetchWasm(opts.wasmUrl ?? defaultWasmUrl());
       }
       const mod = await createMembaModule(args);
       return new Abi(mod);
     })().catch((err) => {
       modulePromise = null;
-      throw new MembaError(ErrorCodes.INTERNAL, `could not start the WASM engine: ${err.message}`, { cause: err });
+      if (err instanceof MembaError) throw err;
+      throw new MembaError(ErrorCodes.INTERNAL, `could not start the WASM engine: ${err.message ?? err}`, { cause: err });
     });
   }
   return modulePromise;
+}
+
+const WASM_HINT = 'Vite and webpack copy memba.wasm by themselves; esbuild and Rollup do not: copy ' +
+  'node_modules/memba-wasm/dist/memba.wasm next to the bundle, or pass { wasmUrl } to Mamba.load (README, "In the browser")';
+
+/** The bytes of memba.wasm from `url`; a failure is an error that names the URL and the fix. */
+async function fetchWasm(url) {
+  const fail = (why, cause) => new MembaError(ErrorCodes.NETWORK, `could not start the WASM engine: ${why}. ${WASM_HINT}`, { cause });
+  let res;
+  try {
+    res = await fetch(url, { credentials: 'same-origin' });
+  } catch (e) {
+    throw fail(`fetching memba.wasm from ${url} failed (${e?.message ?? e})`, e);
+  }
+  if (!res.ok) throw fail(`fetching memba.wasm from ${url} gave HTTP ${res.status}`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  // \0asm: anything else (e.g. a dev server's index.html for an unknown path) is not the module
+  if (bytes.length < 8 || bytes[0] !== 0 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d)
+    throw fail(`${url} is not memba.wasm (${res.headers.get('content-type') ?? 'no content-type'}, ${bytes.length} bytes)`);
+  return bytes;
 }

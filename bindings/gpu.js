@@ -6,6 +6,7 @@
 // Deliberately not here: GPU kernels and buffers (web/), the WASM paths (mamba.js).
 import { MembaError, ErrorCodes } from './errors.js';
 import { Param, SplitBuf } from './abi.js';
+import { LoadProgress } from './load-progress.js';
 
 /**
  * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
@@ -107,6 +108,11 @@ function gpuPass(model, B, L, statePtr, adapter) {
  * Options read: gpu, powerPreference (web/webgpu.js requestDevice).
  */
 export async function chooseBackend(model, backend, opts) {
+  await pickBackend(model, backend, opts);
+  LoadProgress.of(opts)?.ready(); // the end of Mamba.load's progress (load-progress.js)
+}
+
+async function pickBackend(model, backend, opts) {
   if (backend === 'wasm') return;
   if (backend === 'auto' && model.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
   const { GpuBackend } = await import('../web/backend.js');
@@ -121,6 +127,8 @@ export async function chooseBackend(model, backend, opts) {
   }
   model._gpu = r.backend;
   model._setInfo({ backend: 'webgpu', adapter: r.backend.description });
+  const { nLayer, dInner, dState } = model.config;
+  LoadProgress.of(opts)?.upload(nLayer * dInner * (dState + 1) * 4); // A and D of every layer
 }
 
 /** The model's GPU backend if usable; a lost device switches the model to WASM for good. */

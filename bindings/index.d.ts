@@ -1,5 +1,11 @@
 // Type declarations for memba-wasm's public API (hand-written; see bindings/*.js for the code).
-//
+/**
+ * Run and fine-tune Mamba-1 language models with Memba adapters in the browser and Node.
+ * @module memba-wasm
+ */
+import type { RemoteMamba, WorkerLoadOptions } from './remote.js';
+export type { RemoteMamba, RemoteAdapter, RemoteTrainer, RemoteDecodeState, WorkerLoadOptions } from './remote.js';
+
 // Conventions: an options argument may be omitted or null (the defaults); any other value that is
 // not an object, and any option of the wrong type, out of range, NaN or Infinity, is a MembaError
 // 'invalid_argument' (never a TypeError or RangeError).
@@ -24,10 +30,17 @@ export function isAbortError(err: unknown): boolean;
 
 export type TokenIds = ArrayLike<number>;
 
+/** Mamba.load's progress: one count of bytes over the whole load (bindings/load-progress.js). */
 export interface Progress {
-  status: 'download' | 'cache' | 'read' | 'done' | 'load' | 'ready';
+  /** download, read (disk, memory or a cache), convert (to float32), upload (WebGPU), ready (the end);
+   * absent in loadAdapter's events, which count the files read only */
+  phase?: 'download' | 'read' | 'convert' | 'upload' | 'ready';
+  /** the phase, with 'cache' for cache reads, and 'done' (loaded === total) just before 'ready' */
+  status: 'download' | 'cache' | 'read' | 'convert' | 'upload' | 'done' | 'ready';
   file: string | null;
+  /** bytes so far, over every phase; never decreases */
   loaded: number;
+  /** bytes of the whole load; undefined until the weight files' sizes are known */
   total?: number;
 }
 
@@ -49,6 +62,10 @@ export interface LoadOptions {
   fetch?: typeof fetch;
   /** run the engine in a Web Worker / worker thread: the returned model has the same methods, all async */
   worker?: boolean | Worker;
+  /** Node: the hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub, else ~/.cache/huggingface/hub) */
+  cacheDir?: string;
+  /** Node: hub files from the cache only, no network (default: HF_HUB_OFFLINE) */
+  offline?: boolean;
   /** the bytes of dist/memba.wasm (used by the first load of a JS realm: the engine is made once) */
   wasmBinary?: ArrayBuffer | Uint8Array;
   /** where a browser fetches memba.wasm (default: next to dist/memba.mjs; first load of a realm only) */
@@ -61,10 +78,12 @@ export interface LoadOptions {
   allowNonFinite?: boolean;
 }
 
-/** A directory (Node), a base URL, an HF hub id ('owner/name'), or in-memory files. */
+/** A directory (Node), a base URL, an HF hub id ('owner/name'), 'default' (the embedded model; under a
+ * bundler use defaultModel from 'memba-wasm/default-model'), files named one by one ({ urls }), or in-memory files. */
 export type ModelSource =
   | string
   | URL
+  | { urls: Record<string, string | URL> | Map<string, string | URL>; description?: string }
   | { files: Record<string, Uint8Array | ArrayBuffer | string | object | Blob> }
   | Map<string, Uint8Array | ArrayBuffer | string | object | Blob>;
 
@@ -237,8 +256,24 @@ export interface EvaluateOptions {
  * acc_norm: the same with log-likelihoods divided by the choice's UTF-8 byte length; n: items scored */
 export interface EvaluateResult { acc: number; acc_norm: number; n: number }
 
+/** One file kept between loads (Mamba.cache.list()): url (browsers) or path (Node); repo, revision, file for hub files. */
+export interface CacheEntry { url?: string; path?: string; repo?: string; revision?: string; refs?: string[]; file?: string; size: number | null }
+export interface ModelCache {
+  /** browsers: the Cache API entries of this library; Node: the hub cache's snapshot files */
+  list(options?: { cacheDir?: string }): Promise<CacheEntry[]>;
+  /** removes the files of a hub id (every revision, or { revision } in browsers) or, in browsers, under a base URL; resolves with how many */
+  delete(source: string | URL, options?: { revision?: string; cacheDir?: string }): Promise<number>;
+  /** removes every file (Node: only with an explicit cacheDir); resolves with how many */
+  clear(options?: { cacheDir?: string }): Promise<number>;
+}
+
 export class Mamba {
-  static load(source: ModelSource, options?: LoadOptions | null): Promise<Mamba>;
+  /** the files kept between loads */
+  static cache: ModelCache;
+  /** with { worker }: the engine runs in a Web Worker (or Node worker thread), every method returns a Promise */
+  static load(source: ModelSource, options: WorkerLoadOptions): Promise<RemoteMamba>;
+  static load(source: ModelSource, options?: (LoadOptions & { worker?: false }) | null): Promise<Mamba>;
+  static load(source: ModelSource, options?: LoadOptions | null): Promise<Mamba | RemoteMamba>;
   /** dimensions are integers in [1, 2^24] (dConv <= 64); the weights (4 bytes per parameter) must fit the heap, else 'oom' */
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number } | null): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
@@ -287,14 +322,14 @@ export function writeSafetensors(entries: Record<string, { dtype: string; shape:
 export function tensorToFloat32(tensor: { dtype: string; numel: number; data: Uint8Array }, out?: Float32Array): Float32Array;
 
 /** Loads a model in a worker (what Mamba.load(source, { worker }) does). */
-export function loadInWorker(source: ModelSource, options?: LoadOptions): Promise<any>;
+export function loadInWorker(source: ModelSource, options?: LoadOptions): Promise<RemoteMamba>;
 
 /** The page's connection to a Worker (or Node worker thread) running bindings/worker.js. */
 export class WorkerClient {
   /** owned: terminate the worker when its model is disposed */
   constructor(worker: { postMessage(message: unknown): void; terminate(): unknown }, options?: { owned?: boolean });
   /** Mamba.load inside the worker; resolves to the remote model (same methods, all async) */
-  load(source: ModelSource, options?: LoadOptions): Promise<any>;
-  createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<any>;
+  load(source: ModelSource, options?: LoadOptions): Promise<RemoteMamba>;
+  createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number }): Promise<RemoteMamba>;
   terminate(): void;
 }

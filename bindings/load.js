@@ -12,6 +12,7 @@ import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
 import { readCheckpoint, planWeights } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
+import { LoadProgress } from './load-progress.js';
 
 /** The parameter slot of each canonical tensor name (per-layer names without `layers.{l}.`). */
 const SLOT_OF = {
@@ -55,10 +56,12 @@ function bytesEqual(a, b) {
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
-  const { onProgress, signal, allowNonFinite = false } = opts;
+  const { signal, allowNonFinite = false } = opts;
   if (typeof allowNonFinite !== 'boolean') throw invalid(`allowNonFinite must be true or false, got ${allowNonFinite}`);
+  // one progress in bytes over every phase (load-progress.js); gpu.js adds the upload and 'ready'
+  const progress = LoadProgress.start(opts);
   const src = await openSource(source, opts);
-  const ckpt = await readCheckpoint(src, { signal, onProgress, maxWeightBytes: MAX_WEIGHT_BYTES });
+  const ckpt = await readCheckpoint(src, { signal, onProgress: progress?.onRead, maxWeightBytes: MAX_WEIGHT_BYTES });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
   // twice) is used tied: it would cost a second [V, d] block for nothing
   const head = ckpt.tensors.get('lm_head.weight');
@@ -68,11 +71,12 @@ export async function loadModel(source, opts) {
     ckpt.config = { ...ckpt.config, tieEmbeddings: true };
   }
   const plan = planWeights(ckpt.config, ckpt.tensors);
+  progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), opts.backend === 'webgpu' ? gpuUploadBytes(ckpt.config) : 0);
   const engine = await getEngine(opts);
   throwIfAborted(signal);
   const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
   try {
-    await writeWeights(engine, handle, plan, { signal, onProgress, allowNonFinite });
+    await writeWeights(engine, handle, plan, { signal, progress, allowNonFinite });
     engine.mb_model_finalize(handle, { what: 'finalize' });
     const tokenizer = ckpt.tokenizerJson ? makeTokenizer(ckpt.tokenizerJson) : null;
     const info = {
@@ -83,7 +87,6 @@ export async function loadModel(source, opts) {
       backend: 'wasm',
       weightBytes: engine.mb_model_weight_bytes(handle),
     };
-    onProgress?.({ status: 'ready', file: null, loaded: plan.length, total: plan.length });
     const eos = ckpt.rawConfig?.eos_token_id;
     const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
     return { engine, handle, config, tokenizer, info };
@@ -166,11 +169,16 @@ function firstNonFinite(a) {
   return -1;
 }
 
+/** The bytes web/backend.js uploads: each layer's A [dInner, dState] and D [dInner] as float32. */
+function gpuUploadBytes(c) {
+  return c.nLayer * c.dInner * (c.dState + 1) * 4;
+}
+
 /**
  * Converts every planned tensor into its slot, yielding (progress, abort) every 50 ms. A tensor
  * with a NaN or Inf is bad_format (named), unless allowNonFinite.
  */
-async function writeWeights(engine, handle, plan, { signal, onProgress, allowNonFinite }) {
+async function writeWeights(engine, handle, plan, { signal, progress, allowNonFinite }) {
   const { tensorToFloat32 } = await import('./safetensors.js');
   let lastYield = Date.now();
   for (let i = 0; i < plan.length; i++) {
@@ -186,11 +194,13 @@ async function writeWeights(engine, handle, plan, { signal, onProgress, allowNon
     const bad = allowNonFinite ? -1 : firstNonFinite(out);
     if (bad >= 0)
       throw new MembaError(ErrorCodes.BAD_FORMAT, `tensor ${tensor.name} has a non-finite value (${out[bad]} at element ${bad}); pass allowNonFinite: true to load it anyway`);
-    if (Date.now() - lastYield > 50) {
-      onProgress?.({ status: 'load', file: name, loaded: i + 1, total: plan.length });
+    const pause = Date.now() - lastYield > 50;
+    progress?.convert(name, tensor.data.length, pause); // bytes, as the reads
+    if (pause) {
       await yieldToEventLoop();
       throwIfAborted(signal);
       lastYield = Date.now();
     }
   }
+  progress?.convert(plan.at(-1)?.name ?? null, 0, true); // the phase's last event
 }

@@ -21,6 +21,7 @@ import { chooseBackend, gpuRun } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 import { perplexity, evaluate } from './eval.js';
+import { modelCache } from './cache.js';
 
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
 export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
@@ -84,6 +85,9 @@ function piecewiseExact(tk) {
 export { toIdBatch, DecodeState };
 
 export class Mamba {
+  /** The files kept between loads: list(), delete(source), clear() (cache.js). */
+  static cache = modelCache;
+
   /** @private use Mamba.load */
   constructor(engine, handle, config, tokenizer, info) {
     this._engine = engine;

@@ -10,8 +10,11 @@
 import { MembaError, ErrorCodes, abortError, throwIfAborted } from './errors.js';
 import { SNAPSHOT, OPTIONS_ARG, isPlainObject } from './protocol.js';
 import { HAS_WORKER } from './env.js';
+import { nodeImport } from './node-import.js';
 
 const invalid = (message) => new MembaError(ErrorCodes.INVALID_ARGUMENT, message);
+
+const NODE_WORKER_FILE = './worker.js';
 
 /**
  * Wraps a browser Worker or a Node worker_threads Worker into { post, listen, onFail, terminate }.
@@ -344,11 +347,16 @@ export async function loadInWorker(source, opts = {}) {
   let w = worker;
   const owned = w === true || w === undefined;
   if (owned) {
-    const url = new URL('./worker.js', import.meta.url);
-    if (HAS_WORKER) w = new Worker(url, { type: 'module' });
-    else {
-      const { Worker: NodeWorker } = await import('node:worker_threads');
-      w = new NodeWorker(url);
+    if (HAS_WORKER) {
+      // written out literally at the call site: the form Vite and webpack detect, bundling
+      // worker.js with its imports as a worker entry (esbuild and Rollup: README, "In the browser")
+      w = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    } else {
+      // Node: a worker thread; the file name in a variable, so bundlers do not copy worker.js
+      // as a plain asset without its imports, and node:worker_threads stays out of browser bundles
+      const { Worker: NodeWorker } = await nodeImport('node:worker_threads');
+      const here = import.meta.url; // not new URL(x, import.meta.url): webpack would try to bundle x
+      w = new NodeWorker(new URL(NODE_WORKER_FILE, here));
     }
   }
   if (!w || typeof w.postMessage !== 'function') throw invalid('worker must be a Worker running bindings/worker.js, or true');

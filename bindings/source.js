@@ -5,6 +5,9 @@
 
 import { MembaError, ErrorCodes, abortError, throwIfAborted } from './errors.js';
 import { IS_NODE } from './env.js';
+import { defaultModelSource, urlMapSource } from './named-sources.js';
+import { openHubCache } from './hub-cache.js';
+import { cachePutFailed } from './storage-full.js';
 
 /** Name of the Cache API cache used for url and hub sources. */
 export const CACHE_NAME = 'memba-wasm-v1';
@@ -461,7 +464,8 @@ async function dirSource(dirPath, defaults) {
   };
 }
 
-function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption) {
+// required: a cache write that fails for lack of space is an oom error (storage-full.js); else it is skipped
+function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption, required = cacheOption === true) {
   let cachePromise = null;
   const getCache = () => {
     if (!cachePromise) {
@@ -562,8 +566,9 @@ function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption)
         if (cache && typeof Response === 'function') {
           try {
             await cache.put(url, new Response(bytes, { headers: { 'content-length': String(bytes.length) } }));
-          } catch {
-            // quota exceeded or cache unavailable: the load itself succeeded
+          } catch (e) {
+            // cache unavailable: the load itself succeeded; out of space: oom when the cache was asked for
+            cachePutFailed(e, { required, name, size: bytes.length });
           }
         }
         return bytes;
@@ -586,11 +591,17 @@ function urlSource(url, defaults, fetchImpl, cache) {
   return httpSource('url', `URL ${base.href}`, urlFor, defaults, fetchImpl, cache);
 }
 
-function hubSource(id, defaults, fetchImpl, cache, hubBase, revision) {
+function hubSource(id, defaults, fetchImpl, cache, hubBase, revision, disk = null) {
   const baseHref = String(hubBase).replace(/\/+$/, '');
   const rev = encodeURIComponent(revision);
   const urlFor = (name) => `${baseHref}/${id}/resolve/${rev}/${name.split('/').map(encodeURIComponent).join('/')}`;
-  return httpSource('hub', `hub repo ${id} (revision ${revision}, ${baseHref})`, urlFor, defaults, fetchImpl, cache);
+  const description = `hub repo ${id} (revision ${revision}, ${baseHref})`;
+  // Node: the Hugging Face cache on disk, shared with Python's huggingface_hub (hub-cache.js)
+  if (disk && (cache === 'auto' || cache === true)) {
+    return openHubCache({ id, revision, urlPrefix: urlFor('x').slice(0, -1), fetch: fetchImpl, ...disk }).then((hc) =>
+      httpSource('hub', `${description.slice(0, -1)}, ${hc.offline ? 'offline: only ' : ''}cache ${hc.dir})`, urlFor, defaults, hc.fetch, hc.cache, cache === true));
+  }
+  return httpSource('hub', description, urlFor, defaults, fetchImpl, cache);
 }
 
 /**
@@ -628,9 +639,11 @@ function hubSource(id, defaults, fetchImpl, cache, hubBase, revision) {
  */
 export async function openSource(source, options = {}) {
   const {
-    signal, onProgress, hubBase = 'https://huggingface.co', revision = 'main', cache = 'auto',
-    fetch: fetchImpl = globalThis.fetch,
+    signal, onProgress, hubBase = globalThis.process?.env?.HF_ENDPOINT || 'https://huggingface.co', revision = 'main', cache = 'auto',
+    fetch: fetchImpl = globalThis.fetch, cacheDir, offline, // cacheDir, offline: Node's hub cache (hub-cache.js)
   } = options ?? {};
+  if (cacheDir !== undefined && (typeof cacheDir !== 'string' || cacheDir === '')) throw invalid('cacheDir must be a non-empty string');
+  if (offline !== undefined && typeof offline !== 'boolean') throw invalid('offline must be a boolean');
   throwIfAborted(signal);
   if (onProgress !== undefined && typeof onProgress !== 'function') throw invalid('onProgress must be a function');
   const cacheOk = cache === 'auto' || typeof cache === 'boolean' ||
@@ -643,6 +656,14 @@ export async function openSource(source, options = {}) {
     return make();
   };
 
+  // 'default' (the embedded model) and { urls } (files named one by one): named-sources.js
+  if (source === 'default') source = await defaultModelSource();
+  if (source !== null && typeof source === 'object' && Object.hasOwn(source, 'urls')) {
+    return urlMapSource(source, {
+      http: (kind, description, urlFor, wrapFetch) => http(() => httpSource(kind, description, urlFor, defaults, wrapFetch(fetchImpl), cache)),
+      dir: (dirPath) => dirSource(dirPath, defaults),
+    });
+  }
   if (source instanceof Map) return filesSource(source, defaults);
   if (source instanceof URL) {
     if (source.protocol === 'file:' && IS_NODE) return openLocal(source, defaults, null);
@@ -656,7 +677,8 @@ export async function openSource(source, options = {}) {
   if (/^https?:\/\//i.test(source)) return http(() => urlSource(new URL(source), defaults, fetchImpl, cache));
   const hubId = HUB_ID.test(source) && !source.split('/').some((p) => p === '.' || p === '..');
   if (IS_NODE) {
-    const hub = hubId && !/^file:/i.test(source) ? () => http(() => hubSource(source, defaults, fetchImpl, cache, hubBase, revision)) : null;
+    const disk = { cacheDir, offline }; // the hub cache on disk (hub-cache.js)
+    const hub = hubId && !/^file:/i.test(source) ? () => http(() => hubSource(source, defaults, fetchImpl, cache, hubBase, revision, disk)) : null;
     return openLocal(source, defaults, hub);
   }
   if (/^(\/|\.\.?\/|blob:)/.test(source)) {

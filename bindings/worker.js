@@ -2,7 +2,7 @@
 // it owns the real Mamba / Adapter / Trainer / DecodeState objects and answers the page's calls
 // (see remote.js), streaming generated tokens and progress events back, and aborting a call when
 // the page's AbortSignal fires. Start it as a module worker:
-//   new Worker(new URL('memba-wasm/bindings/worker.js', import.meta.url), { type: 'module' })
+//   new Worker(new URL('memba-wasm/worker', import.meta.url), { type: 'module' })   (package export)
 // Deliberately not here: any model logic (mamba.js and friends do the work).
 import { Mamba, DecodeState } from './mamba.js';
 import { Adapter } from './adapter.js';
@@ -10,6 +10,7 @@ import { Trainer } from './trainer.js';
 import { MembaError, ErrorCodes } from './errors.js';
 import { SNAPSHOT, isPlainObject } from './protocol.js';
 import { IS_WORKER } from './env.js';
+import { nodeImport } from './node-import.js';
 
 const CLASSES = [
   ['Mamba', Mamba],
@@ -21,7 +22,7 @@ const CLASSES = [
 async function channel() {
   if (IS_WORKER)
     return { post: (m, t) => self.postMessage(m, t), listen: (fn) => self.addEventListener('message', (e) => fn(e.data)) };
-  const { parentPort } = await import('node:worker_threads');
+  const { parentPort } = await nodeImport('node:worker_threads'); // Node only: kept out of browser bundles
   return { post: (m, t) => parentPort.postMessage(m, t), listen: (fn) => parentPort.on('message', fn) };
 }
 
@@ -135,8 +136,11 @@ async function handle(msg, post) {
   }
 }
 
-const ch = await channel();
-ch.listen((msg) => {
-  handle(msg, (m) => ch.post(m));
+// no top-level await: bundlers build workers as classic scripts by default (Vite's worker.format
+// 'iife', webpack's worker chunks), where top-level await is a build error
+channel().then((ch) => {
+  ch.listen((msg) => {
+    handle(msg, (m) => ch.post(m));
+  });
+  ch.post({ type: 'ready' });
 });
-ch.post({ type: 'ready' });

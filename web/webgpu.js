@@ -3,8 +3,18 @@
 // a C function of src/ops/ with the same argument order), and runs them on GPU buffers.
 // Deliberately not here: deciding when the GPU pays (the backend choice) and the model loop.
 import { IS_NODE, IS_BROWSER, NAVIGATOR_GPU } from '../bindings/env.js';
+import { nodeImport } from '../bindings/node-import.js';
 
-const KERNELS = ['selective_scan_forward', 'conv1d_silu_forward', 'softplus_forward', 'gate_forward', 'lim_forward'];
+/* Each kernel's URL written out literally, so bundlers (Vite, webpack) copy the .wgsl file and
+ * rewrite the URL; a template with a variable would not be followed by every bundler. */
+const KERNEL_URLS = {
+  selective_scan_forward: () => new URL('./kernels/selective_scan_forward.wgsl', import.meta.url),
+  conv1d_silu_forward: () => new URL('./kernels/conv1d_silu_forward.wgsl', import.meta.url),
+  softplus_forward: () => new URL('./kernels/softplus_forward.wgsl', import.meta.url),
+  gate_forward: () => new URL('./kernels/gate_forward.wgsl', import.meta.url),
+  lim_forward: () => new URL('./kernels/lim_forward.wgsl', import.meta.url),
+};
+const KERNELS = Object.keys(KERNEL_URLS);
 /* Kernels with several entry points get an explicit layout (an 'auto' layout would drop the
  * bindings an entry point does not use); the others use 'auto'. */
 const LAYOUTS = {
@@ -21,7 +31,7 @@ export async function requestDevice(opts = {}) {
   let gpu = opts.gpu ?? NAVIGATOR_GPU;
   if (!gpu && NODE_ONLY) {
     try {
-      const webgpu = await import('webgpu');
+      const webgpu = await nodeImport('webgpu'); // Node only: kept out of browser bundles
       for (const [k, v] of Object.entries(webgpu.globals ?? {})) if (!(k in globalThis)) globalThis[k] = v;
       nodeGpu ??= webgpu.create([]);
       gpu = nodeGpu;
@@ -45,9 +55,9 @@ export async function requestDevice(opts = {}) {
 }
 
 async function kernelSource(name) {
-  const url = new URL(`./kernels/${name}.wgsl`, import.meta.url);
+  const url = KERNEL_URLS[name]();
   if (NODE_ONLY) {
-    const fs = await import('node:fs/promises');
+    const fs = await nodeImport('node:fs/promises');
     return fs.readFile(url, 'utf8');
   }
   const res = await fetch(url);

@@ -1,7 +1,8 @@
 /* bench_native.c: the native side of `./build.sh bench`: builds a model of the given shape with
  * deterministic random weights (mb_model_init_random), then times prefill (one sequence of L
  * tokens, logits for the last position only) and recurrent decode steps (greedy feedback),
- * printing one JSON line; `train` times training steps instead. bench/bench.mjs runs the same
+ * printing one JSON line (an optional last argument picks the weight dtype: 0 f32, 1 f16, 2 q8);
+ * `train` times training steps instead. bench/bench.mjs runs the same
  * measurements on the WASM build. */
 #define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
@@ -60,8 +61,8 @@ int main(int argc, char **argv) {
     mb_model_free(m);
     return rc;
   }
-  if (argc != 7) {
-    fprintf(stderr, "usage: bench_native d_model n_layer vocab L decode_tokens reps\n"
+  if (argc != 7 && argc != 8) {
+    fprintf(stderr, "usage: bench_native d_model n_layer vocab L decode_tokens reps [dtype 0|1|2: f32 f16 q8]\n"
                     "       bench_native train d_model n_layer vocab L reps\n");
     return 2;
   }
@@ -69,7 +70,8 @@ int main(int argc, char **argv) {
   int steps = atoi(argv[5]), reps = atoi(argv[6]);
   mb_config c = {d, nl, V, 16, 4, 2 * d, (d + 15) / 16, 1e-5f, 0, 1, 1};
   mb_model *m = NULL;
-  if (mb_model_new(&c, &m) != MB_OK || mb_model_init_random(m, 1234) != MB_OK) {
+  mb_dtype dt = argc == 8 ? (mb_dtype)atoi(argv[7]) : MB_DT_F32;
+  if (mb_model_new_typed(&c, dt, &m) != MB_OK || mb_model_init_random(m, 1234) != MB_OK) {
     fprintf(stderr, "%s\n", mb_last_error());
     return 1;
   }

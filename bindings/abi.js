@@ -349,8 +349,8 @@ export class Abi {
           return (r >>> 0) ? readStruct(abi._mod.HEAPU8, r >>> 0, MbConfig) : null;
         case 'void':
           return undefined;
-        default: // int, double
-          return r;
+        default: // int, double (with an out-parameter: { value, [its name]: out })
+          return outs.length ? { value: r, [outs[0].name]: out } : r;
       }
     };
   }

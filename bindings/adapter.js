@@ -308,6 +308,8 @@ export class Adapter {
     this._model._checkNotBusy(); // base weights must not change under an in-flight forward
     this._model.setAdapter(this);
     if (this._engine.mb_adapter_merged(this._handle) === 1) return;
+    if (this._model.info.dtype && this._model.info.dtype !== 'fp32')
+      throw new MembaError(ErrorCodes.UNSUPPORTED, `merge folds the LoRA into float32 weights; this model holds ${this._model.info.dtype} weights (load it with dtype: 'fp32' to merge)`);
     this._engine.mb_adapter_merge(this._model._handle, this._handle, { what: 'merge' });
   }
 

@@ -249,40 +249,66 @@ export function planWeights(config, tensors) {
   return plan;
 }
 
-/**
- * Bytes of float32 the C model's weight block takes for a normalised config (what mb_model_new
- * allocates: every slot of the plan, the lm_head only when untied, and each layer's derived A),
- * as a BigInt: exact for any shape a file may claim.
- * @param {ReturnType<typeof normalizeConfig>} c
- * @returns {bigint}
- */
-export function float32WeightBytes(c) {
-  const n = (v) => BigInt(v);
-  const layer = LAYER_TENSORS.reduce((sum, t) => (t.bias && !c[t.bias] ? sum : sum + t.shape(c).reduce((p, d) => p * n(d), 1n)), 0n);
-  const perLayer = layer + n(c.dInner) * n(c.dState); // A = -exp(A_log), kept beside A_log
-  const head = c.tieEmbeddings ? 0n : n(c.vocabSize) * n(c.dModel);
-  return 4n * (n(c.vocabSize) * n(c.dModel) + n(c.dModel) + head + perLayer * n(c.nLayer));
+/** The weight dtypes a model can hold in memory (Mamba.load's `dtype`), by their C values. */
+export const WEIGHT_DTYPES_IN_MEMORY = Object.freeze({ fp32: 0, fp16: 1, q8: 2 });
+
+/** Tensors that take the model's weight dtype in the C core (core/weights.c param_typed). */
+const TYPED = new Set(['embeddings.weight', 'lm_head.weight', 'mixer.in_proj.weight', 'mixer.x_proj.weight', 'mixer.out_proj.weight']);
+
+/** Bytes of one slot in the weight block: rows of the dtype (q8: 34 bytes per 32 values, per row),
+ * rounded up to 16 as the C core aligns every slot. */
+function slotBytes(kind, shape, dtype) {
+  const n = shape.map(BigInt);
+  const cols = n.at(-1) ?? 1n;
+  const rows = n.slice(0, -1).reduce((p, d) => p * d, 1n);
+  const t = TYPED.has(kind) ? dtype : 'fp32';
+  const row = t === 'fp16' ? 2n * cols : t === 'q8' ? ((cols + 31n) / 32n) * 34n : 4n * cols;
+  return ((rows * row + 15n) / 16n) * 16n;
 }
 
-/** Float32 bytes of the tensors of one safetensors header that the engine would load. */
-function usedFloat32Bytes(entries) {
+/**
+ * Bytes the C model's weight block takes for a normalised config and weight dtype (what
+ * mb_model_new_typed allocates: every slot of the plan, the lm_head only when untied, and each
+ * layer's derived A), as a BigInt: exact for any shape a file may claim.
+ * @param {ReturnType<typeof normalizeConfig>} c
+ * @param {'fp32'|'fp16'|'q8'} [dtype]
+ * @returns {bigint}
+ */
+export function weightBlockBytes(c, dtype = 'fp32') {
+  const n = (v) => BigInt(v);
+  let layer = LAYER_TENSORS.reduce((sum, t) => (t.bias && !c[t.bias] ? sum : sum + slotBytes(t.kind, t.shape(c).filter((d, i, a) => !(t.kind === 'mixer.conv1d.weight' && i === 1 && a.length === 3)), dtype)), 0n);
+  layer += ((n(c.dInner) * n(c.dState) * 4n + 15n) / 16n) * 16n; // A = -exp(A_log), kept beside A_log
+  const emb = slotBytes('embeddings.weight', [c.vocabSize, c.dModel], dtype);
+  const head = c.tieEmbeddings ? 0n : slotBytes('lm_head.weight', [c.vocabSize, c.dModel], dtype);
+  return emb + slotBytes('norm_f.weight', [c.dModel], dtype) + head + layer * n(c.nLayer);
+}
+
+/** The float32 block (the weight dtype fp32). */
+export function float32WeightBytes(c) {
+  return weightBlockBytes(c, 'fp32');
+}
+
+/** Bytes of the tensors of one safetensors header that the engine would load, in `dtype`. */
+function usedWeightBytes(entries, dtype) {
   const kinds = new Set(LAYER_TENSORS.map((t) => t.kind));
   let sum = 0n;
-  for (const { name, numel } of entries) {
+  for (const { name, shape } of entries) {
     const canon = canonicalTensorName(name);
     if (canon === null) continue;
     const kind = canon.replace(/^layers\.\d+\./, '');
-    if (canon === kind ? ['embeddings.weight', 'norm_f.weight', 'lm_head.weight'].includes(canon) : kinds.has(kind)) sum += 4n * BigInt(numel);
+    if (canon === kind ? ['embeddings.weight', 'norm_f.weight', 'lm_head.weight'].includes(canon) : kinds.has(kind))
+      sum += slotBytes(kind, kind === 'mixer.conv1d.weight' && shape.length === 3 ? [shape[0], shape[2]] : shape, dtype);
   }
   return sum;
 }
 
 const fmtBytes = (b) => `${(Number(b) / 2 ** 30).toFixed(2)} GiB`;
 
-/** oom when `bytes` of float32 weights exceed `max` (the engine's heap), saying what asked for them. */
-function checkFits(bytes, max, what) {
+/** oom when `bytes` of weights exceed `max` (the engine's heap), saying what asked for them. */
+function checkFits(bytes, max, what, dtype = 'fp32') {
   if (max === undefined || bytes <= BigInt(max)) return;
-  throw new MembaError(ErrorCodes.OOM, `${what}: the model's float32 weights need ${fmtBytes(bytes)} (${bytes} bytes), more than the ${fmtBytes(max)} the WASM heap can hold (wasm32); nothing was loaded`);
+  const hint = dtype === 'q8' ? '' : ` (try dtype: '${dtype === 'fp32' ? 'fp16' : 'q8'}')`;
+  throw new MembaError(ErrorCodes.OOM, `${what}: the model's ${dtype} weights need ${fmtBytes(bytes)} (${bytes} bytes), more than the ${fmtBytes(max)} the WASM heap can hold (wasm32); nothing was loaded${hint}`);
 }
 
 /**
@@ -291,19 +317,19 @@ function checkFits(bytes, max, what) {
  * read. `state.bytes` sums the headers of one checkpoint (its shards); `rawConfig` with an
  * embedding's shape gives the block the engine would allocate.
  */
-function weightsPeek(rawConfig, max, state) {
+function weightsPeek(rawConfig, max, state, dtype) {
   return (name, prefix) => {
     if (!/\.safetensors$/.test(name)) return 0;
     if (prefix.length < 8) return 8;
     const need = safetensorsHeaderSize(prefix, name);
     if (prefix.length < need) return need;
     const { entries } = parseSafetensorsHeader(prefix, name);
-    state.bytes += usedFloat32Bytes(entries);
-    checkFits(state.bytes, max, name);
+    state.bytes += usedWeightBytes(entries, dtype);
+    checkFits(state.bytes, max, name, dtype);
     const emb = entries.find((e) => canonicalTensorName(e.name) === 'embeddings.weight');
     if (emb) {
       const names = entries.map((e) => canonicalTensorName(e.name)).filter((x) => x !== null);
-      checkFits(float32WeightBytes(normalizeConfig(rawConfig, { embeddingShape: emb.shape, tensorNames: names })), max, name);
+      checkFits(weightBlockBytes(normalizeConfig(rawConfig, { embeddingShape: emb.shape, tensorNames: names }), dtype), max, name, dtype);
     }
     return 0;
   };
@@ -373,7 +399,9 @@ async function readShards(source, indexBytes, readOpts) {
  * @param {{signal?: AbortSignal, onProgress?: (e: import('./source.js').ProgressEvent) => void, maxWeightBytes?: number}} [options]
  *   onProgress given here sees one aggregate over all reads (loaded grows, total grows as files are
  *   discovered, a single final 'done'); without it the source's own onProgress sees each read separately.
- *   maxWeightBytes: the most float32 weight bytes the engine can hold; a config or safetensors header
+ *   dtype: the weight dtype the model will hold ('fp32', 'fp16', 'q8'), for the size check, or
+ *   'auto' (the most precise that fits, returned as sizeDtype);
+ *   maxWeightBytes: the most weight bytes the engine can hold; a config or safetensors header
  *   that needs more is oom as soon as it is read, before any tensor data (headers are looked at as
  *   they arrive, see source.js peek)
  * @returns {Promise<{config: ReturnType<typeof normalizeConfig>, rawConfig: object,
@@ -381,7 +409,7 @@ async function readShards(source, indexBytes, readOpts) {
  *   plan: PlannedWeight[]}>}
  * @throws {MembaError} not_found, bad_format, shape_mismatch, unsupported, network, aborted, oom
  */
-export async function readCheckpoint(source, { signal, onProgress, maxWeightBytes } = {}) {
+export async function readCheckpoint(source, { signal, onProgress, maxWeightBytes, dtype = 'fp32' } = {}) {
   if (!source || typeof source.read !== 'function') throw new MembaError(ErrorCodes.INVALID_ARGUMENT, 'readCheckpoint: source must come from openSource()');
   if (onProgress !== undefined && typeof onProgress !== 'function') throw new MembaError(ErrorCodes.INVALID_ARGUMENT, 'onProgress must be a function');
   const chain = onProgress ? chainProgress(onProgress) : null;
@@ -391,9 +419,14 @@ export async function readCheckpoint(source, { signal, onProgress, maxWeightByte
 
   const meta = await source.read(['config.json', 'tokenizer.json'], opts(['tokenizer.json']));
   const rawConfig = parseJson(meta.get('config.json'), 'config.json');
+  // 'auto': the most precise dtype whose block fits (the loader may still pick fp16 for F16 files)
+  if (dtype === 'auto') {
+    const c0 = normalizeConfig(rawConfig);
+    dtype = ['fp32', 'fp16', 'q8'].find((d) => maxWeightBytes === undefined || weightBlockBytes(c0, d) <= BigInt(maxWeightBytes)) ?? 'q8';
+  }
   // fail before downloading weights: a bad config, or one whose weights cannot fit the heap
-  checkFits(float32WeightBytes(normalizeConfig(rawConfig)), maxWeightBytes, 'config.json');
-  if (maxWeightBytes !== undefined) peek = weightsPeek(rawConfig, maxWeightBytes, sized);
+  checkFits(weightBlockBytes(normalizeConfig(rawConfig), dtype), maxWeightBytes, 'config.json', dtype);
+  if (maxWeightBytes !== undefined) peek = weightsPeek(rawConfig, maxWeightBytes, sized, dtype);
   const tokBytes = meta.get('tokenizer.json');
   const tokenizerJson = tokBytes ? parseJson(tokBytes, 'tokenizer.json') : null;
   if (tokenizerJson !== null && !isObject(tokenizerJson)) throw badFormat('tokenizer.json must be a JSON object');
@@ -417,5 +450,5 @@ export async function readCheckpoint(source, { signal, onProgress, maxWeightByte
   const config = normalizeConfig(rawConfig, { embeddingShape: tensors.get('embeddings.weight')?.shape, tensorNames: tensors.keys() });
   const plan = planWeights(config, tensors);
   chain?.done();
-  return { config, rawConfig, tensors, tokenizerJson, plan };
+  return { config, rawConfig, tensors, tokenizerJson, plan, sizeDtype: dtype };
 }

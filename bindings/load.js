@@ -10,7 +10,7 @@ import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { getEngine, MAX_WEIGHT_BYTES } from './engine.js';
 import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
-import { readCheckpoint, planWeights } from './checkpoint.js';
+import { readCheckpoint, planWeights, WEIGHT_DTYPES_IN_MEMORY } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
 import { LoadProgress } from './load-progress.js';
 
@@ -47,7 +47,8 @@ function bytesEqual(a, b) {
 }
 
 /**
- * Loads a checkpoint into a new C model. Options read: signal, onProgress, allowNonFinite (keep
+ * Loads a checkpoint into a new C model. Options read: signal, onProgress, dtype (how the large
+ * matrices are held: 'auto', 'fp32', 'fp16', 'q8'), allowNonFinite (keep
  * NaN / Inf weights instead of refusing them), the source options (hubBase, revision, cache,
  * fetch: source.js openSource) and the engine options (wasmBinary, wasmUrl: engine.js getEngine).
  * A model whose float32 weights cannot fit the WASM heap is oom before its tensors are read. An
@@ -58,10 +59,11 @@ function bytesEqual(a, b) {
 export async function loadModel(source, opts) {
   const { signal, allowNonFinite = false } = opts;
   if (typeof allowNonFinite !== 'boolean') throw invalid(`allowNonFinite must be true or false, got ${allowNonFinite}`);
+  let dtype = weightDtype(opts.dtype ?? 'auto', true);
   // one progress in bytes over every phase (load-progress.js); gpu.js adds the upload and 'ready'
   const progress = LoadProgress.start(opts);
   const src = await openSource(source, opts);
-  const ckpt = await readCheckpoint(src, { signal, onProgress: progress?.onRead, maxWeightBytes: MAX_WEIGHT_BYTES });
+  const ckpt = await readCheckpoint(src, { signal, onProgress: progress?.onRead, maxWeightBytes: MAX_WEIGHT_BYTES, dtype });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
   // twice) is used tied: it would cost a second [V, d] block for nothing
   const head = ckpt.tensors.get('lm_head.weight');
@@ -71,10 +73,14 @@ export async function loadModel(source, opts) {
     ckpt.config = { ...ckpt.config, tieEmbeddings: true };
   }
   const plan = planWeights(ckpt.config, ckpt.tensors);
+  // 'auto': the most precise dtype that fits the heap (fp32 where it fits, as before; a model that
+  // does not fit in fp32 loads in fp16 or q8 instead of failing)
+  if (dtype === 'auto') dtype = ckpt.sizeDtype;
+  if (allowNonFinite && dtype !== 'fp32') throw invalid(`allowNonFinite keeps NaN / Inf weights, which only dtype 'fp32' holds (this load: '${dtype}')`);
   progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), opts.backend === 'webgpu' ? gpuUploadBytes(ckpt.config) : 0);
   const engine = await getEngine(opts);
   throwIfAborted(signal);
-  const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'));
+  const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'), dtype);
   try {
     await writeWeights(engine, handle, plan, { signal, progress, allowNonFinite });
     engine.mb_model_finalize(handle, { what: 'finalize' });
@@ -85,6 +91,7 @@ export async function loadModel(source, opts) {
       hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
       layout: ckpt.config.layout,
       backend: 'wasm',
+      dtype,
       weightBytes: engine.mb_model_weight_bytes(handle),
     };
     const eos = ckpt.rawConfig?.eos_token_id;
@@ -126,8 +133,15 @@ function makeTokenizer(json) {
   }
 }
 
+/** The `dtype` option: how the large weight matrices are held ('fp32', 'fp16', 'q8'; 'auto' for a checkpoint). */
+export function weightDtype(dtype = 'fp32', auto = false) {
+  if (!(Object.hasOwn(WEIGHT_DTYPES_IN_MEMORY, dtype) || (auto && dtype === 'auto')))
+    throw invalid(`dtype must be ${auto ? "'auto', " : ''}'fp32', 'fp16' or 'q8', got ${typeof dtype === 'string' ? `'${dtype}'` : String(dtype)}`);
+  return dtype;
+}
+
 /** A new C model of any Mamba-1 shape with deterministic pseudo-random weights (see Mamba.createRandom). */
-export async function randomModel(shape, seed) {
+export async function randomModel(shape, seed, dtype = 'fp32') {
   const int = (v, name) => {
     if (!Number.isInteger(v) || v < 1) throw invalid(`${name} must be a positive integer, got ${v}`);
     return v;
@@ -141,26 +155,49 @@ export async function randomModel(shape, seed) {
     eps: 1e-5, useBias: false, useConvBias: true, tieEmbeddings: true, layout: 'random', eosTokenId: null,
   };
   const engine = await getEngine();
-  const handle = createModel(engine, config, false);
+  const handle = createModel(engine, config, false, dtype);
   try {
     engine.mb_model_init_random(handle, seed >>> 0, { what: 'init' });
   } catch (err) {
     engine.mb_model_free(handle);
     throw err;
   }
-  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', weightBytes: engine.mb_model_weight_bytes(handle) };
+  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', dtype, weightBytes: engine.mb_model_weight_bytes(handle) };
   return { engine, handle, config, tokenizer: null, info };
 }
 
-/** mb_model_new for a normalised config (weights uninitialised). */
-function createModel(engine, c, hasLmHead) {
+/** mb_model_new_typed for a normalised config (weights uninitialised). */
+function createModel(engine, c, hasLmHead, dtype) {
   const cfg = {
     d_model: c.dModel, n_layer: c.nLayer, vocab_size: c.vocabSize, d_state: c.dState, d_conv: c.dConv,
     d_inner: c.dInner, dt_rank: c.dtRank, eps: c.eps, use_bias: c.useBias, use_conv_bias: c.useConvBias,
     tied_head: !hasLmHead,
   };
   // a config out of range came from a file: bad_format; oom stays oom
-  return engine.mb_model_new(cfg, { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
+  return engine.mb_model_new_typed(cfg, WEIGHT_DTYPES_IN_MEMORY[dtype], { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
+}
+
+/** Rows converted at a time into an fp16 / q8 slot: about 4 MB of float32 in the heap. */
+const TYPED_ROW_BYTES = 4 << 20;
+
+/**
+ * Writes a tensor into a slot of another dtype (fp16, q8) through a float32 buffer of a few rows
+ * at a time: the C core converts them (mb_model_param_write), so no float32 copy of the tensor,
+ * let alone of the model, is made. NaN / Inf cannot be held: bad_format, naming the tensor.
+ */
+function writeTyped(engine, handle, slot, layer, tensor, tensorToFloat32) {
+  const cols = tensor.shape.length > 1 ? tensor.shape.at(-1) : tensor.numel;
+  const rows = tensor.numel / cols;
+  const step = Math.max(1, Math.floor(TYPED_ROW_BYTES / (4 * cols)));
+  const bytesPer = tensor.data.length / tensor.numel;
+  engine.withAlloc(Math.min(rows, step) * cols * 4, (buf) => {
+    for (let r0 = 0; r0 < rows; r0 += step) {
+      const n = Math.min(step, rows - r0);
+      const part = { ...tensor, numel: n * cols, shape: [n, cols], data: tensor.data.subarray(r0 * cols * bytesPer, (r0 + n) * cols * bytesPer) };
+      tensorToFloat32(part, engine.f32(buf, n * cols));
+      engine.mb_model_param_write(handle, slot, layer, r0, n, buf, { what: `tensor ${tensor.name}`, codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
+    }
+  });
 }
 
 /** Index of the first NaN or +-Inf in `a`, or -1 (one pass: x - x is 0 only for finite x). */
@@ -186,14 +223,20 @@ async function writeWeights(engine, handle, plan, { signal, progress, allowNonFi
     const key = layer >= 0 ? name.replace(/^layers\.\d+\./, '') : name;
     const slot = SLOT_OF[key];
     if (slot === undefined) continue; // a tensor the engine does not use
-    const { ptr, numel } = engine.mb_model_param(handle, slot, layer);
-    if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
+    const { value: dt, numel } = engine.mb_model_param_dtype(handle, slot, layer);
+    if (!numel) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
     if (numel !== tensor.numel)
       throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${name} has ${tensor.numel} values, the model expects ${numel}`);
-    const out = tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
-    const bad = allowNonFinite ? -1 : firstNonFinite(out);
-    if (bad >= 0)
-      throw new MembaError(ErrorCodes.BAD_FORMAT, `tensor ${tensor.name} has a non-finite value (${out[bad]} at element ${bad}); pass allowNonFinite: true to load it anyway`);
+    if (dt === WEIGHT_DTYPES_IN_MEMORY.fp32) {
+      const { ptr } = engine.mb_model_param(handle, slot, layer);
+      if (!ptr) throw new MembaError(ErrorCodes.INTERNAL, `no slot for ${name}`);
+      const out = tensorToFloat32(tensor, engine.f32(ptr, tensor.numel));
+      const bad = allowNonFinite ? -1 : firstNonFinite(out);
+      if (bad >= 0)
+        throw new MembaError(ErrorCodes.BAD_FORMAT, `tensor ${tensor.name} has a non-finite value (${out[bad]} at element ${bad}); pass allowNonFinite: true to load it anyway`);
+    } else {
+      writeTyped(engine, handle, slot, layer, tensor, tensorToFloat32);
+    }
     const pause = Date.now() - lastYield > 50;
     progress?.convert(name, tensor.data.length, pause); // bytes, as the reads
     if (pause) {

@@ -9,7 +9,8 @@
 // transport (remote.js, worker.js).
 import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { Logits, Status } from './abi.js';
-import { loadModel, randomModel } from './load.js';
+import { loadModel, randomModel, weightDtype } from './load.js';
+import { weightBlockBytes } from './checkpoint.js';
 import { openSource } from './source.js';
 import { createSampler } from './sampler.js';
 import {
@@ -28,18 +29,6 @@ export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
 
 /** The largest model dimension the C core takes (src/core/weights.c). */
 const MAX_DIM = 1 << 24;
-
-/**
- * Bytes of a model's weights (the C core's one block: every parameter, and the derived A), in
- * float64: computed before mb_model_new, whose 32-bit size_t arithmetic could wrap.
- */
-export function modelWeightBytes(c) {
-  const { dModel: d, nLayer, vocabSize: V, dState: N, dConv: K, dInner: E, dtRank: R } = c;
-  const head = c.tieEmbeddings === false ? V * d : 0;
-  const perLayer = d + 2 * E * d + (c.useBias ? 2 * E : 0) + E * K + (c.useConvBias === false ? 0 : E) +
-    (R + 2 * N) * E + E * R + E + E * N + E + d * E + (c.useBias ? d : 0) + E * N;
-  return 4 * (V * d + d + head + nLayer * perLayer);
-}
 
 /** What a stream holds while it runs: its adapter (pinned) and decode state. Released when the
  * stream ends, returns early, or (FinalizationRegistry) is dropped unfinished. */
@@ -186,7 +175,8 @@ export class Mamba {
    *           expand?: number, dtRank?: number }} shape
    */
   static async createRandom(shape, opts) {
-    const { seed = 1234 } = options(opts, 'createRandom');
+    const { seed = 1234, dtype: dt = 'fp32' } = options(opts, 'createRandom');
+    const dtype = weightDtype(dt);
     checkInt(seed, 'seed', Number.MIN_SAFE_INTEGER);
     if (shape === null || typeof shape !== 'object') throw invalid(`createRandom takes a shape { dModel, nLayer, vocabSize, ... }, got ${describe(shape)}`);
     const dim = (name, dflt, max = MAX_DIM) => checkInt(shape[name] ?? dflt, name, 1, max);
@@ -197,8 +187,8 @@ export class Mamba {
       dInner: expand * dModel, dtRank: dim('dtRank', Math.ceil(dModel / 16)),
     };
     if (c.dInner > MAX_DIM) throw invalid(`expand * dModel = ${c.dInner} is more than ${MAX_DIM}`);
-    heapBytes('the random model\'s weights', modelWeightBytes(c));
-    const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed);
+    heapBytes(`the random model's ${dtype} weights`, Number(weightBlockBytes({ ...c, tieEmbeddings: true, useBias: false, useConvBias: true }, dtype)));
+    const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed, dtype);
     return new Mamba(engine, handle, config, tokenizer, info);
   }
 

@@ -268,14 +268,19 @@ test('load: a checkpoint whose float32 weights exceed the wasm32 heap is oom bef
   console.log(`claimed: ${(big.claimed / 2 ** 30).toFixed(2)} GiB of F16 data (${(2 * big.claimed / 2 ** 30).toFixed(2)} GiB as float32, limit ${(MAX_WEIGHT_BYTES / 2 ** 30).toFixed(3)} GiB); file: ${big.bytes.length} bytes`);
 
   // 1. config.json alone says so: model.safetensors is never fetched
+  // (dtype 'fp32' asked for; the default 'auto' would take fp16, which fits, below)
   const a = countingFetch({ 'config.json': hfConfig({ d, nl: 1, V }), 'model.safetensors': big.bytes });
-  await rejectsCode(Mamba.load('https://models.test/big/', { fetch: a.fetch, cache: false }), 'oom', /float32 weights need/);
+  await rejectsCode(Mamba.load('https://models.test/big/', { fetch: a.fetch, cache: false, dtype: 'fp32' }), 'oom', /fp32 weights need/);
   console.log(`config says it: bytes delivered ${JSON.stringify(a.delivered)}`);
   assert.equal(a.delivered['model.safetensors'], undefined, 'the weights file was not fetched');
+  // 1b. 'auto' takes the most precise dtype that fits; a model too large even in q8 is oom the same way
+  const huge = countingFetch({ 'config.json': hfConfig({ d: 1024, nl: 1, V: 4 << 20 }), 'model.safetensors': big.bytes });
+  await rejectsCode(Mamba.load('https://models.test/huge/', { fetch: huge.fetch, cache: false }), 'oom', /q8 weights need/);
+  assert.equal(huge.delivered['model.safetensors'], undefined, 'the weights file was not fetched');
 
   // 2. a small config, but the header's embedding has 262144 rows: oom once the header is in
   const b = countingFetch({ 'config.json': hfConfig({ d, nl: 1, V: 64 }), 'model.safetensors': big.bytes });
-  await rejectsCode(Mamba.load('https://models.test/big/', { fetch: b.fetch, cache: false }), 'oom', /model\.safetensors: the model's float32 weights need/);
+  await rejectsCode(Mamba.load('https://models.test/big/', { fetch: b.fetch, cache: false }), 'oom', /model\.safetensors: the model's fp32 weights need/);
   console.log(`header says it: ${b.delivered['model.safetensors']} bytes of model.safetensors delivered (header ${big.headerBytes}, file ${big.bytes.length})`);
   assert.ok(b.delivered['model.safetensors'] <= big.headerBytes + 65536, 'no more than the header and one chunk was read');
 

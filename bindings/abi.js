@@ -382,6 +382,28 @@ export class Abi {
     if (p) this.mb_free(p);
   }
 
+  /**
+   * Makes room for one allocation of `bytes` (> 1 GB) before the C core asks for it. The C
+   * allocator (emscripten's dlmalloc) grows the heap with sbrk(increment), a signed 32-bit
+   * increment, so one request that grows the heap by 2 GB or more fails although the heap could
+   * hold it. Allocating the room in 1 GB pieces and freeing them leaves it as the allocator's free
+   * top, from which the large request is served without growing. Best effort: an allocation
+   * that fails here is left to fail (as oom) in the C core.
+   */
+  reserve(bytes) {
+    if (!(bytes > 2 ** 30)) return;
+    const pieces = [];
+    try {
+      for (let left = bytes + (64 << 20); left > 0; left -= 2 ** 30) {
+        const p = this.mb_malloc(Math.min(left, 2 ** 30)) >>> 0;
+        if (!p) break;
+        pieces.push(p);
+      }
+    } finally {
+      for (const p of pieces.reverse()) this.mb_free(p);
+    }
+  }
+
   /** Runs fn(ptr) with a temporary allocation of n bytes. */
   withAlloc(n, fn) {
     const p = this.malloc(n);

@@ -287,7 +287,8 @@ export class Mamba {
   readonly hasTokenizer: boolean;
   /** at most 2^28 tokens; the logits (B * L * vocabSize * 4 bytes) must fit the 4 GB heap, else 'oom' */
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean } | null): Promise<Tensor & { hidden?: Tensor }>;
-  scoreTokens(ids: TokenIds | TokenIds[], from?: number): Promise<Tensor>;
+  /** log p(ids[t] | ids[<t]) for t >= from (0 before); one long sequence is scored chunk by chunk through the recurrent state (any length); signal: checked between chunks */
+  scoreTokens(ids: TokenIds | TokenIds[], from?: number, options?: { signal?: AbortSignal } | null): Promise<Tensor>;
   loglikelihood(contextIds: TokenIds, continuationIds: TokenIds): Promise<number>;
   /** sliding-window perplexity of a text (needs a tokenizer) or of one sequence of ids, with the active adapter */
   perplexity(textOrIds: string | TokenIds, options?: PerplexityOptions | null): Promise<PerplexityResult>;

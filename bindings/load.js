@@ -10,7 +10,7 @@ import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { getEngine, MAX_WEIGHT_BYTES } from './engine.js';
 import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
-import { readCheckpoint, planWeights, WEIGHT_DTYPES_IN_MEMORY } from './checkpoint.js';
+import { readCheckpoint, planWeights, WEIGHT_DTYPES_IN_MEMORY, weightBlockBytes } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
 import { LoadProgress } from './load-progress.js';
 
@@ -173,6 +173,7 @@ function createModel(engine, c, hasLmHead, dtype) {
     d_inner: c.dInner, dt_rank: c.dtRank, eps: c.eps, use_bias: c.useBias, use_conv_bias: c.useConvBias,
     tied_head: !hasLmHead,
   };
+  engine.reserve(Number(weightBlockBytes({ ...c, tieEmbeddings: !hasLmHead }, dtype))); // > 2 GB in one block: abi.js reserve
   // a config out of range came from a file: bad_format; oom stays oom
   return engine.mb_model_new_typed(cfg, WEIGHT_DTYPES_IN_MEMORY[dtype], { what: 'cannot create model', codes: { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } });
 }

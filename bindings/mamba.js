@@ -30,6 +30,15 @@ export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
 /** The largest model dimension the C core takes (src/core/weights.c). */
 const MAX_DIM = 1 << 24;
 
+/** log softmax(row)[id] in float64 (max-shifted, as the C core's xent). */
+function logProb(row, id) {
+  let max = -Infinity;
+  for (let v = 0; v < row.length; v++) if (row[v] > max) max = row[v];
+  let sum = 0;
+  for (let v = 0; v < row.length; v++) sum += Math.exp(row[v] - max);
+  return row[id] - max - Math.log(sum);
+}
+
 /** What a stream holds while it runs: its adapter (pinned) and decode state. Released when the
  * stream ends, returns early, or (FinalizationRegistry) is dropped unfinished. */
 class StreamResources {
@@ -253,15 +262,17 @@ export class Mamba {
    * Per-token log-probabilities: out[b][t] = log p(ids[b][t] | ids[b][<t]) for t >= from (0 before).
    * @returns {Promise<{data: Float32Array, dims: number[]}>}
    */
-  async scoreTokens(ids, from = 1) {
+  async scoreTokens(ids, from = 1, opts) {
     this._alive();
+    const { signal } = options(opts, 'scoreTokens');
+    throwIfAborted(checkSignal(signal));
     const { flat, B, L } = toIdBatch(ids, this.config.vocabSize);
     checkInt(from, 'from (the first scored position)', 1, L);
-    return this._score(flat, B, L, from, this._adapter);
+    return this._score(flat, B, L, from, this._adapter, signal);
   }
 
   /** scoreTokens of validated ids with a given adapter (eval.js pins one for a whole run). */
-  _score(flat, B, L, from, adapter) {
+  _score(flat, B, L, from, adapter, signal) {
     const e = this._engine;
     const bytes = heapBytes('score', B, L, 4);
     return this._exclusive(async () => {
@@ -271,6 +282,9 @@ export class Mamba {
           return { data: copyOut(e.f32(op, B * L), 'score'), dims: [B, L] };
         }), null, adapter);
       if (viaGpu) return viaGpu;
+      // a long sequence: through the recurrent state, a chunk at a time (any length; the
+      // activations of one chunk only), when the adapter decodes exactly token by token
+      if (B === 1 && L > this._scoreChunk && (!adapter || adapter.causal)) return this._scoreLong(flat, L, from, adapter, signal);
       const idp = e.putIds(flat);
       try {
         return e.withAlloc(bytes, (op) => {
@@ -282,6 +296,53 @@ export class Mamba {
         e.free(idp);
       }
     }, adapter);
+  }
+
+  /** Tokens per call above which scoreTokens of one sequence goes chunk by chunk (_scoreLong). */
+  get _scoreChunk() {
+    return this._scoreChunkOverride ?? 65536;
+  }
+
+  /**
+   * scoreTokens of one long sequence: forward chunks of the ids through a decode state (each
+   * continues from the last), log-softmax of each position's logits in float64 here. Equals the
+   * one-call score within decode_vs_forward_rel (tests/robust-long-text.test.mjs).
+   */
+  async _scoreLong(flat, L, from, adapter, signal) {
+    const e = this._engine;
+    const V = this.config.vocabSize;
+    const chunk = Math.max(1, Math.min(this._scoreChunk, Math.floor((32 << 20) / (4 * V)))); // <= 32 MB of logits
+    const out = new Float32Array(L);
+    this._bind(adapter);
+    const state = e.mb_state_new(this._handle, 1, { what: 'score state' });
+    const prev = new Float32Array(V); // logits of the position before the chunk
+    const idp = e.malloc(chunk * 4);
+    const lp = e.malloc(chunk * V * 4);
+    try {
+      {
+        for (let t0 = 0; t0 < L; t0 += chunk) {
+          if (t0) { // between chunks: the event loop runs and an abort lands
+            await yieldToEventLoop();
+            throwIfAborted(signal);
+            this._bind(adapter);
+          }
+          const n = Math.min(chunk, L - t0);
+          e.i32(idp, n).set(flat.subarray(t0, t0 + n));
+          e.mb_forward(this._handle, idp, 1, n, Logits.ALL, lp, 0, state, { what: 'score' });
+          const logits = e.f32(lp, n * V);
+          for (let i = 0; i < n; i++) {
+            const t = t0 + i; // position t is scored from the logits at t - 1
+            if (t >= from) out[t] = logProb(i ? logits.subarray((i - 1) * V, i * V) : prev, flat[t]);
+          }
+          prev.set(logits.subarray((n - 1) * V, n * V));
+        }
+      }
+    } finally {
+      e.free(idp);
+      e.free(lp);
+      e.mb_state_free(state);
+    }
+    return { data: out, dims: [1, L] };
   }
 
   /**

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Mamba } from '../bindings/index.js';
-import { fixture, ROOT, rejectsCode } from './helpers.mjs';
+import { fixture, ROOT, rejectsCode, assertClose } from './helpers.mjs';
+import path from 'node:path';
 
 const DEFAULT_MODEL = `${ROOT}/models/default`;
 const TEXTS = ['kjv-genesis.txt', 'brown-scifi.txt'].map((f) => fs.readFileSync(`${ROOT}/examples/data/${f}`, 'utf8'));
@@ -65,14 +66,16 @@ test('a 1M-token text: encode, fit (one step) and perplexity (two windows) run w
   model.dispose();
 });
 
-test('10M token ids: fit and perplexity (stride 1: 10M windows) start; scoreTokens and inspect fail as oom, fast', async () => {
+test('10M token ids: fit, perplexity (stride 1: 10M windows) and scoreTokens start and abort; inspect (its output alone is 184 GB) fails as oom, fast', async () => {
   const model = await Mamba.load(DEFAULT_MODEL);
   const N = 10_000_000;
   const ids = new Int32Array(N);
   for (let i = 0; i < N; i++) ids[i] = (i * 7919) % 4000;
   let t0 = performance.now();
-  await rejectsCode(() => model.scoreTokens(ids), 'oom');
-  console.log(`scoreTokens of ${N} tokens: oom in ${(performance.now() - t0).toFixed(0)} ms`);
+  // one sequence of 10M tokens is scored chunk by chunk through the recurrent state (its
+  // activations would not fit at once): it starts, and an abort lands between chunks
+  await rejectsCode(() => model.scoreTokens(ids, 1, { signal: AbortSignal.timeout(50) }), 'aborted');
+  console.log(`scoreTokens of ${N} tokens: started chunk by chunk, aborted after ${(performance.now() - t0).toFixed(0)} ms`);
   model.createAdapter({ lim: { chunk_size: 16, cross_layer: 'first' } });
   t0 = performance.now();
   await rejectsCode(() => model.inspect(ids), 'oom', /GB/);
@@ -92,5 +95,18 @@ test('10M token ids: fit and perplexity (stride 1: 10M windows) start; scoreToke
   } }), 'aborted');
   console.log(`perplexity, stride 1: window ${seen.window} of ${seen.windows}, ${(performance.now() - t0).toFixed(0)} ms`);
   assert.equal(seen.windows, N - 16 + 1);
+  model.dispose();
+});
+
+test('scoreTokens of a long sequence, chunk by chunk through the state, equals the one-call score', async () => {
+  const model = await Mamba.load(DEFAULT_MODEL);
+  const ids = model.encode(fs.readFileSync(path.join(ROOT, 'examples', 'data', 'brown-valid.txt'), 'utf8').slice(0, 8000));
+  const one = await model.scoreTokens(ids, 2);
+  for (const chunk of [500, 3]) {
+    model._scoreChunkOverride = chunk; // internal: the length above which scoring goes chunk by chunk
+    const chunked = await model.scoreTokens(ids, 2);
+    assertClose(`score of ${ids.length} tokens in chunks of ${chunk} vs one call`, chunked.data, one.data, 'decode_vs_forward_rel');
+    assert.equal(chunked.data[1], 0, 'positions before from are 0');
+  }
   model.dispose();
 });

@@ -27,7 +27,7 @@ commands:
                              {"context": ..., "choices": [" a", " b"], "gold": 0} per line
   ppl <file.txt>             perplexity of a text file (sliding windows): perplexity, nll, tokens
   inspect <text>             the LIM membrane of each layer and position (needs an adapter with LIM)
-  help                       this text
+  help [command]             this text, or one command's usage and options
 
 options (all commands):
   --model SRC              directory, base URL or HF hub id (default: the embedded model)
@@ -71,6 +71,21 @@ ppl:
 inspect:
   --json FILE              also write every layer's gate inputs and membranes as JSON
 `;
+
+/** `memba help <command>`: its usage line, its own options and the options of every command. */
+function printCommandHelp(cmd) {
+  if (!USAGE[cmd]) throw usage(`unknown command '${cmd}' (one of ${Object.keys(USAGE).join(', ')})`);
+  const section = (name) => {
+    const lines = HELP.split('\n');
+    const i = lines.findIndex((l) => l === `${name}:`);
+    if (i < 0) return [];
+    const out = [];
+    for (let j = i + 1; j < lines.length && /^\s/.test(lines[j]); j++) out.push(lines[j]);
+    return out;
+  };
+  const own = section(cmd);
+  process.stdout.write(`usage: ${USAGE[cmd]}\n${own.length ? `\n${cmd} options:\n${own.join('\n')}\n` : ''}\noptions (all commands):\n${section('options (all commands)').join('\n')}\n`);
+}
 
 /** Each command's usage line: printed after a usage error instead of the whole help. */
 const USAGE = {
@@ -506,6 +521,7 @@ async function ppl(opts) {
 async function main() {
   const [cmd, ...rest] = process.argv.slice(2);
   if (!cmd || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    if (cmd === 'help' && rest.length) return printCommandHelp(rest[0]);
     process.stdout.write(HELP);
     return;
   }
@@ -542,7 +558,7 @@ function report(err) {
   const debug = process.env.MEMBA_DEBUG === '1';
   const line = (code, message, hint) => process.stderr.write(`memba: ${code}: ${String(message).split('\n')[0]}\n${hint ? `${hint}\n` : ''}`);
   if (err instanceof UsageError) {
-    line('usage', err.message, USAGE[cmd] ? `usage: ${USAGE[cmd]} (\`memba --help\` for every option)` : 'run `memba --help` for usage');
+    line('usage', err.message, USAGE[cmd] ? `see: memba help ${cmd}` : 'see: memba help');
     return 2;
   }
   if (err instanceof MembaError) {

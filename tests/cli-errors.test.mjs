@@ -67,7 +67,7 @@ function assertClean(r, status, code, re) {
   assert.ok(!r.stderr.includes('commands:'), 'not the whole help');
 }
 
-test('usage errors: the one-line error and the command\'s usage line, exit 2', () => {
+test('usage errors: the one-line error and `see: memba help <command>`, exit 2; memba help <command>', () => {
   const cases = [
     [['nonsense'], /unknown command/],
     [['generate'], /needs a prompt/],
@@ -80,9 +80,16 @@ test('usage errors: the one-line error and the command\'s usage line, exit 2', (
   ];
   for (const [args, re] of cases) assertClean(cli(...args, '--model', model), 2, 'usage', re);
   const r = cli('generate', '--bogus');
-  assert.match(r.stderr.split('\n')[1], /^usage: memba generate /, 'the usage line of the command');
-  assert.match(cli('nonsense').stderr.split('\n')[1], /memba --help/);
+  assert.equal(r.stderr.split('\n')[1], 'see: memba help generate', 'one line plus where the command\'s help is');
+  assert.equal(r.stderr.trimEnd().split('\n').length, 2, 'two lines in all');
+  assert.equal(cli('nonsense').stderr.split('\n')[1], 'see: memba help');
   assert.match(cli('generate', '--help').stdout, /^usage: memba <command>/, '--help after a command prints the help');
+  const h = cli('help', 'ppl');
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /^usage: memba ppl <file\.txt>/);
+  assert.match(h.stdout, /--stride S/, 'its own options');
+  assert.doesNotMatch(h.stdout, /--max-new-tokens/, 'not the other commands\' options');
+  assertClean(cli('help', 'nope'), 2, 'usage', /unknown command 'nope'/);
 });
 
 test('--ids: empty entries, non-integers, negatives and ids past the vocabulary are refused', () => {

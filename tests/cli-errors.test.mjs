@@ -8,8 +8,9 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Mamba, writeSafetensors } from '../bindings/index.js';
+import { Mamba } from '../bindings/index.js';
 import { ROOT, FIXTURES } from './helpers.mjs';
+import { makeTextModel } from './make-text-model.mjs';
 
 const cli = (...args) => spawnSync(process.execPath, [path.join(ROOT, 'bindings', 'cli.js'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 120_000 });
 
@@ -17,35 +18,11 @@ let dir; // a scratch directory for this file's outputs
 let model; // a small text model: 6 layers like the embedded one, the fixture tokenizer
 let adapter; // a LIM adapter for it (inspect needs one)
 
-/** A random HF-layout Mamba with `nl` layers and the golden tokenizer (vocab 1024). */
-function writeTextModel(out, nl) {
-  const V = 1024, d = 32, E = 64, N = 8, R = 2, K = 4;
-  let s = 3;
-  const rnd = (n, a) => Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), a * (2 * s / 2 ** 32 - 1)));
-  const t = { 'backbone.embeddings.weight': [[V, d], rnd(V * d, 0.1)], 'backbone.norm_f.weight': [[d], new Float32Array(d).fill(1)] };
-  for (let l = 0; l < nl; l++) {
-    const p = `backbone.layers.${l}.`;
-    Object.assign(t, {
-      [`${p}norm.weight`]: [[d], new Float32Array(d).fill(1)], [`${p}mixer.in_proj.weight`]: [[2 * E, d], rnd(2 * E * d, 0.1)],
-      [`${p}mixer.conv1d.weight`]: [[E, 1, K], rnd(E * K, 0.5)], [`${p}mixer.conv1d.bias`]: [[E], rnd(E, 0.1)],
-      [`${p}mixer.x_proj.weight`]: [[R + 2 * N, E], rnd((R + 2 * N) * E, 0.1)], [`${p}mixer.dt_proj.weight`]: [[E, R], rnd(E * R, 0.5)],
-      [`${p}mixer.dt_proj.bias`]: [[E], new Float32Array(E).fill(-3)], [`${p}mixer.A_log`]: [[E, N], new Float32Array(E * N).fill(0.5)],
-      [`${p}mixer.D`]: [[E], new Float32Array(E).fill(1)], [`${p}mixer.out_proj.weight`]: [[d, E], rnd(d * E, 0.1)],
-    });
-  }
-  const entries = {};
-  for (const [k, [shape, data]] of Object.entries(t)) entries[k] = { dtype: 'F32', shape, data };
-  fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'model.safetensors'), writeSafetensors(entries));
-  fs.writeFileSync(path.join(out, 'config.json'), JSON.stringify({ model_type: 'mamba', hidden_size: d, num_hidden_layers: nl, vocab_size: V, state_size: N, conv_kernel: K, expand: 2, time_step_rank: R, eos_token_id: 0 }));
-  fs.copyFileSync(path.join(FIXTURES, 'tokenizer', 'tokenizer.json'), path.join(out, 'tokenizer.json'));
-}
-
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memba-cli-errors-'));
   model = path.join(dir, 'model');
   adapter = path.join(dir, 'lim-adapter');
-  writeTextModel(model, 6);
+  makeTextModel(model, { d: 32, nl: 6, N: 8, R: 2, seed: 3 });
   const m = await Mamba.load(model);
   const a = m.createAdapter({ lora: null, lim: { chunk_size: 16, cross_layer: 'first' } });
   fs.mkdirSync(adapter);

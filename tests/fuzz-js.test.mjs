@@ -18,6 +18,7 @@ import path from 'node:path';
 import { Mamba, MembaError } from '../bindings/index.js';
 import { writeSafetensors, parseSafetensorsHeader } from '../bindings/safetensors.js';
 import { fixture, FIXTURES, maxDiff } from './helpers.mjs';
+import { syntheticCheckpoint, TOKENIZER_JSON } from './make-text-model.mjs';
 
 const ITERS = Number(process.env.MEMBA_FUZZ_ITERS ?? 250);
 const SEED = Number(process.env.MEMBA_FUZZ_SEED ?? 0x5eed);
@@ -242,29 +243,6 @@ const read = (dir, file) => new Uint8Array(fs.readFileSync(path.join(dir, file))
 const TINY = fixture('mamba-tiny');
 const IDS = [1, 5, 9, 2, 33, 17, 4];
 
-/** A small text model (vocab 1024: the golden tokenizer) as in-memory files. */
-function textModelFiles() {
-  const V = 1024, d = 16, E = 32, N = 4, R = 1, K = 4;
-  let s = 11;
-  const rnd = (n, a) => Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), a * (2 * s / 2 ** 32 - 1)));
-  const t = { 'backbone.embeddings.weight': [[V, d], rnd(V * d, 0.1)], 'backbone.norm_f.weight': [[d], new Float32Array(d).fill(1)] };
-  const p = 'backbone.layers.0.';
-  Object.assign(t, {
-    [`${p}norm.weight`]: [[d], new Float32Array(d).fill(1)], [`${p}mixer.in_proj.weight`]: [[2 * E, d], rnd(2 * E * d, 0.1)],
-    [`${p}mixer.conv1d.weight`]: [[E, 1, K], rnd(E * K, 0.5)], [`${p}mixer.conv1d.bias`]: [[E], rnd(E, 0.1)],
-    [`${p}mixer.x_proj.weight`]: [[R + 2 * N, E], rnd((R + 2 * N) * E, 0.1)], [`${p}mixer.dt_proj.weight`]: [[E, R], rnd(E * R, 0.5)],
-    [`${p}mixer.dt_proj.bias`]: [[E], new Float32Array(E).fill(-3)], [`${p}mixer.A_log`]: [[E, N], new Float32Array(E * N).fill(0.5)],
-    [`${p}mixer.D`]: [[E], new Float32Array(E).fill(1)], [`${p}mixer.out_proj.weight`]: [[d, E], rnd(d * E, 0.1)],
-  });
-  const entries = {};
-  for (const [k, [shape, data]] of Object.entries(t)) entries[k] = { dtype: 'F32', shape, data };
-  return {
-    'config.json': JSON.stringify({ model_type: 'mamba', hidden_size: d, num_hidden_layers: 1, vocab_size: V, state_size: N, conv_kernel: K, expand: 2, time_step_rank: R, eos_token_id: 0 }),
-    'model.safetensors': writeSafetensors(entries),
-    'tokenizer.json': fs.readFileSync(path.join(FIXTURES, 'tokenizer', 'tokenizer.json'), 'utf8'),
-  };
-}
-
 /**
  * Runs a loaded model: a forward, a prefill and a decode step, text in and out when it has a
  * tokenizer. Returns whether the forward's logits were all finite (counted, not required: finite
@@ -316,7 +294,7 @@ test(`fuzz: ${ITERS} structure-aware mutations of each file Mamba.load / loadAda
   const before = [await fingerprint(sentinelA), await fingerprint(sentinelB)];
 
   const tinyFiles = { 'config.json': read(TINY, 'config.json'), 'model.safetensors': read(TINY, 'model.safetensors') };
-  const textFiles = textModelFiles();
+  const textFiles = { ...syntheticCheckpoint({ d: 16, nl: 1, N: 4, R: 1, seed: 11 }), 'tokenizer.json': fs.readFileSync(TOKENIZER_JSON, 'utf8') };
   const adapterSets = ['memba-tiny-stream', 'memba-tiny-paper'].map((name) => ({
     name,
     files: Object.fromEntries(['adapter_config.json', 'adapter_model.safetensors', 'memba_config.json'].map((f) => [f, read(fixture(name), f)])),

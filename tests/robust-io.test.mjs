@@ -13,6 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { Mamba, MembaError, writeSafetensors, parseSafetensors, tensorToFloat32 } from '../bindings/index.js';
 import { float32ToFloat16Bits } from '../bindings/safetensors.js';
 import { fixture, readCase, rejectsCode, maxDiff, ROOT } from './helpers.mjs';
+import { syntheticCheckpoint } from './make-text-model.mjs';
 
 const TINY = fixture('mamba-tiny');
 const ids = readCase('mamba-tiny').ids[0];
@@ -167,30 +168,6 @@ test('worker: a callback that throws fails its call with that error; the model s
 // ---------------------------------------------------------------------------------------------
 // Loading
 
-/** A synthetic HF-layout checkpoint of a given shape: { 'config.json', 'model.safetensors' }. */
-function syntheticModel({ d = 128, nl = 4, V = 2048, N = 16, R = 8, K = 4 } = {}) {
-  const E = 2 * d;
-  let s = 7;
-  const rnd = (n, a) => Float32Array.from({ length: n }, () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), a * (2 * s / 2 ** 32 - 1)));
-  const t = { 'backbone.embeddings.weight': [[V, d], rnd(V * d, 0.1)], 'backbone.norm_f.weight': [[d], new Float32Array(d).fill(1)] };
-  for (let l = 0; l < nl; l++) {
-    const p = `backbone.layers.${l}.`;
-    Object.assign(t, {
-      [`${p}norm.weight`]: [[d], new Float32Array(d).fill(1)], [`${p}mixer.in_proj.weight`]: [[2 * E, d], rnd(2 * E * d, 0.1)],
-      [`${p}mixer.conv1d.weight`]: [[E, 1, K], rnd(E * K, 0.5)], [`${p}mixer.conv1d.bias`]: [[E], rnd(E, 0.1)],
-      [`${p}mixer.x_proj.weight`]: [[R + 2 * N, E], rnd((R + 2 * N) * E, 0.1)], [`${p}mixer.dt_proj.weight`]: [[E, R], rnd(E * R, 0.5)],
-      [`${p}mixer.dt_proj.bias`]: [[E], new Float32Array(E).fill(-3)], [`${p}mixer.A_log`]: [[E, N], new Float32Array(E * N).fill(0.5)],
-      [`${p}mixer.D`]: [[E], new Float32Array(E).fill(1)], [`${p}mixer.out_proj.weight`]: [[d, E], rnd(d * E, 0.1)],
-    });
-  }
-  const entries = {};
-  for (const [k, [shape, data]] of Object.entries(t)) entries[k] = { dtype: 'F32', shape, data };
-  return {
-    'config.json': hfConfig({ d, nl, V, N, R, K }),
-    'model.safetensors': writeSafetensors(entries),
-  };
-}
-
 function hfConfig({ d, nl, V, N = 16, R = 8, K = 4 }) {
   return JSON.stringify({ model_type: 'mamba', hidden_size: d, num_hidden_layers: nl, vocab_size: V, state_size: N, conv_kernel: K, expand: 2, time_step_rank: R, tie_word_embeddings: true });
 }
@@ -198,7 +175,7 @@ function hfConfig({ d, nl, V, N = 16, R = 8, K = 4 }) {
 test('load: an onProgress that throws at ready fails the load with its error and frees the weights (20 loads)', async () => {
   const { getEngine } = await import('../bindings/engine.js');
   const engine = await getEngine();
-  const files = syntheticModel();
+  const files = syntheticCheckpoint({ d: 128, nl: 4, V: 2048, N: 16, R: 8, seed: 7 });
   const boom = new Error('progress callback failed at ready');
   const load = () => Mamba.load({ files }, { onProgress: (p) => { if (p.status === 'ready') throw boom; } });
   await assert.rejects(load(), (e) => e === boom); // the first one may grow the heap to hold one model

@@ -16,8 +16,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Mamba, MembaError } from '../bindings/index.js';
-import { writeSafetensors, parseSafetensorsHeader } from '../bindings/safetensors.js';
-import { fixture, FIXTURES, maxDiff } from './helpers.mjs';
+import { parseSafetensorsHeader } from '../bindings/safetensors.js';
+import { fixture, maxDiff } from './helpers.mjs';
 import { syntheticCheckpoint, TOKENIZER_JSON } from './make-text-model.mjs';
 
 const ITERS = Number(process.env.MEMBA_FUZZ_ITERS ?? 250);

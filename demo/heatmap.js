@@ -79,20 +79,17 @@ export class MembraneHeatmap {
     // LIM chunk boundaries: a dark line under a white dashed one, visible on every colour
     for (let t = chunkLength; t < T; t += chunkLength) {
       const x = Math.round(M.left + t * cw) + 0.5;
-      g.setLineDash([]);
-      g.strokeStyle = 'rgba(0, 0, 0, 0.55)';
-      g.lineWidth = 3;
-      g.beginPath();
-      g.moveTo(x, M.top);
-      g.lineTo(x, M.top + ph);
-      g.stroke();
-      g.setLineDash([5, 3]);
-      g.strokeStyle = '#fff';
-      g.lineWidth = 1.5;
-      g.beginPath();
-      g.moveTo(x, M.top);
-      g.lineTo(x, M.top + ph);
-      g.stroke();
+      const line = (style, width, dash) => {
+        g.setLineDash(dash);
+        g.strokeStyle = style;
+        g.lineWidth = width;
+        g.beginPath();
+        g.moveTo(x, M.top);
+        g.lineTo(x, M.top + ph);
+        g.stroke();
+      };
+      line('rgba(0, 0, 0, 0.55)', 3, []); // a dark outline, then a white dash on it: visible on any colour
+      line('#fff', 1.5, [5, 3]);
     }
     g.setLineDash([]);
     // the hovered cell

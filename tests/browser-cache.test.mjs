@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createServer } from '../demo/serve.mjs';
-import { ROOT } from './helpers.mjs';
+import { ROOT, CHROMIUM, CHROMIUM_FLAGS } from './helpers.mjs';
 
-const FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
+const FLAGS = CHROMIUM_FLAGS;
 const SKIP = CHROMIUM ? false : 'no Chromium found (./build.sh deps installs Debian chromium as root)';
 let server;
 let origin;

@@ -11,11 +11,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createServer } from '../demo/serve.mjs';
 import { makeTextModel } from './make-text-model.mjs';
-import { ROOT, readCase, readExpected, assertClose } from './helpers.mjs';
+import { ROOT, readCase, readExpected, assertClose, CHROMIUM, CHROMIUM_FLAGS } from './helpers.mjs';
 
-const FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const FLAGS = CHROMIUM_FLAGS;
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
 let server;
 let origin;
 

@@ -15,10 +15,9 @@ import path from 'node:path';
 import http from 'node:http';
 import { spawn } from 'node:child_process';
 import { Mamba } from '../bindings/index.js';
-import { ROOT } from './helpers.mjs';
+import { ROOT, CHROMIUM, CHROMIUM_FLAGS } from './helpers.mjs';
 
-const FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
+const FLAGS = CHROMIUM_FLAGS;
 const SKIP = CHROMIUM ? false : 'no Chromium found (./build.sh deps installs Debian chromium as root)';
 const PROMPT = 'The jury said';
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json' };

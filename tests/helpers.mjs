@@ -61,3 +61,7 @@ export async function rejectsCode(fnOrPromise, code, re) {
     return true;
   });
 }
+
+/** Debian's Chromium for the browser tests (undefined when it is not installed), and its flags. */
+export const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => fs.existsSync(p));
+export const CHROMIUM_FLAGS = ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];

@@ -59,28 +59,21 @@ void f16_row_to_f32_scalar(float *dst, const uint16_t *src, size_t n) {
   for (size_t i = 0; i < n; i++) dst[i] = f16_to_f32(src[i]);
 }
 
-/* 4 halves at a time: the magnitude's bits shifted into a float32 and scaled by 2^112 give the
- * value for normal and subnormal halves alike (exact); inf / nan take the scalar path. */
+/* 8 halves at a time through simd.h's v_f16x8_to_f32 (exact for finite halves); a group with an
+ * inf or nan takes the scalar path. */
 static void f16_row_to_f32_simd(float *dst, const uint16_t *src, size_t n) {
   size_t i = 0;
-  const f32x4 scale = v_splat(5.192296858534828e33f); /* 2^112 */
-  for (; i + 4 <= n; i += 4) {
-    uint16_t h[4];
-    memcpy(h, src + i, 8);
-    i32x4 v = {h[0], h[1], h[2], h[3]};
-    i32x4 mag = v & 0x7fff, sign = (v & 0x8000) << 16;
-    if ((mag[0] >= 0x7c00) | (mag[1] >= 0x7c00) | (mag[2] >= 0x7c00) | (mag[3] >= 0x7c00)) {
-      for (int k = 0; k < 4; k++) dst[i + k] = f16_to_f32(h[k]);
+  for (; i + 8 <= n; i += 8) {
+    int special = 0;
+    for (int k = 0; k < 8; k++) special |= (src[i + k] & 0x7c00) == 0x7c00;
+    if (special) {
+      for (int k = 0; k < 8; k++) dst[i + k] = f16_to_f32(src[i + k]);
       continue;
     }
-    i32x4 shifted = mag << 13;
-    f32x4 f;
-    memcpy(&f, &shifted, 16);
-    f = f * scale;
-    i32x4 bits;
-    memcpy(&bits, &f, 16);
-    bits |= sign;
-    memcpy(dst + i, &bits, 16);
+    f32x4 lo, hi;
+    v_f16x8_to_f32(src + i, &lo, &hi);
+    v_store(dst + i, lo);
+    v_store(dst + i + 4, hi);
   }
   for (; i < n; i++) dst[i] = f16_to_f32(src[i]);
 }

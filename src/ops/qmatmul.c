@@ -80,12 +80,12 @@ static int32_t block_dot_simd(const int8_t *qw, const int16_t *qx) {
   return v_hsum_i32((v_dot_i16(w0, x0) + v_dot_i16(w1, x1)) + (v_dot_i16(w2, x2) + v_dot_i16(w3, x3)));
 }
 
-/* a block scale (a finite half >= 0) as float32: its bits moved up 13 and times 2^112 (exact,
- * subnormal halves included) */
+/* a block scale (a finite half) as float32: sign in place, the rest moved up 13, times 2^112
+ * (exact, subnormal halves included; the loader only writes finite scales >= 0) */
 static inline float scale_of(const uint8_t *blk) {
   uint16_t dh;
   memcpy(&dh, blk, 2);
-  uint32_t bits = (uint32_t)(dh & 0x7fff) << 13;
+  uint32_t bits = ((uint32_t)(dh & 0x8000) << 16) | ((uint32_t)(dh & 0x7fff) << 13);
   float f;
   memcpy(&f, &bits, 4);
   return f * 5.192296858534828e33f;

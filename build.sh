@@ -179,6 +179,14 @@ run_fuzz() {
       -artifact_prefix="$name-" "$name" "../../tests/fuzz/corpus/$name" 2>&1 |
       grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|stat::peak_rss|==[0-9]+==ERROR|SUMMARY|.*Test unit written)' ) ||
       true
+    # A slow unit (over libFuzzer's 10 s report threshold, under the 20 s timeout) is a warning,
+    # not a memory bug: it is kept in build/fuzz/slow/ to look at. Timeouts and crashes fail.
+    local f
+    for f in "$BUILD/fuzz/$name-slow-unit-"*; do
+      [ -e "$f" ] || continue
+      mkdir -p "$BUILD/fuzz/slow"; mv "$f" "$BUILD/fuzz/slow/"
+      echo "build.sh: fuzz $name: warning: an input ran over 10 s (not a failure): $BUILD/fuzz/slow/$(basename "$f")" >&2
+    done
     if ls "$BUILD/fuzz/$name-"* >/dev/null 2>&1; then
       echo "build.sh: fuzz $name found a failing input: $(ls "$BUILD/fuzz/$name-"*)" >&2
       exit 1

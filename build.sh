@@ -121,11 +121,34 @@ build_wasm() {
   # appended to memba.mjs: the wasm's URL written beside it, in the form bundlers detect (Vite and
   # webpack copy the file and rewrite the URL); bindings/engine.js fetches it with a clear error
   mkdir -p "$BUILD"
-  echo "export const wasmUrl = () => new URL('memba.wasm', import.meta.url);" > "$BUILD/memba-post.js"
+  # (moduleUrl: where memba.mjs itself is, which tells bindings/assets.js whether it is bundled)
+  printf '%s\n' "export const wasmUrl = () => new URL('memba.wasm', import.meta.url);" \
+    "export const moduleUrl = () => import.meta.url;" > "$BUILD/memba-post.js"
   echo "build.sh: emcc -> $OUT/memba.mjs + memba.wasm"
   NODE_PATH=${NODE_PATH:-/usr/share/nodejs} emcc "${CFLAGS_COMMON[@]}" "${WASM_FLAGS[@]}" \
     --extern-post-js "$BUILD/memba-post.js" \
     -sEXPORTED_FUNCTIONS="[${exp%,}]" "${SRC[@]}" -o "$OUT/memba.mjs"
+}
+
+# The copies bindings/assets.js uses inside bundles that copy no files (esbuild, Rollup): memba.wasm
+# in base64, and worker.js bundled with its imports (esbuild, minified; it never starts a worker
+# itself, so worker-inline.js stays out of it) as one string. Both are
+# loaded by dynamic import only there, so other builds never fetch them.
+build_inline() {
+  if stale "$OUT/memba-wasm-inline.js" "$OUT/memba.wasm"; then
+    echo "build.sh: memba.wasm -> $OUT/memba-wasm-inline.js (base64)"
+    node -e 'const fs = require("fs"); const [src, dst] = process.argv.slice(1);
+      fs.writeFileSync(dst, "// memba.wasm in base64 (build.sh): for bundles that do not copy memba.wasm (bindings/assets.js)\nexport default \"" + fs.readFileSync(src).toString("base64") + "\";\n");' \
+      "$OUT/memba.wasm" "$OUT/memba-wasm-inline.js"
+  fi
+  if stale "$OUT/worker-inline.js" "$OUT/memba-wasm-inline.js" "$OUT/memba.mjs" bindings/*.js web/*.js package-lock.json build.sh; then
+    echo "build.sh: esbuild bindings/worker.js -> $OUT/worker-inline.js (one string)"
+    node_modules/.bin/esbuild bindings/worker.js --bundle --format=esm --platform=browser --minify \
+      --external:*worker-inline.js --log-level=warning --outfile="$BUILD/worker-bundle.js"
+    node -e 'const fs = require("fs"); const [src, dst] = process.argv.slice(1);
+      fs.writeFileSync(dst, "// bindings/worker.js bundled with its imports (build.sh): the worker for bundles that do not copy worker.js (bindings/assets.js)\nexport default " + JSON.stringify(fs.readFileSync(src, "utf8")) + ";\n");' \
+      "$BUILD/worker-bundle.js" "$OUT/worker-inline.js"
+  fi
 }
 
 build_native() {
@@ -153,7 +176,7 @@ build_native() {
   done
 }
 
-build_all() { deps; build_wasm; build_native; }
+build_all() { deps; build_wasm; build_inline; build_native; }
 
 # The libFuzzer harnesses (tests/fuzz/fuzz_*.c), S seconds split between them. Each starts from its
 # committed seed corpus (tests/fuzz/corpus/NAME) plus what earlier runs here found (build/fuzz/NAME);
@@ -211,7 +234,7 @@ case "${1:-}" in
     else node bench/bench.mjs "$@"; fi ;;
   demo) shift; build_all; node demo/serve.mjs "$@" ;;
   fuzz) [ $# -le 2 ] || { echo "build.sh fuzz takes one argument (seconds)" >&2; exit 2; }; deps; run_fuzz "${2:-60}" ;;
-  wasm) deps; build_wasm ;;
+  wasm) deps; build_wasm; build_inline ;;
   native) deps; build_native ;;
   deps) deps; test_deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;

@@ -5,13 +5,14 @@
 // Deliberately not here: model logic (mamba.js) and file parsing (safetensors.js, checkpoint.js).
 // wasmUrl: `new URL('memba.wasm', import.meta.url)` written in dist/memba.mjs itself (build.sh adds
 // it with --extern-post-js), so the URL is relative to the file beside memba.wasm: Vite and webpack
-// copy memba.wasm and rewrite it; esbuild and Rollup leave it relative to the bundle (copy the file
-// next to it, or pass { wasmUrl }).
+// copy memba.wasm and rewrite it. esbuild and Rollup leave it relative to the bundle, where there is
+// no memba.wasm: there the inlined copy is used (assets.js), unless { wasmUrl } says where it is.
 import createMembaModule, { wasmUrl as defaultWasmUrl } from '../dist/memba.mjs';
 import { nodeImport } from './node-import.js';
 import { MembaError, ErrorCodes } from './errors.js';
 import { Abi } from './abi.js';
 import { IS_NODE } from './env.js';
+import { filesBesideCode, inlineWasm } from './assets.js';
 
 let modulePromise = null;
 
@@ -30,7 +31,8 @@ export const MAX_WEIGHT_BYTES = MAX_HEAP_BYTES - RUNTIME_BYTES;
  * options count only on the first call of a realm (the module is made once).
  * @param {{ wasmBinary?: ArrayBuffer|Uint8Array, wasmUrl?: string|URL }} [opts]
  *   wasmBinary: the bytes of memba.wasm; wasmUrl: where to fetch it (default: beside dist/memba.mjs,
- *   as the bundler rewrote it). Node reads dist/memba.wasm from disk when neither is given.
+ *   as the bundler rewrote it, or the inlined copy in a bundle without it). Node reads
+ *   dist/memba.wasm from disk when neither is given.
  * @returns {Promise<Abi>}
  */
 export function getEngine(opts = {}) {
@@ -39,6 +41,8 @@ export function getEngine(opts = {}) {
       const args = {};
       if (opts.wasmBinary) {
         args.wasmBinary = opts.wasmBinary;
+      } else if (!opts.wasmUrl && !filesBesideCode()) {
+        args.wasmBinary = await inlineWasm(); // in a bundle that did not copy memba.wasm
       } else if (IS_NODE && !opts.wasmUrl) {
         const fs = await nodeImport('node:fs/promises'); // Node only: kept out of browser bundles
         args.wasmBinary = await fs.readFile(defaultWasmUrl());
@@ -46,6 +50,9 @@ export function getEngine(opts = {}) {
         // fetched here rather than by emscripten, so that a failure names the URL and the fix
         args.wasmBinary = await fetchWasm(opts.wasmUrl ?? defaultWasmUrl());
       }
+      // with the bytes given, the glue needs no URL; without locateFile it would still resolve
+      // 'memba.wasm' against import.meta.url, which a blob: worker's URL cannot be a base for
+      args.locateFile = (file) => file;
       const mod = await createMembaModule(args);
       return new Abi(mod);
     })().catch((err) => {
@@ -57,8 +64,8 @@ export function getEngine(opts = {}) {
   return modulePromise;
 }
 
-const WASM_HINT = 'Vite and webpack copy memba.wasm by themselves; esbuild and Rollup do not: copy ' +
-  'node_modules/memba-wasm/dist/memba.wasm next to the bundle, or pass { wasmUrl } to Mamba.load (README, "In the browser")';
+const WASM_HINT = 'Serve node_modules/memba-wasm/dist/memba.wasm at that URL, pass { wasmUrl } with where it is, ' +
+  'or { wasmBinary } with its bytes (README, "In the browser")';
 
 /** The bytes of memba.wasm from `url`; a failure is an error that names the URL and the fix. */
 async function fetchWasm(url) {

@@ -11,6 +11,7 @@ import { MembaError, ErrorCodes, abortError, throwIfAborted } from './errors.js'
 import { SNAPSHOT, OPTIONS_ARG, isPlainObject } from './protocol.js';
 import { HAS_WORKER } from './env.js';
 import { nodeImport } from './node-import.js';
+import { filesBesideCode, inlineWorker } from './assets.js';
 
 const invalid = (message) => new MembaError(ErrorCodes.INVALID_ARGUMENT, message);
 
@@ -345,12 +346,15 @@ export async function loadInWorker(source, opts = {}) {
   throwIfAborted(rest.signal);
   encodeArgs([source, rest], [], []); // what cannot cross fails before a worker is started
   let w = worker;
+  let release = () => {};
   const owned = w === true || w === undefined;
   if (owned) {
-    if (HAS_WORKER) {
+    if (HAS_WORKER && filesBesideCode()) {
       // written out literally at the call site: the form Vite and webpack detect, bundling
-      // worker.js with its imports as a worker entry (esbuild and Rollup: README, "In the browser")
+      // worker.js with its imports as a worker entry
       w = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+    } else if (HAS_WORKER) {
+      ({ worker: w, release } = await inlineWorker()); // esbuild, Rollup: worker.js was not copied
     } else {
       // Node: a worker thread; the file name in a variable, so bundlers do not copy worker.js
       // as a plain asset without its imports, and node:worker_threads stays out of browser bundles
@@ -366,5 +370,7 @@ export async function loadInWorker(source, opts = {}) {
   } catch (err) {
     if (owned) client.terminate();
     throw err;
+  } finally {
+    release();
   }
 }

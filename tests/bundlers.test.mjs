@@ -2,7 +2,8 @@
 // into a fresh temp folder with the bundlers of tests/bundlers/package.json (from the registry),
 // next to the example app of examples/vite/ (it imports the package, loads the default model in a
 // Web Worker and streams text). The app is built with Vite (build, and the dev server), webpack 5,
-// esbuild and Rollup, each with the least its bundler needs (README, "In the browser"), and run in
+// esbuild and Rollup, each with its defaults (esbuild and Rollup copy no assets: the default model's
+// three files are put beside their bundles; README, "In the browser"), and run in
 // headless Chromium (playwright-core): its text must equal Node's greedy continuation. Vite and
 // webpack also run the README's own-worker recipe. The same install runs the other examples: the
 // Node script (examples/node) and the plain page with an import map (examples/html). Skips without
@@ -93,12 +94,20 @@ function writePage(dir, script, module) {
     `<!doctype html><meta charset="utf-8"><title>memba-wasm</title><p><progress id="progress" max="1" value="0"></progress> <span id="status"></span></p><pre id="out"></pre><script ${module ? 'type="module" ' : ''}src="${script}"></script>\n`);
 }
 
-/** What esbuild and Rollup need beside the bundle: memba.wasm and the default model's files. */
-function copyAssets(dir) {
+/** What esbuild and Rollup need beside the bundle: the default model's files (they copy no assets;
+ * memba.wasm and the worker come inlined, bindings/assets.js). */
+function copyModel(dir) {
   const pkg = path.join(app, 'node_modules', 'memba-wasm');
-  fs.copyFileSync(path.join(pkg, 'dist', 'memba.wasm'), path.join(dir, 'memba.wasm'));
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) fs.copyFileSync(path.join(pkg, 'models', 'default', f), path.join(dir, f));
 }
+
+/** A second entry for esbuild: a wrong wasmUrl must fail with an error that names the URL. */
+const WASM_URL_PAGE = `import { Mamba } from 'memba-wasm';
+import { defaultModel } from 'memba-wasm/default-model';
+Mamba.load(defaultModel, { wasmUrl: new URL('missing.wasm', location.href) }).then(
+  () => { document.body.dataset.error = 'loaded with a missing wasmUrl'; },
+  (err) => { document.body.dataset.result = JSON.stringify({ error: err.code + ': ' + err.message }); });
+`;
 
 async function timed(what, fn) {
   const t0 = Date.now();
@@ -178,22 +187,24 @@ test('webpack 5, no config (default entry src/index.js): the same, and the READM
   checkApp(await openApp(`${await serve(out)}?recipe`), 'webpack', { recipe: true });
 });
 
-test('esbuild (the worker as a second entry, memba.wasm and the model files copied): the same; without memba.wasm the error names its URL', { skip: SKIP, timeout: 180_000 }, async () => {
+test('esbuild, no config (esbuild --bundle): the same; a wrong wasmUrl fails naming the URL', { skip: SKIP, timeout: 180_000 }, async () => {
   const out = path.join(app, 'out-esbuild');
-  await timed('esbuild', () => run(bin('esbuild'), ['src/index.js', 'worker=memba-wasm/worker', '--bundle', '--format=esm', `--outdir=${out}`]));
-  copyAssets(out);
+  fs.writeFileSync(path.join(app, 'src', 'wasm-url.js'), WASM_URL_PAGE);
+  await timed('esbuild', () => run(bin('esbuild'), ['src/index.js', 'src/wasm-url.js', '--bundle', '--format=esm', `--outdir=${out}`]));
+  assert.deepEqual(fs.readdirSync(out).sort(), ['index.js', 'wasm-url.js'], 'esbuild wrote other files');
+  copyModel(out);
   writePage(out, 'index.js', true);
   const url = await serve(out);
   checkApp(await openApp(url), 'esbuild');
-  fs.rmSync(path.join(out, 'memba.wasm'));
-  const { error } = await openApp(url);
-  assert.match(error ?? '', /^network: could not start the WASM engine: fetching memba\.wasm from http:\/\/127\.0\.0\.1:\d+\/memba\.wasm gave HTTP 404\..*wasmUrl/, error);
+  writePage(out, 'wasm-url.js', true);
+  const { result } = await openApp(url);
+  assert.match(result?.error ?? '', /^network: could not start the WASM engine: fetching memba\.wasm from http:\/\/127\.0\.0\.1:\d+\/missing\.wasm gave HTTP 404\..*wasmUrl/, result?.error);
 });
 
-test('Rollup with @rollup/plugin-node-resolve (the worker as a second input, the files copied): the same', { skip: SKIP, timeout: 180_000 }, async () => {
+test('Rollup with @rollup/plugin-node-resolve (its way to npm packages), no other config: the same', { skip: SKIP, timeout: 180_000 }, async () => {
   const out = path.join(app, 'out-rollup');
-  await timed('rollup', () => run(bin('rollup'), ['index=src/index.js', 'worker=memba-wasm/worker', '-p', 'node-resolve', '-f', 'es', '-d', out]));
-  copyAssets(out);
+  await timed('rollup', () => run(bin('rollup'), ['src/index.js', '-p', 'node-resolve', '-f', 'es', '-d', out]));
+  copyModel(out);
   writePage(out, 'index.js', true);
   checkApp(await openApp(await serve(out)), 'rollup');
 });

@@ -1,0 +1,28 @@
+// assets.test.mjs: bindings/assets.js, the choice between the package's files and its inlined
+// copies (the bundlers test runs both in Chromium). Here: unbundled Node finds its files, and the
+// inlined wasm is dist/memba.wasm byte for byte (the copy build.sh writes, decoded as a browser does).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { filesBesideCode, inlineWasm } from '../bindings/assets.js';
+import { ROOT } from './helpers.mjs';
+
+test('unbundled, the package finds memba.wasm beside dist/memba.mjs', () => {
+  assert.equal(filesBesideCode(), true);
+});
+
+test('the inlined memba.wasm (dist/memba-wasm-inline.js) is dist/memba.wasm, through atob and fromBase64', async () => {
+  const file = new Uint8Array(fs.readFileSync(path.join(ROOT, 'dist', 'memba.wasm')));
+  const fromBase64 = Uint8Array.fromBase64;
+  try {
+    Uint8Array.fromBase64 = undefined; // the atob path (Chromium before 140, Node 20)
+    const viaAtob = await inlineWasm();
+    assert.equal(viaAtob.length, file.length);
+    assert.ok(Buffer.from(viaAtob).equals(Buffer.from(file)), 'the atob decode differs from memba.wasm');
+  } finally {
+    Uint8Array.fromBase64 = fromBase64;
+  }
+  if (typeof fromBase64 === 'function') assert.ok(Buffer.from(await inlineWasm()).equals(Buffer.from(file)));
+  console.log(`inlined memba.wasm: ${file.length} bytes, equal`);
+});

@@ -6,6 +6,7 @@
 #   ./build.sh bench      build, then run the benchmark (WASM vs native, appends to bench/results.md);
 #                         ./build.sh bench --webgpu: WebGPU vs WASM (scan GB/s, prefill tokens/s)
 #                         ./build.sh bench --dtypes: fp32 / fp16 / q8 weights, speed and memory
+#                         ./build.sh bench --llama BUILD: llama.cpp's llama-bench on the same weights
 #   ./build.sh demo       build, then serve the browser demo on http://127.0.0.1:8080/demo/
 #   ./build.sh fuzz [S]   libFuzzer + ASan/UBSan on the C entry points (tests/fuzz/), S seconds in all (60)
 #   ./build.sh wasm | native | deps | clean
@@ -231,6 +232,7 @@ case "${1:-}" in
   bench) shift; build_all
     if [ "${1:-}" = --webgpu ]; then shift; node bench/bench-webgpu.mjs "$@";
     elif [ "${1:-}" = --dtypes ]; then shift; node bench/bench-dtypes.mjs "$@";
+    elif [ "${1:-}" = --llama ]; then node bench/llama-cpp.mjs "$@";
     else node bench/bench.mjs "$@"; fi ;;
   demo) shift; build_all; node demo/serve.mjs "$@" ;;
   fuzz) [ $# -le 2 ] || { echo "build.sh fuzz takes one argument (seconds)" >&2; exit 2; }; deps; run_fuzz "${2:-60}" ;;
@@ -238,6 +240,6 @@ case "${1:-}" in
   native) deps; build_native ;;
   deps) deps; test_deps ;;
   clean) rm -rf "$OUT" "$BUILD" ;;
-  -h|--help|help) sed -n '2,12p' "$0" ;;
+  -h|--help|help) sed -n '2,13p' "$0" ;;
   *) echo "build.sh: unknown argument '$1' (try ./build.sh help)" >&2; exit 2 ;;
 esac

@@ -4,11 +4,13 @@
  *     in exactly the order of the float32 row kernel (matmul.c dot_1x1), so the result equals the
  *     float32 kernel on the decoded weights bit for bit. (Many tokens: matmul.c decodes row blocks
  *     and runs the tiled float32 kernel.)
- *   q8, any number of tokens: as llama.cpp's q8_0 x q8_0. Each token's input is quantised per
- *     block of 32 (a float32 scale dx = max|x| / 127, int8 qx = round(x / dx)); a block's
- *     contribution is (float)(sum qw * qx) * (dw * dx), the integer sum exact; blocks are added in
- *     column order to the bias. The scalar reference and the SIMD kernel (i16 dot products; with
- *     several tokens, 4 rows at a time in 4 lanes) give the same bits. Quantising the input costs
+ *   q8, few tokens (decode; linear_forward sends many tokens to matmul.c, which decodes row
+ *     blocks as for f16: faster there, see its comment): as llama.cpp's q8_0 x q8_0. Each token's
+ *     input is quantised per
+ *     block of 32 (a float32 scale dx = max|x| / 127, int8 qx = round(x / dx)); a block's integer
+ *     sums (exact) are scaled by dw * dx into float lanes that are summed once per output (the
+ *     order: above row_chunk_scalar). The scalar reference and the SIMD kernel (i16 dot products;
+ *     with several tokens, 4 rows at a time) give the same bits. Quantising the input costs
  *     accuracy (the table's q8 tolerances), not speed.
  * Not here: the backward (matmul.c decodes the weights: gradients flow through the dequantised
  * weights), the formats (convert.c). */
@@ -65,19 +67,35 @@ static void quantize_x(int16_t *q, float *d, const float *x, int n) {
   }
 }
 
-/* sum over the 32 values of a block of qw * qx: scalar, and SIMD (exact either way) */
-static int32_t block_dot_scalar(const int8_t *qw, const int16_t *qx) {
-  int32_t s = 0;
-  for (int j = 0; j < Q8_BLOCK; j++) s += (int32_t)qw[j] * qx[j];
-  return s;
+/* The order of operations, the same in the scalar reference and the SIMD kernel (so they agree
+ * bit for bit). A block's 32 products are summed in 4 lanes, exact integers: lane j holds columns
+ * 8g + 2j and 8g + 2j + 1 for g = 0..3 (the pairs of v_dot_i16). Each lane has its own float32
+ * running sum over the chunk's blocks, acc[j] += (float)lane_j * (dw * dx); at the end of a chunk
+ * the output gets (acc[0] + acc[1]) + (acc[2] + acc[3]) (v_hsum). One horizontal sum per output
+ * and chunk instead of one per block: llama.cpp's q8_0 dot keeps float lanes the same way. */
+
+static void block_lanes_scalar(int32_t s[4], const int8_t *qw, const int16_t *qx) {
+  for (int j = 0; j < 4; j++) {
+    int32_t a = 0;
+    for (int g = 0; g < 4; g++) {
+      int c = 8 * g + 2 * j;
+      a += (int32_t)qw[c] * qx[c] + (int32_t)qw[c + 1] * qx[c + 1];
+    }
+    s[j] = a;
+  }
 }
 
-static int32_t block_dot_simd(const int8_t *qw, const int16_t *qx) {
-  i16x8 w0, w1, w2, w3, x0, x1, x2, x3;
-  v_i8x16_to_i16(qw, &w0, &w1);
-  v_i8x16_to_i16(qw + 16, &w2, &w3);
-  memcpy(&x0, qx, 16), memcpy(&x1, qx + 8, 16), memcpy(&x2, qx + 16, 16), memcpy(&x3, qx + 24, 16);
-  return v_hsum_i32((v_dot_i16(w0, x0) + v_dot_i16(w1, x1)) + (v_dot_i16(w2, x2) + v_dot_i16(w3, x3)));
+/* the blocks [b0, b0 + nb) of one row against one quantised token: the chunk's contribution */
+static float row_chunk_scalar(const uint8_t *row, int b0, int nb, const int16_t *qx, const float *dx) {
+  float acc[4] = {0, 0, 0, 0};
+  const uint8_t *blk = row + (size_t)b0 * Q8_BLOCK_BYTES;
+  for (int b = 0; b < nb; b++, blk += Q8_BLOCK_BYTES) {
+    int32_t lane[4];
+    block_lanes_scalar(lane, (const int8_t *)(blk + 2), qx + b * Q8_BLOCK);
+    float d = f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) * dx[b];
+    for (int j = 0; j < 4; j++) acc[j] += (float)lane[j] * d;
+  }
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
 /* a block scale (a finite half) as float32: sign in place, the rest moved up 13, times 2^112
@@ -91,26 +109,7 @@ static inline float scale_of(const uint8_t *blk) {
   return f * 5.192296858534828e33f;
 }
 
-/* acc + the blocks [b0, b0 + nb) of one weight row against one quantised token */
-static inline float row_blocks(float acc, const uint8_t *row, int b0, int nb, const int16_t *qx, const float *dx, int simd) {
-  const uint8_t *blk = row + (size_t)b0 * Q8_BLOCK_BYTES;
-  if (simd)
-    for (int b = 0; b < nb; b++, blk += Q8_BLOCK_BYTES)
-      acc += (float)block_dot_simd((const int8_t *)(blk + 2), qx + b * Q8_BLOCK) * (scale_of(blk) * dx[b]);
-  else
-    for (int b = 0; b < nb; b++, blk += Q8_BLOCK_BYTES)
-      acc += (float)block_dot_scalar((const int8_t *)(blk + 2), qx + b * Q8_BLOCK) * (f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) * dx[b]);
-  return acc;
-}
-
-/* The sums of 4 vectors, as one vector: {hsum(a), hsum(b), hsum(c), hsum(d)} (exact integers). */
-static inline i32x4 hsum4_i32(i32x4 a, i32x4 b, i32x4 c, i32x4 d) {
-  i32x4 t0 = __builtin_shufflevector(a, b, 0, 4, 1, 5) + __builtin_shufflevector(a, b, 2, 6, 3, 7);
-  i32x4 t1 = __builtin_shufflevector(c, d, 0, 4, 1, 5) + __builtin_shufflevector(c, d, 2, 6, 3, 7);
-  return __builtin_shufflevector(t0, t1, 0, 1, 4, 5) + __builtin_shufflevector(t0, t1, 2, 3, 6, 7);
-}
-
-/* one row's block against the token (the x vectors loaded once): 4 lanes of partial sums */
+/* one row's block against the token (the x vectors loaded once): the 4 lanes */
 static inline i32x4 block_dot_lanes(const int8_t *qw, i16x8 x0, i16x8 x1, i16x8 x2, i16x8 x3) {
   i16x8 w0, w1, w2, w3;
   v_i8x16_to_i16(qw, &w0, &w1);
@@ -118,24 +117,38 @@ static inline i32x4 block_dot_lanes(const int8_t *qw, i16x8 x0, i16x8 x1, i16x8 
   return (v_dot_i16(w0, x0) + v_dot_i16(w1, x1)) + (v_dot_i16(w2, x2) + v_dot_i16(w3, x3));
 }
 
-/* acc[r] + the blocks [b0, b0 + nb) of 4 rows against one token: 4 independent sums, one lane
- * each, with row_blocks' arithmetic per lane (the same bits) */
-static inline void rows4_blocks(float *acc, const uint8_t *row, size_t rb, int b0, int nb, const int16_t *qx, const float *dx) {
-  f32x4 a = {acc[0], acc[1], acc[2], acc[3]};
+static inline void load_qx(const int16_t *q, i16x8 *x0, i16x8 *x1, i16x8 *x2, i16x8 *x3) {
+  memcpy(x0, q, 16), memcpy(x1, q + 8, 16), memcpy(x2, q + 16, 16), memcpy(x3, q + 24, 16);
+}
+
+/* row_chunk_scalar with SIMD: one row (decode: a single sequential stream) */
+static float row_chunk_simd(const uint8_t *row, int b0, int nb, const int16_t *qx, const float *dx) {
+  f32x4 acc = v_splat(0);
+  const uint8_t *blk = row + (size_t)b0 * Q8_BLOCK_BYTES;
+  for (int b = 0; b < nb; b++, blk += Q8_BLOCK_BYTES) {
+    i16x8 x0, x1, x2, x3;
+    load_qx(qx + b * Q8_BLOCK, &x0, &x1, &x2, &x3);
+    acc += v_i32_to_f32(block_dot_lanes((const int8_t *)(blk + 2), x0, x1, x2, x3)) * v_splat(scale_of(blk) * dx[b]);
+  }
+  return v_hsum(acc);
+}
+
+/* 4 rows at a time against one token (several tokens): the x vectors loaded once per block for
+ * the 4 rows; each row keeps its own lanes, so every output has row_chunk_scalar's arithmetic */
+static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, int b0, int nb, const int16_t *qx, const float *dx) {
+  f32x4 a0 = v_splat(0), a1 = a0, a2 = a0, a3 = a0;
   const uint8_t *r0 = row + (size_t)b0 * Q8_BLOCK_BYTES, *r1 = r0 + rb, *r2 = r1 + rb, *r3 = r2 + rb;
   for (int b = 0; b < nb; b++) {
     size_t off = (size_t)b * Q8_BLOCK_BYTES;
     i16x8 x0, x1, x2, x3;
-    const int16_t *q = qx + b * Q8_BLOCK;
-    memcpy(&x0, q, 16), memcpy(&x1, q + 8, 16), memcpy(&x2, q + 16, 16), memcpy(&x3, q + 24, 16);
-    i32x4 s = hsum4_i32(block_dot_lanes((const int8_t *)(r0 + off + 2), x0, x1, x2, x3),
-                        block_dot_lanes((const int8_t *)(r1 + off + 2), x0, x1, x2, x3),
-                        block_dot_lanes((const int8_t *)(r2 + off + 2), x0, x1, x2, x3),
-                        block_dot_lanes((const int8_t *)(r3 + off + 2), x0, x1, x2, x3));
-    f32x4 dw = {scale_of(r0 + off), scale_of(r1 + off), scale_of(r2 + off), scale_of(r3 + off)};
-    a += v_i32_to_f32(s) * (dw * v_splat(dx[b]));
+    load_qx(qx + b * Q8_BLOCK, &x0, &x1, &x2, &x3);
+    float d = dx[b];
+    a0 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r0 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r0 + off) * d);
+    a1 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r1 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r1 + off) * d);
+    a2 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r2 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r2 + off) * d);
+    a3 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r3 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r3 + off) * d);
   }
-  memcpy(acc, &a, 16);
+  dst[0] += v_hsum(a0), dst[1] += v_hsum(a1), dst[2] += v_hsum(a2), dst[3] += v_hsum(a3);
 }
 
 /* Tokens in blocks of Q8_TB and columns in chunks of Q8_CHUNK: a chunk of Q8_TB quantised tokens
@@ -163,18 +176,16 @@ void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias
        * bandwidth) */
       for (; simd && nt > 1 && o + 4 <= OC; o += 4) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
-        for (int i = 0; i < nt; i++) {
-          float acc[4], *dst = out + (size_t)(t0 + i) * OC + o;
-          memcpy(acc, dst, sizeof acc);
-          rows4_blocks(acc, row, rb, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK, g_dx + i * (Q8_CHUNK / Q8_BLOCK));
-          memcpy(dst, acc, sizeof acc);
-        }
+        for (int i = 0; i < nt; i++)
+          rows4_chunk_simd(out + (size_t)(t0 + i) * OC + o, row, rb, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
+                           g_dx + i * (Q8_CHUNK / Q8_BLOCK));
       }
       for (; o < OC; o++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
         for (int i = 0; i < nt; i++) {
-          float *dst = out + (size_t)(t0 + i) * OC + o;
-          *dst = row_blocks(*dst, row, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK, g_dx + i * (Q8_CHUNK / Q8_BLOCK), simd);
+          const int16_t *q = g_qx + i * Q8_CHUNK;
+          const float *d = g_dx + i * (Q8_CHUNK / Q8_BLOCK);
+          out[(size_t)(t0 + i) * OC + o] += simd ? row_chunk_simd(row, c0 / Q8_BLOCK, nb, q, d) : row_chunk_scalar(row, c0 / Q8_BLOCK, nb, q, d);
         }
       }
     }
@@ -190,8 +201,8 @@ void q8_matmul_scalar(float *out, const float *inp, const mb_slot *w, const floa
       int n = C - c0 < Q8_CHUNK ? C - c0 : Q8_CHUNK;
       quantize_x(g_qx, g_dx, inp + (size_t)t * C + c0, n);
       for (int o = 0; o < OC; o++)
-        out[(size_t)t * OC + o] = row_blocks(out[(size_t)t * OC + o], (const uint8_t *)w->data + (size_t)o * rb,
-                                             c0 / Q8_BLOCK, (n + Q8_BLOCK - 1) / Q8_BLOCK, g_qx, g_dx, 0);
+        out[(size_t)t * OC + o] += row_chunk_scalar((const uint8_t *)w->data + (size_t)o * rb, c0 / Q8_BLOCK,
+                                                    (n + Q8_BLOCK - 1) / Q8_BLOCK, g_qx, g_dx);
     }
   }
 }

@@ -2,7 +2,8 @@
  * loss = sum(r * op(x)) with random r, the analytic gradient from the op's backward, the numeric
  * one from (loss(x + eps) - loss(x - eps)) / 2eps, for every input the op differentiates. The LIM
  * is checked away from its threshold (mask = the exact derivative there) and the triangle
- * surrogate against its formula; plus a whole-model check of the training loss. */
+ * surrogate against its formula; plus a whole-model check of the training loss, over float32,
+ * f16 and q8 bases. */
 #include "../../src/internal.h"
 #include "testmodel.h"
 #include "testutil.h"
@@ -193,10 +194,19 @@ static const int32_t WIDS[12] = {23, 32, 61, 28, 57, 3, 37, 26, 51, 40, 39, 47};
 static const int32_t WLAB[12] = {32, 61, 28, 57, 3, 37, 26, 51, 40, 39, 47, -100};
 static float wloss[1];
 static void f_model(void) { mb_train_backward(wm, WIDS, WLAB, 1, 12, 0, wloss); }
-static void t_model(void) {
+/* model: the fixture (float32), or a random model of the same shape holding its large matrices
+ * in f16 or q8 (QLoRA-style: the loss through the frozen dequantised base; many tokens, so the
+ * forward decodes the rows to float32 and the loss is smooth in the adapter) */
+static void t_model(mb_dtype dt) {
   mb_config cfg = {32, 2, 64, 8, 4, 64, 2, 1e-5f, 0, 1, 1};
-  wm = load_model("tests/fixtures/mamba-tiny/model.safetensors", &cfg);
-  mb_adapter_config ac = {2, 4.0f, 0, (1 << MB_T_IN_PROJ_Z) | (1 << MB_T_X_PROJ) | (1 << MB_T_DT_PROJ), 0,
+  const char *name = dt == MB_DT_F32 ? "f32" : dt == MB_DT_F16 ? "f16" : "q8";
+  if (dt == MB_DT_F32) {
+    wm = load_model("tests/fixtures/mamba-tiny/model.safetensors", &cfg);
+  } else {
+    wm = NULL;
+    CHECK(mb_model_new_typed(&cfg, dt, &wm) == MB_OK && mb_model_init_random(wm, 7) == MB_OK, "typed model: %s", mb_last_error());
+  }
+  mb_adapter_config ac = {2, 4.0f, 0, (1 << MB_T_IN_PROJ_Z) | (1 << MB_T_X_PROJ) | (1 << MB_T_DT_PROJ) | (1 << MB_T_OUT_PROJ), 0,
                           1, 0, 4, 0.7f, 5.0f, MB_LIM_POST_RESET, MB_LIM_MASK, 1.0f, MB_LIM_FIRST};
   wa = new_adapter(wm, &ac);
   mb_adapter_init(wa, 5);
@@ -209,16 +219,32 @@ static void t_model(void) {
   mb_model_set_adapter(wm, wa);
   mb_adapter_zero_grad(wa);
   f_model();
-  float *gzB = mb_adapter_grad(wa, MB_T_IN_PROJ_Z, 0, 1, &n), *gz = malloc(n * sizeof(float));
-  memcpy(gz, gzB, n * sizeof(float));
-  size_t ndt;
-  float *gdA = mb_adapter_grad(wa, MB_T_DT_PROJ, 1, 0, &ndt), *gd = malloc(ndt * sizeof(float));
-  memcpy(gd, gdA, ndt * sizeof(float));
+  const struct { mb_target t; int layer, which; const char *what; } checks[] = {
+      {MB_T_IN_PROJ_Z, 0, 1, "in_proj.z lora_B (layer 0)"},
+      {MB_T_DT_PROJ, 1, 0, "dt_proj lora_A (layer 1)"},
+      {MB_T_OUT_PROJ, 1, 0, "out_proj lora_A (layer 1)"},
+      {MB_T_X_PROJ, 0, 1, "x_proj lora_B (layer 0)"},
+  };
+  float *grads[4];
+  for (int k = 0; k < 4; k++) {
+    float *g = mb_adapter_grad(wa, checks[k].t, checks[k].layer, checks[k].which, &n);
+    grads[k] = malloc(n * sizeof(float));
+    memcpy(grads[k], g, n * sizeof(float));
+  }
   g_out = wloss; g_r = malloc(sizeof(float)); g_r[0] = 1.0f; g_nout = 1; g_fwd = f_model;
   /* v_th 5 keeps every spike off, so the loss is smooth (the reset's mask derivative is exact) */
-  fd_check("model loss d in_proj.z lora_B (layer 0)", mb_adapter_param(wa, MB_T_IN_PROJ_Z, 0, 1, &n), n, gz);
-  fd_check("model loss d dt_proj lora_A (layer 1)", mb_adapter_param(wa, MB_T_DT_PROJ, 1, 0, &ndt), ndt, gd);
-  free(gz); free(gd); free(g_r);
+  for (int k = 0; k < 4; k++) {
+    if (dt != MB_DT_F32 && checks[k].t == MB_T_DT_PROJ) { /* dt_proj stays float32; its gradient is ~1e-6 here */
+      free(grads[k]);
+      continue;
+    }
+    char what[96];
+    snprintf(what, sizeof what, "%s base: loss d %s", name, checks[k].what);
+    float *x = mb_adapter_param(wa, checks[k].t, checks[k].layer, checks[k].which, &n);
+    fd_check(what, x, n, grads[k]);
+    free(grads[k]);
+  }
+  free(g_r);
   mb_adapter_free(wa);
   mb_model_free(wm);
 }
@@ -234,7 +260,9 @@ int main(void) {
   t_dt();
   t_gate();
   t_lim();
-  t_model();
+  t_model(MB_DT_F32);
+  t_model(MB_DT_F16);
+  t_model(MB_DT_Q8);
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

@@ -132,7 +132,7 @@ build_wasm() {
 }
 
 # The copies bindings/assets.js uses inside bundles that copy no files (esbuild, Rollup): memba.wasm
-# in base64, and worker.js bundled with its imports (esbuild, minified; it never starts a worker
+# in base64, the WGSL kernels by name (web/webgpu.js), and worker.js bundled with its imports (esbuild, minified; it never starts a worker
 # itself, so worker-inline.js stays out of it) as one string. Both are
 # loaded by dynamic import only there, so other builds never fetch them.
 build_inline() {
@@ -142,7 +142,14 @@ build_inline() {
       fs.writeFileSync(dst, "// memba.wasm in base64 (build.sh): for bundles that do not copy memba.wasm (bindings/assets.js)\nexport default \"" + fs.readFileSync(src).toString("base64") + "\";\n");' \
       "$OUT/memba.wasm" "$OUT/memba-wasm-inline.js"
   fi
-  if stale "$OUT/worker-inline.js" "$OUT/memba-wasm-inline.js" "$OUT/memba.mjs" bindings/*.js web/*.js package-lock.json build.sh; then
+  if stale "$OUT/kernels-inline.js" web/kernels/*.wgsl; then
+    echo "build.sh: web/kernels/*.wgsl -> $OUT/kernels-inline.js"
+    node -e 'const fs = require("fs"), path = require("path"); const [dst, ...srcs] = process.argv.slice(1);
+      const o = Object.fromEntries(srcs.map((f) => [path.basename(f, ".wgsl"), fs.readFileSync(f, "utf8")]));
+      fs.writeFileSync(dst, "// web/kernels/*.wgsl by name (build.sh): for bundles that do not copy them (web/webgpu.js)\nexport default " + JSON.stringify(o, null, 1) + ";\n");' \
+      "$OUT/kernels-inline.js" web/kernels/*.wgsl
+  fi
+  if stale "$OUT/worker-inline.js" "$OUT/kernels-inline.js" "$OUT/memba-wasm-inline.js" "$OUT/memba.mjs" bindings/*.js web/*.js package-lock.json build.sh; then
     echo "build.sh: esbuild bindings/worker.js -> $OUT/worker-inline.js (one string)"
     node_modules/.bin/esbuild bindings/worker.js --bundle --format=esm --platform=browser --minify \
       --external:*worker-inline.js --log-level=warning --outfile="$BUILD/worker-bundle.js"

@@ -5,7 +5,8 @@
 // esbuild and Rollup bundle the JS but leave those URLs pointing beside the bundle, where nothing
 // was copied. There the package uses its copies inlined in JS, which it loads only then, by dynamic
 // import: dist/memba-wasm-inline.js (memba.wasm in base64, 0.16 MB) and dist/worker-inline.js
-// (worker.js bundled with its imports, run from a blob: URL). build.sh writes both.
+// (worker.js bundled with its imports, run from a blob: URL); web/webgpu.js does the same for its
+// WGSL kernels (dist/kernels-inline.js). build.sh writes all three.
 // Deliberately not here: the model's files (a source's URLs: source.js) and wasmUrl (engine.js).
 import { wasmUrl, moduleUrl } from '../dist/memba.mjs';
 

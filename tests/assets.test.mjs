@@ -1,6 +1,7 @@
 // assets.test.mjs: bindings/assets.js, the choice between the package's files and its inlined
 // copies (the bundlers test runs both in Chromium). Here: unbundled Node finds its files, and the
-// inlined wasm is dist/memba.wasm byte for byte (the copy build.sh writes, decoded as a browser does).
+// inlined wasm is dist/memba.wasm byte for byte (the copy build.sh writes, decoded as a browser does),
+// and the inlined WGSL kernels are the files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -25,4 +26,12 @@ test('the inlined memba.wasm (dist/memba-wasm-inline.js) is dist/memba.wasm, thr
   }
   if (typeof fromBase64 === 'function') assert.ok(Buffer.from(await inlineWasm()).equals(Buffer.from(file)));
   console.log(`inlined memba.wasm: ${file.length} bytes, equal`);
+});
+
+test('the inlined WGSL kernels (dist/kernels-inline.js) are web/kernels/*.wgsl, each by name', async () => {
+  const { default: sources } = await import('../dist/kernels-inline.js');
+  const files = fs.readdirSync(path.join(ROOT, 'web', 'kernels')).filter((f) => f.endsWith('.wgsl'));
+  assert.deepEqual(Object.keys(sources).sort(), files.map((f) => f.slice(0, -5)).sort());
+  for (const f of files) assert.equal(sources[f.slice(0, -5)], fs.readFileSync(path.join(ROOT, 'web', 'kernels', f), 'utf8'), f);
+  console.log(`inlined kernels: ${files.length}, equal`);
 });

@@ -32,7 +32,7 @@ test('npm pack from a fresh clone includes dist/ and every exported file', { ski
       if (target.includes('*')) continue;
       assert.ok(files.has(target.replace(/^\.\//, '')), `export target ${target} is not in the tarball`);
     }
-    for (const f of ['dist/memba.mjs', 'dist/memba.wasm', 'dist/memba-wasm-inline.js', 'dist/worker-inline.js', 'bindings/worker.js', 'models/default/model.safetensors', 'web/kernels/selective_scan_forward.wgsl',
+    for (const f of ['dist/memba.mjs', 'dist/memba.wasm', 'dist/memba-wasm-inline.js', 'dist/worker-inline.js', 'dist/kernels-inline.js', 'bindings/worker.js', 'models/default/model.safetensors', 'web/kernels/selective_scan_forward.wgsl',
       'CHANGELOG.md', 'README.md', 'LICENSE', 'examples/vite/src/index.js', 'examples/node/generate.mjs', 'examples/html/index.html'])
       assert.ok(files.has(f), `${f} is not in the tarball`);
     assert.ok(![...files].some((f) => f.startsWith('tests/') || f.startsWith('node_modules/')), 'no tests or node_modules in the tarball');

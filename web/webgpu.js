@@ -4,6 +4,7 @@
 // Deliberately not here: deciding when the GPU pays (the backend choice) and the model loop.
 import { IS_NODE, IS_BROWSER, NAVIGATOR_GPU } from '../bindings/env.js';
 import { nodeImport } from '../bindings/node-import.js';
+import { filesBesideCode } from '../bindings/assets.js';
 
 /* Each kernel's URL written out literally, so bundlers (Vite, webpack) copy the .wgsl file and
  * rewrite the URL; a template with a variable would not be followed by every bundler. */
@@ -55,6 +56,10 @@ export async function requestDevice(opts = {}) {
 }
 
 async function kernelSource(name) {
+  if (!filesBesideCode()) { // a bundle that copied no .wgsl (esbuild, Rollup, the inlined worker)
+    const { default: sources } = await import('../dist/kernels-inline.js');
+    return sources[name];
+  }
   const url = KERNEL_URLS[name]();
   if (NODE_ONLY) {
     const fs = await nodeImport('node:fs/promises');

@@ -131,10 +131,12 @@ build_wasm() {
     -sEXPORTED_FUNCTIONS="[${exp%,}]" "${SRC[@]}" -o "$OUT/memba.mjs"
 }
 
-# The copies bindings/assets.js uses inside bundles that copy no files (esbuild, Rollup): memba.wasm
-# in base64, the WGSL kernels by name (web/webgpu.js), and worker.js bundled with its imports (esbuild, minified; it never starts a worker
-# itself, so worker-inline.js stays out of it) as one string. Both are
-# loaded by dynamic import only there, so other builds never fetch them.
+# The copies used inside bundles that copy no files (esbuild, Rollup): memba.wasm in base64, the
+# WGSL kernels by name (web/webgpu.js), and worker.js bundled with its imports (esbuild, minified;
+# it never starts a worker itself, so worker-inline.js stays out of it) as one string, all three
+# loaded by dynamic import only there (bindings/assets.js), so other builds never fetch them; and
+# the default model's files as data: URLs, which package.json's exports give to bundlers that set
+# none of the conditions node, webpack, development, production (models/default/model-inline.js).
 build_inline() {
   if stale "$OUT/memba-wasm-inline.js" "$OUT/memba.wasm"; then
     echo "build.sh: memba.wasm -> $OUT/memba-wasm-inline.js (base64)"
@@ -148,6 +150,14 @@ build_inline() {
       const o = Object.fromEntries(srcs.map((f) => [path.basename(f, ".wgsl"), fs.readFileSync(f, "utf8")]));
       fs.writeFileSync(dst, "// web/kernels/*.wgsl by name (build.sh): for bundles that do not copy them (web/webgpu.js)\nexport default " + JSON.stringify(o, null, 1) + ";\n");' \
       "$OUT/kernels-inline.js" web/kernels/*.wgsl
+  fi
+  if stale "$OUT/default-model-inline.js" models/default/config.json models/default/model.safetensors models/default/tokenizer.json; then
+    echo "build.sh: models/default -> $OUT/default-model-inline.js (data: URLs)"
+    node -e 'const fs = require("fs"), path = require("path"); const [dst, ...srcs] = process.argv.slice(1);
+      const type = (f) => (f.endsWith(".json") ? "application/json" : "application/octet-stream");
+      const o = Object.fromEntries(srcs.map((f) => [path.basename(f), "data:" + type(f) + ";base64," + fs.readFileSync(f).toString("base64")]));
+      fs.writeFileSync(dst, "// the default model'"'"'s files as data: URLs by name (build.sh): memba-wasm/default-model for bundlers that copy no files (models/default/model-inline.js)\nexport default " + JSON.stringify(o, null, 1) + ";\n");' \
+      "$OUT/default-model-inline.js" models/default/config.json models/default/model.safetensors models/default/tokenizer.json
   fi
   if stale "$OUT/worker-inline.js" "$OUT/kernels-inline.js" "$OUT/memba-wasm-inline.js" "$OUT/memba.mjs" bindings/*.js web/*.js package-lock.json build.sh; then
     echo "build.sh: esbuild bindings/worker.js -> $OUT/worker-inline.js (one string)"

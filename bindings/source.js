@@ -525,7 +525,7 @@ function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption,
     async has(name, { signal } = {}) {
       checkName(name);
       const url = urlFor(name);
-      const cache = url.startsWith('blob:') ? null : await getCache();
+      const cache = /^(blob|data):/.test(url) ? null : await getCache();
       if (cache) {
         try {
           const hit = await cache.match(url);
@@ -554,7 +554,7 @@ function httpSource(kind, description, urlFor, defaults, fetchImpl, cacheOption,
       return runRead(names, options, defaults, description, async (name, { signal, progress, peek }) => {
         const url = urlFor(name);
         const ctx = { name, status: 'download', progress, signal, source: description, peek };
-        const cache = url.startsWith('blob:') ? null : await getCache();
+        const cache = /^(blob|data):/.test(url) ? null : await getCache();
         if (cache) {
           const cached = await fromCache(cache, url, ctx);
           if (cached) return cached;

@@ -2,8 +2,8 @@
 // into a fresh temp folder with the bundlers of tests/bundlers/package.json (from the registry),
 // next to the example app of examples/vite/ (it imports the package, loads the default model in a
 // Web Worker and streams text). The app is built with Vite (build, and the dev server), webpack 5,
-// esbuild and Rollup, each with its defaults (esbuild and Rollup copy no assets: the default model's
-// three files are put beside their bundles; README, "In the browser"), and run in
+// esbuild and Rollup, each with its defaults (esbuild and Rollup copy no files: their output must
+// hold only the bundles, which use the inlined wasm, worker and model; README, "In the browser"), and run in
 // headless Chromium (playwright-core): its text must equal Node's greedy continuation. Vite and
 // webpack also run the README's own-worker recipe. The same install runs the other examples: the
 // Node script (examples/node) and the plain page with an import map (examples/html). Skips without
@@ -94,11 +94,13 @@ function writePage(dir, script, module) {
     `<!doctype html><meta charset="utf-8"><title>memba-wasm</title><p><progress id="progress" max="1" value="0"></progress> <span id="status"></span></p><pre id="out"></pre><script ${module ? 'type="module" ' : ''}src="${script}"></script>\n`);
 }
 
-/** What esbuild and Rollup need beside the bundle: the default model's files (they copy no assets;
- * memba.wasm and the worker come inlined, bindings/assets.js). */
-function copyModel(dir) {
-  const pkg = path.join(app, 'node_modules', 'memba-wasm');
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) fs.copyFileSync(path.join(pkg, 'models', 'default', f), path.join(dir, f));
+
+/** Vite and webpack copy the model's files: their output must not also hold the inlined copy
+ * (package.json's export conditions give them models/default/model.js). */
+function noInlinedModel(dir, what) {
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(d, e.name)) : [path.join(d, e.name)]));
+  const big = walk(dir).filter((f) => f.endsWith('.js') && fs.statSync(f).size > 4e6);
+  assert.deepEqual(big.map((f) => path.relative(dir, f)), [], `${what} bundled the inlined model`);
 }
 
 /** A second entry for esbuild: a wrong wasmUrl must fail with an error that names the URL. */
@@ -155,6 +157,7 @@ after(async () => {
 
 test('Vite build, no config: the default model in a Worker generates the same text as Node; the README recipe too', { skip: SKIP, timeout: 180_000 }, async () => {
   await timed('vite build', () => run(bin('vite'), ['build', '--outDir', 'out-vite']));
+  noInlinedModel(path.join(app, 'out-vite'), 'vite build');
   checkApp(await openApp(`${await serve(path.join(app, 'out-vite'))}?recipe`), 'vite build', { recipe: true });
 });
 
@@ -183,6 +186,7 @@ test('Vite dev server, no config: the same', { skip: SKIP, timeout: 180_000 }, a
 test('webpack 5, no config (default entry src/index.js): the same, and the README recipe', { skip: SKIP, timeout: 180_000 }, async () => {
   const out = path.join(app, 'out-webpack');
   await timed('webpack', () => run(bin('webpack'), ['--mode', 'production', '--output-path', out]));
+  noInlinedModel(out, 'webpack');
   writePage(out, 'main.js', false);
   checkApp(await openApp(`${await serve(out)}?recipe`), 'webpack', { recipe: true });
 });
@@ -192,7 +196,6 @@ test('esbuild, no config (esbuild --bundle): the same; a wrong wasmUrl fails nam
   fs.writeFileSync(path.join(app, 'src', 'wasm-url.js'), WASM_URL_PAGE);
   await timed('esbuild', () => run(bin('esbuild'), ['src/index.js', 'src/wasm-url.js', '--bundle', '--format=esm', `--outdir=${out}`]));
   assert.deepEqual(fs.readdirSync(out).sort(), ['index.js', 'wasm-url.js'], 'esbuild wrote other files');
-  copyModel(out);
   writePage(out, 'index.js', true);
   const url = await serve(out);
   checkApp(await openApp(url), 'esbuild');
@@ -204,9 +207,18 @@ test('esbuild, no config (esbuild --bundle): the same; a wrong wasmUrl fails nam
 test('Rollup with @rollup/plugin-node-resolve (its way to npm packages), no other config: the same', { skip: SKIP, timeout: 180_000 }, async () => {
   const out = path.join(app, 'out-rollup');
   await timed('rollup', () => run(bin('rollup'), ['src/index.js', '-p', 'node-resolve', '-f', 'es', '-d', out]));
-  copyModel(out);
+  const files = fs.readdirSync(out);
+  assert.ok(files.every((f) => f.endsWith('.js')), `Rollup wrote files other than chunks: ${files}`);
   writePage(out, 'index.js', true);
   checkApp(await openApp(await serve(out)), 'rollup');
+});
+
+test("Rollup with node-resolve's browser: true (Vite's export conditions, no copies): the load fails naming memba-wasm/default-model/inline", { skip: SKIP, timeout: 180_000 }, async () => {
+  const out = path.join(app, 'out-rollup-browser');
+  await run(bin('rollup'), ['src/index.js', '-p', 'node-resolve={browser: true}', '-f', 'es', '-d', out]);
+  writePage(out, 'index.js', true);
+  const { error } = await openApp(await serve(out));
+  assert.match(error ?? '', /did not copy beside the bundle: import defaultModel from 'memba-wasm\/default-model\/inline'/, error);
 });
 
 test('examples/node: the Node script, run against the installed tarball', { skip: SKIP, timeout: 60_000 }, async () => {

@@ -1,5 +1,6 @@
 // named-sources.test.mjs: the 'default' and { urls } sources (bindings/named-sources.js) in Node:
-// 'default' and defaultModel (memba-wasm/default-model) are the embedded model, in a worker too;
+// 'default', defaultModel (memba-wasm/default-model) and its inlined form are the embedded model,
+// in a worker too;
 // { urls } over HTTP reads exactly the names it lists; bad maps are invalid_argument.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,6 +39,21 @@ test("'default' and defaultModel are the embedded model, in the page's thread an
     assert.equal(maxDiff((await r.forward(IDS)).data, want), 0, `${what} in a worker`);
     await r.dispose();
   }
+});
+
+test('defaultModel inlined (memba-wasm/default-model/inline): data: URLs of the same bytes, the same model, in a worker too', async () => {
+  const { defaultModel: inline } = await import('../models/default/model-inline.js');
+  for (const [name, url] of Object.entries(inline.urls)) {
+    assert.match(url, /^data:application\/(json|octet-stream);base64,/, name);
+    assert.ok(Buffer.from(url.slice(url.indexOf(',') + 1), 'base64').equals(fs.readFileSync(path.join(ROOT, 'models', 'default', name))), `${name}: the inlined bytes differ from the file`);
+  }
+  const want = (await (await Mamba.load(defaultModel)).forward(IDS)).data;
+  const m = await Mamba.load(inline);
+  assert.equal(maxDiff((await m.forward(IDS)).data, want), 0);
+  m.dispose();
+  const r = await Mamba.load(inline, { worker: true });
+  assert.equal(maxDiff((await r.forward(IDS)).data, want), 0, 'in a worker');
+  await r.dispose();
 });
 
 test('{ urls }: files named one by one over HTTP; a name not listed is missing', async () => {

@@ -141,6 +141,7 @@ async function pickSample() {
     return updateDataInfo();
   }
   const { url, prompt } = SAMPLES[key];
+  for (const k of ['chars', 'tokens', 'sample']) delete $('data-info').dataset[k]; // the old text's
   setStatus($('data-info'), 'fetching the sample ...');
   try {
     const r = await fetch(url);
@@ -194,6 +195,7 @@ function updateDataInfo() {
     const text = $('train-text').value;
     const el = $('data-info');
     el.dataset.chars = String(text.length);
+    el.dataset.sample = $('sample').value;
     if (!state.model) return setStatus(el, `${fmt(text.length)} characters (tokens: once the model is loaded)`);
     try {
       const ids = await tokensOf(text);

@@ -50,7 +50,7 @@ test('demo in headless Chromium: data picker, fine-tune with validation (chart),
     // the data picker: both bundled samples load, with their size in characters and tokens
     const sizeOf = async (sample) => {
       await page.selectOption('#sample', sample);
-      await page.waitForFunction((n) => Number(document.querySelector('#data-info').dataset.chars) > 30_000 && document.querySelector('#train-text').value.length === Number(document.querySelector('#data-info').dataset.chars) && document.querySelector('#data-info').dataset.tokens && /tokens/.test(document.querySelector('#data-info').textContent), null, { timeout: 30_000 });
+      await page.waitForFunction((s) => document.querySelector('#data-info').dataset.sample === s && Number(document.querySelector('#data-info').dataset.chars) > 30_000 && document.querySelector('#train-text').value.length === Number(document.querySelector('#data-info').dataset.chars) && document.querySelector('#data-info').dataset.tokens && /tokens/.test(document.querySelector('#data-info').textContent), sample, { timeout: 30_000 });
       return { chars: Number(await page.getAttribute('#data-info', 'data-chars')), tokens: Number(await page.getAttribute('#data-info', 'data-tokens')), info: await page.textContent('#data-info') };
     };
     const scifi = await sizeOf('brown-scifi');

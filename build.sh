@@ -17,7 +17,7 @@ cd "$(dirname "$0")"
 OUT=dist
 BUILD=build
 SRC=(src/error.c src/ref_ops.c
-  src/core/weights.c src/core/block.c src/core/state.c src/core/adapter.c src/core/init.c
+  src/core/weights.c src/core/block.c src/core/state.c src/core/adapter.c src/core/init.c src/core/pool.c
   src/models/lm.c
   src/train/train.c src/train/workspace.c src/train/optim.c
   src/ops/matmul.c src/ops/rmsnorm.c src/ops/conv1d.c src/ops/delta.c src/ops/scan.c src/ops/gate.c
@@ -58,10 +58,12 @@ WASM_FLAGS=(
 NATIVE_FLAGS=(
   -O3                 # speed
   -march=x86-64       # baseline SSE2: the same 128-bit vectors as WASM SIMD, for a fair comparison
+  -pthread            # the thread pool (src/core/pool.c)
 )
 SAN_FLAGS=(
   -O1 -g -fno-omit-frame-pointer
   -fsanitize=address,undefined -fno-sanitize-recover=all  # ASan (+LeakSanitizer) and UBSan, any report fails
+  -pthread                                                 # the thread pool
 )
 
 need_root() { [ "$(id -u)" = 0 ] || { echo "build.sh: $1 is missing; install it (as root: apt-get install $2)" >&2; exit 1; }; }
@@ -211,7 +213,7 @@ run_fuzz() {
     if stale "$bin" "$h" tests/fuzz/fuzz.h "${SRC[@]}" src/*.h src/*/*.h build.sh; then
       echo "build.sh: clang (libFuzzer + asan + ubsan) -> $bin"
       clang "${CFLAGS_COMMON[@]}" -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-        -fno-sanitize-recover=all -DMB_ALLOC_LIMIT='((size_t)256 << 20)' "$h" "${SRC[@]}" -lm -o "$bin"
+        -fno-sanitize-recover=all -pthread -DMB_ALLOC_LIMIT='((size_t)256 << 20)' "$h" "${SRC[@]}" -lm -o "$bin"
     fi
     mkdir -p "$BUILD/fuzz/$name"
     echo "build.sh: fuzz $name for ${each}s"

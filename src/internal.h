@@ -50,6 +50,18 @@ float *mb_alloc_floats(uint64_t n);  /* malloc of n floats (n = 0: one); NULL wh
 float *mb_calloc_floats(uint64_t n); /* zeroed */
 void *mb_calloc_n(uint64_t n, size_t size);
 
+/* ---- the thread pool (core/pool.c): fn(ctx, i0, i1) over chunks of [0, n) whose boundaries
+ * are multiples of align, at most one chunk per mb_par_min_work of `work` (multiply-adds or the
+ * like), so small ops stay on the caller. Only for loops whose iterations are independent. ---- */
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+#define MB_HAVE_THREADS 0
+#else
+#define MB_HAVE_THREADS 1
+#endif
+extern uint64_t mb_par_min_work; /* 32768; tests set 1 so that every op splits */
+typedef void (*mb_range_fn)(void *ctx, int i0, int i1);
+void mb_parallel_for(int n, int align, uint64_t work, mb_range_fn fn, void *ctx);
+
 /* ---- scalar helpers (error.c) ---- */
 float silu_f(float x);
 float softplus_f(float x); /* softplus(v) = v for v > 20 (PyTorch threshold) */
@@ -96,6 +108,9 @@ void matmul_forward_scalar(float *out, const float *inp, const float *weight, co
                            int T, int C, int OC);
 void matmul_forward_simd(float *out, const float *inp, const float *weight, const float *bias,
                          int T, int C, int OC);
+/* mm with out rows of stride ld; few: run the kernel a call of fewer than 4 tokens runs */
+void matmul_forward_simd_ld(float *out, size_t ld, const float *inp, const float *weight, const float *bias,
+                            int T, int C, int OC, int few);
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T,
                     int C, int OC);
 /* dinp[t, c] += sum_o dout[t, o] * weight[o, c] (frozen weight: no weight gradient) */
@@ -107,12 +122,17 @@ void matmul_backward_input(float *dinp, const float *dout, const float *weight, 
 void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
                     int C, int OC);
 void linear_backward_input(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC);
+void linear_forward_f32b(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
 /* qmatmul.c: f16 rows converted in registers (few tokens; equals the float32 kernel on the
  * decoded weights); q8 x q8 with each token quantised per block of 32 (scalar reference and SIMD
  * give the same bits) */
 void f16_matvec(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
 void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
 void q8_matmul_scalar(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC);
+/* the same over OC rows starting at W (a slot's rows from some row on), out rows of stride ld */
+void f16_matvec_rows(float *out, size_t ld, const float *inp, const uint16_t *W, const float *bias, int T, int C, int OC);
+void q8_matmul_rows(float *out, size_t ld, const float *inp, const uint8_t *W, const float *bias, int T, int C, int OC);
+void q8_matmul_scalar_rows(float *out, size_t ld, const float *inp, const uint8_t *W, const float *bias, int T, int C, int OC);
 
 /* rmsnorm.c: out[t] = inp[t] / sqrt(mean(inp[t]^2) + eps) * weight */
 void rmsnorm_forward_scalar(float *out, const float *inp, const float *weight, int T, int C,

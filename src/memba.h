@@ -238,7 +238,18 @@ mb_status mb_adapter_reset_optimizer(mb_adapter *a);
 
 /* malloc/free exported for the bindings (WASM heap buffers). */
 void *mb_malloc(size_t n);
+
 void mb_free(void *p);
+
+/* ---- threads (core/pool.c) ----
+ * The matmuls, the scan and the conv split their rows / channels / tokens over a persistent pool
+ * of n threads (the caller is one of them), so results equal one thread's bit for bit. Set it
+ * between calls, from the one thread that calls the core. MB_ERR_INVALID_ARG outside
+ * 1..MB_MAX_THREADS and for n > 1 in a build without threads; MB_ERR_OOM when a thread cannot be
+ * started (the pool is then back to 1 thread). */
+#define MB_MAX_THREADS 16
+mb_status mb_set_threads(int n);
+int mb_get_threads(void);
 
 #ifdef __cplusplus
 }

@@ -30,24 +30,30 @@ static void hist_update(float *hist, const float *x, int x_stride, int L, int E,
   }
 }
 
-void conv1d_silu_forward_scalar(float *u, float *xc, float *hist, const float *x, int x_stride,
-                                const float *w, const float *bias, int L, int E, int K) {
+/* channels c0 .. c1-1 (independent: threads split them); the history is updated after all */
+static void conv_scalar_range(float *u, float *xc, const float *hist, const float *x, int x_stride,
+                              const float *w, const float *bias, int L, int E, int K, int c0, int c1) {
   for (int t = 0; t < L; t++) {
-    for (int c = 0; c < E; c++) {
+    for (int c = c0; c < c1; c++) {
       float acc = bias ? bias[c] : 0.0f;
       for (int k = 0; k < K; k++) acc += w[c * K + k] * x_at(x, x_stride, hist, t - (K - 1) + k, c, E, K);
       if (xc) xc[(size_t)t * E + c] = acc;
       u[(size_t)t * E + c] = silu_f(acc);
     }
   }
+}
+
+void conv1d_silu_forward_scalar(float *u, float *xc, float *hist, const float *x, int x_stride,
+                                const float *w, const float *bias, int L, int E, int K) {
+  conv_scalar_range(u, xc, hist, x, x_stride, w, bias, L, E, K, 0, E);
   if (hist) hist_update(hist, x, x_stride, L, E, K);
 }
 
-/* SIMD over channels: needs E % 4 == 0 and K <= 8. Weights are transposed per call into [K, E]
- * (K*E floats, small) so each tap is a contiguous vector. */
-static void conv1d_silu_forward_simd(float *u, float *xc, float *hist, const float *x, int x_stride,
-                                     const float *w, const float *bias, int L, int E, int K) {
-  for (int c0 = 0; c0 < E; c0 += 4) {
+/* SIMD over channels: needs E % 4 == 0 and K <= 8 (c0, c1: multiples of 4). Weights are
+ * transposed per call into [K, 4] per group of 4 channels so each tap is a vector. */
+static void conv_simd_range(float *u, float *xc, const float *hist, const float *x, int x_stride,
+                            const float *w, const float *bias, int L, int E, int K, int c_begin, int c_end) {
+  for (int c0 = c_begin; c0 < c_end; c0 += 4) {
     f32x4 wk[8];
     for (int k = 0; k < K; k++)
       wk[k] = (f32x4){w[(c0 + 0) * K + k], w[(c0 + 1) * K + k], w[(c0 + 2) * K + k],
@@ -67,15 +73,24 @@ static void conv1d_silu_forward_simd(float *u, float *xc, float *hist, const flo
       v_store(u + (size_t)t * E + c0, v_silu(acc));
     }
   }
-  if (hist) hist_update(hist, x, x_stride, L, E, K);
+}
+
+typedef struct {
+  float *u, *xc;
+  const float *hist, *x, *w, *bias;
+  int x_stride, L, E, K, simd;
+} conv_job;
+
+static void conv_range(void *p, int c0, int c1) {
+  const conv_job *j = p;
+  (j->simd ? conv_simd_range : conv_scalar_range)(j->u, j->xc, j->hist, j->x, j->x_stride, j->w, j->bias, j->L, j->E, j->K, c0, c1);
 }
 
 void conv1d_silu_forward(float *u, float *xc, float *hist, const float *x, int x_stride,
                          const float *w, const float *bias, int L, int E, int K) {
-  if (mb_simd_enabled && E % 4 == 0 && K <= 8)
-    conv1d_silu_forward_simd(u, xc, hist, x, x_stride, w, bias, L, E, K);
-  else
-    conv1d_silu_forward_scalar(u, xc, hist, x, x_stride, w, bias, L, E, K);
+  conv_job j = {u, xc, hist, x, w, bias, x_stride, L, E, K, mb_simd_enabled && E % 4 == 0 && K <= 8};
+  mb_parallel_for(E, 4, (uint64_t)L * E * (K + 8), conv_range, &j);
+  if (hist) hist_update(hist, x, x_stride, L, E, K);
 }
 
 /* dx (rows of stride x_stride) += d/dx of u = silu(conv(x)), given du and the pre-activation xc:

@@ -27,21 +27,49 @@ static void dt_forward_scalar(float *dlin, const float *dbc, int dbc_stride, con
 #define DT_GATHER 8192
 static _Thread_local float g_dl[DT_GATHER];
 
+typedef struct {
+  float *dlin;
+  const float *dbc, *w, *b;
+  int dbc_stride, T, E, R;
+} dt_job;
+
+/* tokens i0 .. i1-1 (threads split tokens; the kernel is the one the whole call's T picks) */
+static void dt_range(void *p, int i0, int i1) {
+  const dt_job *j = p;
+  int R = j->R, tb = DT_GATHER / R;
+  for (int t0 = i0; t0 < i1; t0 += tb) {
+    int n = i1 - t0 < tb ? i1 - t0 : tb;
+    for (int i = 0; i < n; i++) memcpy(g_dl + (size_t)i * R, j->dbc + (size_t)(t0 + i) * j->dbc_stride, sizeof(float) * R);
+    matmul_forward_simd_ld(j->dlin + (size_t)t0 * j->E, (size_t)j->E, g_dl, j->w, j->b, n, R, j->E, j->T < 4);
+  }
+}
+
 void dt_forward(float *dlin, const float *dbc, int dbc_stride, const float *dt_proj_w,
                 const float *dt_proj_b, int T, int E, int R) {
   if (!mb_simd_enabled || R > DT_GATHER) {
     dt_forward_scalar(dlin, dbc, dbc_stride, dt_proj_w, dt_proj_b, T, E, R);
     return;
   }
-  int tb = DT_GATHER / R;
-  for (int t0 = 0; t0 < T; t0 += tb) {
-    int n = T - t0 < tb ? T - t0 : tb;
-    for (int i = 0; i < n; i++) memcpy(g_dl + (size_t)i * R, dbc + (size_t)(t0 + i) * dbc_stride, sizeof(float) * R);
-    matmul_forward_simd(dlin + (size_t)t0 * E, g_dl, dt_proj_w, dt_proj_b, n, R, E);
-  }
+  dt_job j = {dlin, dbc, dt_proj_w, dt_proj_b, dbc_stride, T, E, R};
+  mb_parallel_for(T, 4, (uint64_t)T * E * R, dt_range, &j);
+}
+
+typedef struct {
+  float *out;
+  const float *inp;
+} sp_job;
+
+static void softplus_range(void *p, int i0, int i1) {
+  const sp_job *j = p;
+  for (int i = i0; i < i1; i++) j->out[i] = softplus_f(j->inp[i]);
 }
 
 void softplus_forward(float *out, const float *inp, size_t n) {
+  sp_job j = {out, inp};
+  if (n <= (size_t)INT32_MAX) {
+    mb_parallel_for((int)n, 64, (uint64_t)n * 16, softplus_range, &j); /* ~16 flops each */
+    return;
+  }
   for (size_t i = 0; i < n; i++) out[i] = softplus_f(inp[i]);
 }
 

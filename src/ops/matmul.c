@@ -4,7 +4,10 @@
  * rows x 2 tokens; both with scalar tails.
  * linear_forward / linear_backward_input take a typed weight slot and dispatch on its dtype (f32
  * here; f16 and q8 decode row blocks to float32 here or use qmatmul.c's kernels for decode).
- * Not here: threading (later: split the o loop), transposed weights. */
+ * Threads (core/pool.c): the forward splits output rows (at multiples of the 4-row tile) or, for
+ * few rows, tokens; the backward splits tokens. Which kernel runs is chosen from the whole call's
+ * shape before splitting, so each value is computed as with one thread, bit for bit.
+ * Not here: transposed weights. */
 #include "../internal.h"
 #include "../simd.h"
 
@@ -107,9 +110,11 @@ static void matvec_rows(float *out, size_t ld, const float *inp, const float *we
  * stream past it once per block. */
 #define T_BLOCK 64
 
+/* few: the whole call has fewer than 4 tokens (a part of a split call runs the kernel the whole
+ * call would) */
 static void mm_forward_simd(float *out, size_t ld, const float *inp, const float *weight,
-                            const float *bias, int T, int C, int OC) {
-  if (T < 4) {
+                            const float *bias, int T, int C, int OC, int few) {
+  if (few) {
     matvec_rows(out, ld, inp, weight, bias, T, C, OC);
     return;
   }
@@ -131,17 +136,20 @@ static void mm_forward_simd(float *out, size_t ld, const float *inp, const float
   }
 }
 
+void matmul_forward_simd_ld(float *out, size_t ld, const float *inp, const float *weight, const float *bias,
+                            int T, int C, int OC, int few) {
+  mm_forward_simd(out, ld, inp, weight, bias, T, C, OC, few);
+}
+
 void matmul_forward_simd(float *out, const float *inp, const float *weight, const float *bias,
                          int T, int C, int OC) {
-  mm_forward_simd(out, (size_t)OC, inp, weight, bias, T, C, OC);
+  mm_forward_simd(out, (size_t)OC, inp, weight, bias, T, C, OC, T < 4);
 }
 
 void matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int T,
                     int C, int OC) {
-  if (mb_simd_enabled)
-    matmul_forward_simd(out, inp, weight, bias, T, C, OC);
-  else
-    matmul_forward_scalar(out, inp, weight, bias, T, C, OC);
+  mb_slot w = {MB_DT_F32, (void *)weight, (size_t)OC * C, (size_t)C, (size_t)OC * C * sizeof(float)};
+  linear_forward_f32b(out, inp, &w, bias, T, C, OC);
 }
 
 /* dinp[t, c] += sum_o dout[t, o] * weight[o, c]: the input gradient through a frozen linear layer
@@ -189,9 +197,12 @@ static void backward_tile(float *dinp, const float *dout, const float *weight, i
   }
 }
 
+/* simd: chosen from the whole call's shape (mm_backward_simd_ok), so a split call runs one kernel */
+static int mm_backward_simd_ok(int T, int OC) { return mb_simd_enabled && T * (size_t)OC >= 64; }
+
 static void mm_backward(float *dinp, const float *dout, size_t ld, const float *weight, int T, int C,
-                        int OC) {
-  if (!mb_simd_enabled || T * (size_t)OC < 64) {
+                        int OC, int simd) {
+  if (!simd) {
     mm_backward_scalar(dinp, dout, ld, weight, T, C, OC);
     return;
   }
@@ -218,7 +229,8 @@ static void mm_backward(float *dinp, const float *dout, size_t ld, const float *
 
 void matmul_backward_input(float *dinp, const float *dout, const float *weight, int T, int C,
                            int OC) {
-  mm_backward(dinp, dout, (size_t)OC, weight, T, C, OC);
+  mb_slot w = {MB_DT_F32, (void *)weight, (size_t)OC * C, (size_t)C, (size_t)OC * C * sizeof(float)};
+  linear_backward_input(dinp, dout, &w, T, C, OC);
 }
 
 /* ---- through a typed weight slot: the one place a matmul learns the weight's dtype ----
@@ -273,54 +285,109 @@ static void wide_backward(float *dinp, const float *dout, const mb_slot *w, int 
   }
 }
 
-void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
-                    int C, int OC) {
-  const float *b = bias ? slot_f32(bias) : NULL;
+/* out[:, 0:n] (rows of stride ld) from weight rows o0 .. o0+n-1; `few`: the whole call's T < 4 */
+static void linear_rows(float *out, size_t ld, const float *inp, const mb_slot *w, int o0,
+                        const float *b, int T, int C, int n, int few) {
+  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  const uint8_t *rows = (const uint8_t *)w->data + (size_t)o0 * rb;
+  if (b) b += o0;
   if (w->dtype == MB_DT_F32) {
-    matmul_forward(out, inp, slot_f32(w), b, T, C, OC);
+    if (mb_simd_enabled) mm_forward_simd(out, ld, inp, (const float *)rows, b, T, C, n, few);
+    else mm_forward_scalar(out, ld, inp, (const float *)rows, b, T, C, n);
     return;
   }
-  if (w->dtype == MB_DT_Q8 && T < 4) { /* decode: q8 x q8 (qmatmul.c), memory-bound */
-    if (mb_simd_enabled) q8_matmul(out, inp, w, b, T, C, OC);
-    else q8_matmul_scalar(out, inp, w, b, T, C, OC);
+  if (w->dtype == MB_DT_Q8 && few) { /* decode: q8 x q8 (qmatmul.c), memory-bound */
+    if (mb_simd_enabled) q8_matmul_rows(out, ld, inp, rows, b, T, C, n);
+    else q8_matmul_scalar_rows(out, ld, inp, rows, b, T, C, n);
     return;
   }
   /* many tokens (prefill, training): compute-bound, where q8 x q8 with per-block scales costs
    * about 2.5x the instructions per multiply-add of the float32 tile on 128-bit SIMD (0.6x the
    * speed, measured): so q8 rows are decoded to float32 like f16 rows, once per call, and the
    * tokens are not quantised (more accurate, and the same arithmetic as the backward) */
-  if ((size_t)C > DECODE_FLOATS) {
-    wide_forward(out, inp, w, b, T, C, OC);
+  if (w->dtype == MB_DT_F16 && few && mb_simd_enabled) { /* decode: rows converted in registers, as matvec_rows */
+    f16_matvec_rows(out, ld, inp, (const uint16_t *)rows, b, T, C, n);
     return;
   }
-  if (w->dtype == MB_DT_F16 && T < 4 && mb_simd_enabled) { /* decode: rows converted in registers, as matvec_rows */
-    f16_matvec(out, inp, w, b, T, C, OC);
+  int nb = rows_per_block(C);
+  for (int r0 = 0; r0 < n; r0 += nb) {
+    int k = n - r0 < nb ? n - r0 : nb;
+    dtype_rows_to_f32(g_decoded, rows + (size_t)r0 * rb, w->dtype, (size_t)k, (size_t)C);
+    if (mb_simd_enabled) mm_forward_simd(out + r0, ld, inp, g_decoded, b ? b + r0 : NULL, T, C, k, few);
+    else mm_forward_scalar(out + r0, ld, inp, g_decoded, b ? b + r0 : NULL, T, C, k);
+  }
+}
+
+typedef struct {
+  float *out;
+  const float *inp;
+  const mb_slot *w;
+  const float *b;
+  int T, C, OC, few, by_tokens;
+} lin_job;
+
+static void linear_range(void *p, int i0, int i1) {
+  const lin_job *j = p;
+  if (j->by_tokens)
+    linear_rows(j->out + (size_t)i0 * j->OC, (size_t)j->OC, j->inp + (size_t)i0 * j->C, j->w, 0, j->b, i1 - i0, j->C, j->OC, j->few);
+  else
+    linear_rows(j->out + i0, (size_t)j->OC, j->inp, j->w, i0, j->b, j->T, j->C, i1 - i0, j->few);
+}
+
+/* out = inp @ w^T + b with an f32 bias pointer (matmul_forward's form) */
+void linear_forward_f32b(float *out, const float *inp, const mb_slot *w, const float *b, int T, int C, int OC) {
+  if (w->dtype != MB_DT_F32 && (size_t)C > DECODE_FLOATS && !(w->dtype == MB_DT_Q8 && T < 4)) {
+    wide_forward(out, inp, w, b, T, C, OC); /* rare: one thread */
     return;
   }
-  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
+  uint64_t work = (uint64_t)T * C * OC;
+  lin_job j = {out, inp, w, b, T, C, OC, T < 4, 0};
+  /* rows while each thread gets at least two 4-row tiles; else tokens (4 or more per part) */
+  int threads = mb_get_threads();
+  if (OC >= 8 * threads || T < 8) {
+    mb_parallel_for(OC, 4, work, linear_range, &j);
+  } else {
+    j.by_tokens = 1;
+    mb_parallel_for(T, 4, work, linear_range, &j);
+  }
+}
+
+void linear_forward(float *out, const float *inp, const mb_slot *w, const mb_slot *bias, int T,
+                    int C, int OC) {
+  linear_forward_f32b(out, inp, w, bias ? slot_f32(bias) : NULL, T, C, OC);
+}
+
+typedef struct {
+  float *dinp;
+  const float *dout;
+  const mb_slot *w;
+  int C, OC, simd;
+} linb_job;
+
+/* tokens i0 .. i1-1: each token's input gradient is its own sum over the rows */
+static void linear_backward_range(void *p, int i0, int i1) {
+  const linb_job *j = p;
+  float *dinp = j->dinp + (size_t)i0 * j->C;
+  const float *dout = j->dout + (size_t)i0 * j->OC;
+  int T = i1 - i0, C = j->C, OC = j->OC;
+  if (j->w->dtype == MB_DT_F32) {
+    mm_backward(dinp, dout, (size_t)OC, slot_f32(j->w), T, C, OC, j->simd);
+    return;
+  }
+  size_t rb = dtype_row_bytes(j->w->dtype, (size_t)C);
   int nb = rows_per_block(C);
   for (int o0 = 0; o0 < OC; o0 += nb) {
     int n = OC - o0 < nb ? OC - o0 : nb;
-    dtype_rows_to_f32(g_decoded, (const uint8_t *)w->data + (size_t)o0 * rb, w->dtype, (size_t)n, (size_t)C);
-    if (mb_simd_enabled) mm_forward_simd(out + o0, (size_t)OC, inp, g_decoded, b ? b + o0 : NULL, T, C, n);
-    else mm_forward_scalar(out + o0, (size_t)OC, inp, g_decoded, b ? b + o0 : NULL, T, C, n);
+    dtype_rows_to_f32(g_decoded, (const uint8_t *)j->w->data + (size_t)o0 * rb, j->w->dtype, (size_t)n, (size_t)C);
+    mm_backward(dinp, dout + o0, (size_t)OC, g_decoded, T, C, n, j->simd);
   }
 }
 
 void linear_backward_input(float *dinp, const float *dout, const mb_slot *w, int T, int C, int OC) {
-  if (w->dtype == MB_DT_F32) {
-    matmul_backward_input(dinp, dout, slot_f32(w), T, C, OC);
+  if (w->dtype != MB_DT_F32 && (size_t)C > DECODE_FLOATS) {
+    wide_backward(dinp, dout, w, T, C, OC); /* rare: one thread */
     return;
   }
-  if ((size_t)C > DECODE_FLOATS) {
-    wide_backward(dinp, dout, w, T, C, OC);
-    return;
-  }
-  size_t rb = dtype_row_bytes(w->dtype, (size_t)C);
-  int nb = rows_per_block(C);
-  for (int o0 = 0; o0 < OC; o0 += nb) {
-    int n = OC - o0 < nb ? OC - o0 : nb;
-    dtype_rows_to_f32(g_decoded, (const uint8_t *)w->data + (size_t)o0 * rb, w->dtype, (size_t)n, (size_t)C);
-    mm_backward(dinp, dout + o0, (size_t)OC, g_decoded, T, C, n);
-  }
+  linb_job j = {dinp, dout, w, C, OC, mm_backward_simd_ok(T, OC)};
+  mb_parallel_for(T, 4, (uint64_t)T * C * OC, linear_backward_range, &j);
 }

@@ -42,13 +42,16 @@ static float dot_f16(const float *x, const uint16_t *w, int C) {
   return r;
 }
 
-void f16_matvec(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC) {
-  const uint16_t *W = (const uint16_t *)w->data;
+void f16_matvec_rows(float *out, size_t ld, const float *inp, const uint16_t *W, const float *bias, int T, int C, int OC) {
   for (int o = 0; o < OC; o++) {
     const uint16_t *row = W + (size_t)o * C;
     float b = bias ? bias[o] : 0.0f;
-    for (int t = 0; t < T; t++) out[(size_t)t * OC + o] = dot_f16(inp + (size_t)t * C, row, C) + b;
+    for (int t = 0; t < T; t++) out[(size_t)t * ld + o] = dot_f16(inp + (size_t)t * C, row, C) + b;
   }
+}
+
+void f16_matvec(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC) {
+  f16_matvec_rows(out, (size_t)OC, inp, (const uint16_t *)w->data, bias, T, C, OC);
 }
 
 /* ---- q8 ---- */
@@ -159,11 +162,11 @@ static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, int b0, 
 static _Thread_local int16_t g_qx[Q8_TB * Q8_CHUNK];
 static _Thread_local float g_dx[Q8_TB * (Q8_CHUNK / Q8_BLOCK)];
 
-void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC) {
+void q8_matmul_rows(float *out, size_t ld, const float *inp, const uint8_t *W, const float *bias, int T, int C, int OC) {
   int simd = mb_simd_enabled;
   size_t rb = dtype_row_bytes(MB_DT_Q8, (size_t)C);
   for (int t = 0; t < T; t++)
-    for (int o = 0; o < OC; o++) out[(size_t)t * OC + o] = bias ? bias[o] : 0.0f;
+    for (int o = 0; o < OC; o++) out[(size_t)t * ld + o] = bias ? bias[o] : 0.0f;
   for (int t0 = 0; t0 < T; t0 += Q8_TB) {
     int nt = T - t0 < Q8_TB ? T - t0 : Q8_TB;
     for (int c0 = 0; c0 < C; c0 += Q8_CHUNK) {
@@ -175,34 +178,42 @@ void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias
        * row at a time, a single sequential stream (matmul.c measured 4 interleaved rows at half the
        * bandwidth) */
       for (; simd && nt > 1 && o + 4 <= OC; o += 4) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
+        const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++)
-          rows4_chunk_simd(out + (size_t)(t0 + i) * OC + o, row, rb, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
+          rows4_chunk_simd(out + (size_t)(t0 + i) * ld + o, row, rb, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
                            g_dx + i * (Q8_CHUNK / Q8_BLOCK));
       }
       for (; o < OC; o++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
+        const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++) {
           const int16_t *q = g_qx + i * Q8_CHUNK;
           const float *d = g_dx + i * (Q8_CHUNK / Q8_BLOCK);
-          out[(size_t)(t0 + i) * OC + o] += simd ? row_chunk_simd(row, c0 / Q8_BLOCK, nb, q, d) : row_chunk_scalar(row, c0 / Q8_BLOCK, nb, q, d);
+          out[(size_t)(t0 + i) * ld + o] += simd ? row_chunk_simd(row, c0 / Q8_BLOCK, nb, q, d) : row_chunk_scalar(row, c0 / Q8_BLOCK, nb, q, d);
         }
       }
     }
   }
 }
 
+void q8_matmul(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC) {
+  q8_matmul_rows(out, (size_t)OC, inp, (const uint8_t *)w->data, bias, T, C, OC);
+}
+
 /* The reference: token by token, row by row, block by block (plain loops, no SIMD). */
-void q8_matmul_scalar(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC) {
+void q8_matmul_scalar_rows(float *out, size_t ld, const float *inp, const uint8_t *W, const float *bias, int T, int C, int OC) {
   size_t rb = dtype_row_bytes(MB_DT_Q8, (size_t)C);
   for (int t = 0; t < T; t++) {
-    for (int o = 0; o < OC; o++) out[(size_t)t * OC + o] = bias ? bias[o] : 0.0f;
+    for (int o = 0; o < OC; o++) out[(size_t)t * ld + o] = bias ? bias[o] : 0.0f;
     for (int c0 = 0; c0 < C; c0 += Q8_CHUNK) { /* quantisation is per block: chunking changes nothing */
       int n = C - c0 < Q8_CHUNK ? C - c0 : Q8_CHUNK;
       quantize_x(g_qx, g_dx, inp + (size_t)t * C + c0, n);
       for (int o = 0; o < OC; o++)
-        out[(size_t)t * OC + o] += row_chunk_scalar((const uint8_t *)w->data + (size_t)o * rb, c0 / Q8_BLOCK,
+        out[(size_t)t * ld + o] += row_chunk_scalar(W + (size_t)o * rb, c0 / Q8_BLOCK,
                                                     (n + Q8_BLOCK - 1) / Q8_BLOCK, g_qx, g_dx);
     }
   }
+}
+
+void q8_matmul_scalar(float *out, const float *inp, const mb_slot *w, const float *bias, int T, int C, int OC) {
+  q8_matmul_scalar_rows(out, (size_t)OC, inp, (const uint8_t *)w->data, bias, T, C, OC);
 }

@@ -10,13 +10,14 @@
 #include "../internal.h"
 #include "../simd.h"
 
-void selective_scan_forward_scalar(float *y, float *s, float *states, const float *u,
-                                   const float *delta, const float *bc, int bc_stride,
-                                   const float *A, const float *D, int L, int E, int N) {
+/* channels e0 .. e1-1 of the scan (each channel's recurrence is independent: threads split them) */
+static void scan_forward_scalar_range(float *y, float *s, float *states, const float *u,
+                                      const float *delta, const float *bc, int bc_stride,
+                                      const float *A, const float *D, int L, int E, int N, int e0, int e1) {
   size_t EN = (size_t)E * N;
   for (int t = 0; t < L; t++) {
     const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
-    for (int e = 0; e < E; e++) {
+    for (int e = e0; e < e1; e++) {
       float delta_t = delta[(size_t)t * E + e], ut = u[(size_t)t * E + e];
       float *se = s + (size_t)e * N;
       const float *Ae = A + (size_t)e * N;
@@ -27,17 +28,23 @@ void selective_scan_forward_scalar(float *y, float *s, float *states, const floa
       }
       y[(size_t)t * E + e] = acc + D[e] * ut;
     }
-    if (states) memcpy(states + t * EN, s, EN * sizeof(float));
+    if (states) memcpy(states + t * EN + (size_t)e0 * N, s + (size_t)e0 * N, (size_t)(e1 - e0) * N * sizeof(float));
   }
 }
 
-static void selective_scan_forward_simd(float *y, float *s, float *states, const float *u,
-                                        const float *delta, const float *bc, int bc_stride,
-                                        const float *A, const float *D, int L, int E, int N) {
+void selective_scan_forward_scalar(float *y, float *s, float *states, const float *u,
+                                   const float *delta, const float *bc, int bc_stride,
+                                   const float *A, const float *D, int L, int E, int N) {
+  scan_forward_scalar_range(y, s, states, u, delta, bc, bc_stride, A, D, L, E, N, 0, E);
+}
+
+static void scan_forward_simd_range(float *y, float *s, float *states, const float *u,
+                                    const float *delta, const float *bc, int bc_stride,
+                                    const float *A, const float *D, int L, int E, int N, int e0, int e1) {
   size_t EN = (size_t)E * N;
   for (int t = 0; t < L; t++) {
     const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
-    for (int e = 0; e < E; e++) {
+    for (int e = e0; e < e1; e++) {
       float delta_t = delta[(size_t)t * E + e], ut = u[(size_t)t * E + e];
       f32x4 vdelta = v_splat(delta_t), vdelta_u = v_splat(delta_t * ut), acc = v_splat(0.0f);
       float *se = s + (size_t)e * N;
@@ -49,17 +56,27 @@ static void selective_scan_forward_simd(float *y, float *s, float *states, const
       }
       y[(size_t)t * E + e] = v_hsum(acc) + D[e] * ut;
     }
-    if (states) memcpy(states + t * EN, s, EN * sizeof(float));
+    if (states) memcpy(states + t * EN + (size_t)e0 * N, s + (size_t)e0 * N, (size_t)(e1 - e0) * N * sizeof(float));
   }
+}
+
+typedef struct {
+  float *y, *s, *states;
+  const float *u, *delta, *bc, *A, *D;
+  int bc_stride, L, E, N, simd;
+} scan_job;
+
+static void scan_range(void *p, int e0, int e1) {
+  const scan_job *j = p;
+  (j->simd ? scan_forward_simd_range : scan_forward_scalar_range)(j->y, j->s, j->states, j->u, j->delta, j->bc, j->bc_stride,
+                                                                  j->A, j->D, j->L, j->E, j->N, e0, e1);
 }
 
 void selective_scan_forward(float *y, float *s, float *states, const float *u, const float *delta,
                             const float *bc, int bc_stride, const float *A, const float *D, int L,
                             int E, int N) {
-  if (mb_simd_enabled && N % 4 == 0)
-    selective_scan_forward_simd(y, s, states, u, delta, bc, bc_stride, A, D, L, E, N);
-  else
-    selective_scan_forward_scalar(y, s, states, u, delta, bc, bc_stride, A, D, L, E, N);
+  scan_job j = {y, s, states, u, delta, bc, A, D, bc_stride, L, E, N, mb_simd_enabled && N % 4 == 0};
+  mb_parallel_for(E, 4, (uint64_t)L * E * N * 8, scan_range, &j); /* ~8 flops per state element */
 }
 
 /* Reverse-time backward of the scan (A and D are frozen):

@@ -33,7 +33,7 @@ EXPORTS=(mb_last_error mb_model_new mb_model_new_typed mb_model_free mb_model_co
   mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers
   mb_ref_selective_scan mb_ref_conv1d_silu mb_ref_softplus mb_ref_gate mb_ref_lim
   mb_split_begin mb_split_pre mb_split_mid mb_split_post mb_split_end mb_split_end_score
-  mb_split_buffer mb_layer_A mb_state_ssm_ptr mb_op_selective_scan)
+  mb_split_buffer mb_layer_A mb_state_ssm_ptr mb_op_selective_scan mb_set_threads mb_get_threads)
 
 # Flags, each with its reason:
 CFLAGS_COMMON=(
@@ -59,6 +59,12 @@ NATIVE_FLAGS=(
   -O3                 # speed
   -march=x86-64       # baseline SSE2: the same 128-bit vectors as WASM SIMD, for a fair comparison
   -pthread            # the thread pool (src/core/pool.c)
+)
+THREAD_FLAGS=(
+  -pthread                              # the threaded build: a SharedArrayBuffer heap and Web Workers
+  -sPTHREAD_POOL_SIZE='(Module.membaPoolSize|0)'  # workers made at start-up, as many as bindings/engine.js asks for
+  -sPTHREAD_POOL_SIZE_STRICT=2          # a thread past the pool is an error (EAGAIN), never a deadlock
+  -Wno-pthreads-mem-growth              # the JS views are re-made after growth; the C core never grows the heap from a worker
 )
 SAN_FLAGS=(
   -O1 -g -fno-omit-frame-pointer
@@ -131,6 +137,14 @@ build_wasm() {
   NODE_PATH=${NODE_PATH:-/usr/share/nodejs} emcc "${CFLAGS_COMMON[@]}" "${WASM_FLAGS[@]}" \
     --extern-post-js "$BUILD/memba-post.js" \
     -sEXPORTED_FUNCTIONS="[${exp%,}]" "${SRC[@]}" -o "$OUT/memba.mjs"
+  # the threaded build (bindings/engine.js picks it where threads are available)
+  printf '%s\n' "export const wasmUrl = () => new URL('memba-threads.wasm', import.meta.url);" \
+    "export const workerUrl = () => new URL('memba-threads.worker.js', import.meta.url);" \
+    "export const moduleUrl = () => import.meta.url;" > "$BUILD/memba-threads-post.js"
+  echo "build.sh: emcc -pthread -> $OUT/memba-threads.mjs + .wasm + .worker.js"
+  NODE_PATH=${NODE_PATH:-/usr/share/nodejs} emcc "${CFLAGS_COMMON[@]}" "${WASM_FLAGS[@]}" "${THREAD_FLAGS[@]}" \
+    --extern-post-js "$BUILD/memba-threads-post.js" -sEXPORT_NAME=createMembaThreadsModule \
+    -sEXPORTED_FUNCTIONS="[${exp%,}]" "${SRC[@]}" -o "$OUT/memba-threads.mjs"
 }
 
 # The copies used inside bundles that copy no files (esbuild, Rollup): memba.wasm in base64, the

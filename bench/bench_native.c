@@ -52,6 +52,11 @@ static int bench_train(mb_model *m, int V, int L, int reps) {
 }
 
 int main(int argc, char **argv) {
+  const char *threads = getenv("MEMBA_THREADS"); /* the thread pool's size (default 1) */
+  if (threads && mb_set_threads(atoi(threads)) != MB_OK) {
+    fprintf(stderr, "MEMBA_THREADS=%s: %s\n", threads, mb_last_error());
+    return 2;
+  }
   if (argc == 7 && !strcmp(argv[1], "train")) {
     int d = atoi(argv[2]), nl = atoi(argv[3]), V = atoi(argv[4]);
     mb_config c = {d, nl, V, 16, 4, 2 * d, (d + 15) / 16, 1e-5f, 0, 1, 1};

@@ -231,6 +231,8 @@ export const FUNCTIONS = freeze({
     ['mb_adapter_reset_optimizer', 'status', 'a'],
     ['mb_malloc', 'ptr', 'n'],
     ['mb_free', 'void', 'p'],
+    ['mb_set_threads', 'status', 'n'],
+    ['mb_get_threads', 'int', ''],
   ],
   'memba_backend.h': [
     ['mb_split_begin', 'status', 'm ids B L state'],
@@ -297,6 +299,14 @@ export class Abi {
     this._scratch = this.malloc(this._outPtr + 8);
   }
 
+  /** The heap as bytes. In the threaded build another thread can grow the memory (a new thread's
+   * stack and TLS), which leaves the glue's views on the old, shorter buffer: re-made here. */
+  _heap() {
+    const mem = this._mod.wasmMemory;
+    if (mem && this._mod.HEAPU8.byteLength !== mem.buffer.byteLength) this._mod.HEAPU8 = new Uint8Array(mem.buffer);
+    return this._mod.HEAPU8;
+  }
+
   _wrap({ name, ret, params }) {
     const raw = this._mod[`_${name}`];
     if (typeof raw !== 'function') {
@@ -322,10 +332,10 @@ export class Abi {
         for (const p of params) {
           if (OUT_TYPES.has(p.type)) {
             outPtr = abi._scratch + abi._outPtr;
-            abi._mod.HEAPU8.fill(0, outPtr, outPtr + 8);
+            abi._heap().fill(0, outPtr, outPtr + 8);
             cargs.push(outPtr);
           } else if (p.type) {
-            writeStruct(abi._mod.HEAPU8, abi._scratch, STRUCTS[p.type], args[i++]);
+            writeStruct(abi._heap(), abi._scratch, STRUCTS[p.type], args[i++]);
             cargs.push(abi._scratch);
           } else cargs.push(args[i++]);
         }
@@ -346,7 +356,7 @@ export class Abi {
         case 'str':
           return abi._mod.UTF8ToString(r >>> 0);
         case 'mb_config':
-          return (r >>> 0) ? readStruct(abi._mod.HEAPU8, r >>> 0, MbConfig) : null;
+          return (r >>> 0) ? readStruct(abi._heap(), r >>> 0, MbConfig) : null;
         case 'void':
           return undefined;
         default: // int, double (with an out-parameter: { value, [its name]: out })
@@ -356,7 +366,7 @@ export class Abi {
   }
 
   _readOut(type, p) {
-    const dv = new DataView(this._mod.HEAPU8.buffer, p, 4);
+    const dv = new DataView(this._heap().buffer, p, 4);
     if (type === 'f32') return dv.getFloat32(0, true);
     if (type === 'i32') return dv.getInt32(0, true);
     return dv.getUint32(0, true); // handle, size_t: wasm32 pointers, unsigned
@@ -416,12 +426,12 @@ export class Abi {
 
   /** A Float32Array view of n floats at ptr (valid until the next call that may grow memory). */
   f32(ptr, n) {
-    return new Float32Array(this._mod.HEAPU8.buffer, ptr, n);
+    return new Float32Array(this._heap().buffer, ptr, n);
   }
 
   /** An Int32Array view of n ints at ptr (valid until the next call that may grow memory). */
   i32(ptr, n) {
-    return new Int32Array(this._mod.HEAPU8.buffer, ptr, n);
+    return new Int32Array(this._heap().buffer, ptr, n);
   }
 
   /** Writes ids (Int32Array) to a new heap buffer; returns its pointer (caller frees). */
@@ -433,6 +443,6 @@ export class Abi {
 
   /** Bytes of the WASM heap now. */
   get heapBytes() {
-    return this._mod.HEAPU8.length;
+    return this._heap().length;
   }
 }

@@ -16,6 +16,117 @@ import { filesBesideCode, inlineWasm } from './assets.js';
 
 let modulePromise = null;
 
+/** The threaded build's glue, in a variable: bundlers must neither bundle nor copy it (it runs
+ * where the package's files are served as they are: Node, an import map, a plain server). */
+const THREADS_GLUE = '../dist/memba-threads.mjs';
+/** The most threads the `threads` option takes (the C pool's MB_MAX_THREADS). */
+export const MAX_THREADS = 16;
+/** The default thread count: the cores the platform reports, at most this (decode is memory-bound,
+ * so more cores add little; each thread is a worker holding its own stack). */
+export const DEFAULT_MAX_THREADS = 8;
+
+/** The `threads` option, checked: an integer 1..MAX_THREADS, or undefined. */
+export function threadsOption(threads) {
+  if (threads === undefined) return undefined;
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS)
+    throw new MembaError(ErrorCodes.INVALID_ARGUMENT, `threads must be an integer from 1 to ${MAX_THREADS}, got ${threads}`);
+  return threads;
+}
+
+async function defaultThreads() {
+  let cores = globalThis.navigator?.hardwareConcurrency;
+  if (IS_NODE) {
+    const os = await nodeImport('node:os');
+    cores = os.availableParallelism?.() ?? os.cpus().length;
+  }
+  return Math.max(1, Math.min(DEFAULT_MAX_THREADS, Number.isInteger(cores) ? cores : 1));
+}
+
+/** Why the single-threaded build is used for these options, or null when threads can run. */
+function singleThreadReason(opts, want) {
+  if (want === 1) return opts.threads === 1 ? 'threads: 1 was asked for' : 'the platform reports 1 core';
+  if (opts.wasmBinary) return 'wasmBinary holds the single-threaded build (memba.wasm)';
+  if (opts.wasmUrl) return 'wasmUrl names the single-threaded build (memba.wasm)';
+  if (typeof SharedArrayBuffer === 'undefined' || (!IS_NODE && globalThis.crossOriginIsolated !== true))
+    return 'the page is not cross-origin isolated, so it has no SharedArrayBuffer: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp';
+  if (!filesBesideCode()) return "this bundle does not serve the threaded build's files (dist/memba-threads.*): threads run unbundled for now";
+  return null;
+}
+
+/** Emscripten's one warning about the pool's short waits on the calling thread: expected here. */
+const printErr = (text) => {
+  if (!/^Blocking on the main thread/.test(String(text))) console.error(text);
+};
+
+/** The threaded module with a pool of `n` threads (n - 1 workers and the caller). */
+async function startThreaded(n) {
+  const glue = new URL(THREADS_GLUE, import.meta.url);
+  const { default: create, wasmUrl, workerUrl } = await import(/* webpackIgnore: true */ /* @vite-ignore */ glue.href);
+  let wasmBinary;
+  if (IS_NODE) wasmBinary = await (await nodeImport('node:fs/promises')).readFile(wasmUrl());
+  else wasmBinary = await fetchWasm(wasmUrl());
+  // the glue makes its workers with the global Worker, synchronously inside create(): Node has
+  // none, so one that speaks the Web Worker protocol is there for that call only
+  const restore = IS_NODE && typeof globalThis.Worker === 'undefined' ? () => delete globalThis.Worker : null;
+  if (restore) globalThis.Worker = await (await import('./pthread-node.js')).nodePthreadWorkerClass();
+  let ready;
+  try {
+    ready = create({
+      wasmBinary,
+      membaPoolSize: n - 1,
+      locateFile: (file) => (file.endsWith('.worker.js') ? workerUrl().href : file),
+      mainScriptUrlOrBlob: glue.href,
+      printErr,
+    });
+  } finally {
+    restore?.();
+  }
+  const abi = new Abi(await ready);
+  abi.mb_set_threads(n, { what: 'threads' });
+  abi.threaded = true;
+  abi.poolThreads = n;
+  abi.threads = n;
+  abi.threadsNote = `${n} thread${n > 1 ? "s" : ""} (the threaded build)`;
+  return abi;
+}
+
+/** The single-threaded module (memba.wasm), from the bytes, the URL, the inlined copy or disk. */
+async function startSingle(opts) {
+  const args = {};
+  if (opts.wasmBinary) {
+    args.wasmBinary = opts.wasmBinary;
+  } else if (!opts.wasmUrl && !filesBesideCode()) {
+    args.wasmBinary = await inlineWasm(); // in a bundle that did not copy memba.wasm
+  } else if (IS_NODE && !opts.wasmUrl) {
+    const fs = await nodeImport('node:fs/promises'); // Node only: kept out of browser bundles
+    args.wasmBinary = await fs.readFile(defaultWasmUrl());
+  } else {
+    // fetched here rather than by emscripten, so that a failure names the URL and the fix
+    args.wasmBinary = await fetchWasm(opts.wasmUrl ?? defaultWasmUrl());
+  }
+  // with the bytes given, the glue needs no URL; without locateFile it would still resolve
+  // 'memba.wasm' against import.meta.url, which a blob: worker's URL cannot be a base for
+  args.locateFile = (file) => file;
+  const abi = new Abi(await createMembaModule(args));
+  abi.threaded = false;
+  abi.poolThreads = 1;
+  abi.threads = 1;
+  return abi;
+}
+
+/** Applies a later load's `threads` to the engine the first load made (one pool per realm). */
+function applyThreads(abi, threads) {
+  if (threads === undefined || threads === abi.threads) return;
+  if (!abi.threaded) {
+    abi.threadsNote = `1 thread: the engine of this ${IS_NODE ? 'process' : 'page or worker'} is the single-threaded build (${abi.singleReason})`;
+    return;
+  }
+  const n = Math.min(threads, abi.poolThreads);
+  abi.mb_set_threads(n, { what: 'threads' });
+  abi.threads = n;
+  abi.threadsNote = n < threads ? `${n} threads: the pool the first load made has ${abi.poolThreads}` : `${n} thread${n > 1 ? "s" : ""} (the threaded build)`;
+}
+
 /** The most the WASM heap can grow to: build.sh's -sMAXIMUM_MEMORY (4 GB, all of wasm32; a test
  * checks the two agree). */
 export const MAX_HEAP_BYTES = 4 * 2 ** 30;
@@ -29,39 +140,42 @@ export const MAX_WEIGHT_BYTES = MAX_HEAP_BYTES - RUNTIME_BYTES;
 /**
  * The shared engine instance (one WASM module, one heap, for every model of this realm). The
  * options count only on the first call of a realm (the module is made once).
- * @param {{ wasmBinary?: ArrayBuffer|Uint8Array, wasmUrl?: string|URL }} [opts]
+ * The first call picks the build: the threaded one (dist/memba-threads.*, a SharedArrayBuffer heap
+ * and a pool of `threads` threads) where threads can run, else memba.wasm; abi.threads and
+ * abi.threadsNote say which and why. A later call's `threads` resizes the pool up to its first size.
+ * @param {{ wasmBinary?: ArrayBuffer|Uint8Array, wasmUrl?: string|URL, threads?: number }} [opts]
  *   wasmBinary: the bytes of memba.wasm; wasmUrl: where to fetch it (default: beside dist/memba.mjs,
  *   as the bundler rewrote it, or the inlined copy in a bundle without it). Node reads
- *   dist/memba.wasm from disk when neither is given.
+ *   dist/memba.wasm from disk when neither is given. threads: 1..16 (default: the cores, at most 8).
  * @returns {Promise<Abi>}
  */
-export function getEngine(opts = {}) {
+export async function getEngine(opts = {}) {
+  const threads = threadsOption(opts.threads);
   if (!modulePromise) {
     modulePromise = (async () => {
-      const args = {};
-      if (opts.wasmBinary) {
-        args.wasmBinary = opts.wasmBinary;
-      } else if (!opts.wasmUrl && !filesBesideCode()) {
-        args.wasmBinary = await inlineWasm(); // in a bundle that did not copy memba.wasm
-      } else if (IS_NODE && !opts.wasmUrl) {
-        const fs = await nodeImport('node:fs/promises'); // Node only: kept out of browser bundles
-        args.wasmBinary = await fs.readFile(defaultWasmUrl());
-      } else {
-        // fetched here rather than by emscripten, so that a failure names the URL and the fix
-        args.wasmBinary = await fetchWasm(opts.wasmUrl ?? defaultWasmUrl());
+      const want = threads ?? (await defaultThreads());
+      let why = singleThreadReason(opts, want);
+      if (!why) {
+        try {
+          return await startThreaded(want);
+        } catch (err) {
+          why = `the threaded build did not start (${err?.message ?? err})`;
+        }
       }
-      // with the bytes given, the glue needs no URL; without locateFile it would still resolve
-      // 'memba.wasm' against import.meta.url, which a blob: worker's URL cannot be a base for
-      args.locateFile = (file) => file;
-      const mod = await createMembaModule(args);
-      return new Abi(mod);
+      const abi = await startSingle(opts);
+      abi.singleReason = why;
+      abi.threadsNote = `1 thread: ${why}`;
+      return abi;
     })().catch((err) => {
       modulePromise = null;
       if (err instanceof MembaError) throw err;
       throw new MembaError(ErrorCodes.INTERNAL, `could not start the WASM engine: ${err.message ?? err}`, { cause: err });
     });
+    return modulePromise;
   }
-  return modulePromise;
+  const abi = await modulePromise;
+  applyThreads(abi, threads);
+  return abi;
 }
 
 const WASM_HINT = 'Serve node_modules/memba-wasm/dist/memba.wasm at that URL, pass { wasmUrl } with where it is, ' +

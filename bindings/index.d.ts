@@ -71,6 +71,11 @@ export interface LoadOptions {
    * inputs are quantised the same way). 'auto' (default): the most precise of fp32 / fp16 / q8
    * that fits the heap. Files of any dtype are converted tensor by tensor (README "Weight dtypes"). */
   dtype?: 'auto' | 'fp32' | 'fp16' | 'q8';
+  /** threads for the matmuls, the scan and the conv (1..16; default: the cores reported, at most 8).
+   * The first load of a JS realm picks the build: the threaded one (dist/memba-threads.*) in Node and
+   * in cross-origin isolated pages and workers, else the single-threaded one; a later load resizes
+   * the pool up to that first size. info.threads and info.threadsNote say what runs and why. */
+  threads?: number;
   /** the bytes of dist/memba.wasm (used by the first load of a JS realm: the engine is made once) */
   wasmBinary?: ArrayBuffer | Uint8Array;
   /** where a browser fetches memba.wasm (default: next to dist/memba.mjs; first load of a realm only) */
@@ -280,10 +285,10 @@ export class Mamba {
   static load(source: ModelSource, options?: (LoadOptions & { worker?: false }) | null): Promise<Mamba>;
   static load(source: ModelSource, options?: LoadOptions | null): Promise<Mamba | RemoteMamba>;
   /** dimensions are integers in [1, 2^24] (dConv <= 64); the weights (4 bytes per parameter) must fit the heap, else 'oom' */
-  static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number; dtype?: 'fp32' | 'fp16' | 'q8' } | null): Promise<Mamba>;
+  static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number; dtype?: 'fp32' | 'fp16' | 'q8'; threads?: number } | null): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
   /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; fallbackReason: why WebGPU was given up */
-  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; dtype: 'fp32' | 'fp16' | 'q8'; weightBytes: number; adapter?: string; fallbackReason?: string }>;
+  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; dtype: 'fp32' | 'fp16' | 'q8'; weightBytes: number; threads: number; threadsNote: string; adapter?: string; fallbackReason?: string }>;
   readonly hasTokenizer: boolean;
   /** at most 2^28 tokens; the logits (B * L * vocabSize * 4 bytes) must fit the 4 GB heap, else 'oom' */
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean } | null): Promise<Tensor & { hidden?: Tensor }>;

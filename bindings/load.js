@@ -93,6 +93,8 @@ export async function loadModel(source, opts) {
       backend: 'wasm',
       dtype,
       weightBytes: engine.mb_model_weight_bytes(handle),
+      threads: engine.threads,
+      threadsNote: engine.threadsNote,
     };
     const eos = ckpt.rawConfig?.eos_token_id;
     const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
@@ -141,7 +143,7 @@ export function weightDtype(dtype = 'fp32', auto = false) {
 }
 
 /** A new C model of any Mamba-1 shape with deterministic pseudo-random weights (see Mamba.createRandom). */
-export async function randomModel(shape, seed, dtype = 'fp32') {
+export async function randomModel(shape, seed, dtype = 'fp32', engineOpts = {}) {
   const int = (v, name) => {
     if (!Number.isInteger(v) || v < 1) throw invalid(`${name} must be a positive integer, got ${v}`);
     return v;
@@ -154,7 +156,7 @@ export async function randomModel(shape, seed, dtype = 'fp32') {
     dInner: expand * dModel, dtRank: int(shape.dtRank ?? Math.ceil(dModel / 16), 'dtRank'),
     eps: 1e-5, useBias: false, useConvBias: true, tieEmbeddings: true, layout: 'random', eosTokenId: null,
   };
-  const engine = await getEngine();
+  const engine = await getEngine(engineOpts);
   const handle = createModel(engine, config, false, dtype);
   try {
     engine.mb_model_init_random(handle, seed >>> 0, { what: 'init' });
@@ -162,7 +164,7 @@ export async function randomModel(shape, seed, dtype = 'fp32') {
     engine.mb_model_free(handle);
     throw err;
   }
-  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', dtype, weightBytes: engine.mb_model_weight_bytes(handle) };
+  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', dtype, weightBytes: engine.mb_model_weight_bytes(handle), threads: engine.threads, threadsNote: engine.threadsNote };
   return { engine, handle, config, tokenizer: null, info };
 }
 

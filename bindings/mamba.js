@@ -184,7 +184,7 @@ export class Mamba {
    *           expand?: number, dtRank?: number }} shape
    */
   static async createRandom(shape, opts) {
-    const { seed = 1234, dtype: dt = 'fp32' } = options(opts, 'createRandom');
+    const { seed = 1234, dtype: dt = 'fp32', threads } = options(opts, 'createRandom');
     const dtype = weightDtype(dt);
     checkInt(seed, 'seed', Number.MIN_SAFE_INTEGER);
     if (shape === null || typeof shape !== 'object') throw invalid(`createRandom takes a shape { dModel, nLayer, vocabSize, ... }, got ${describe(shape)}`);
@@ -197,7 +197,7 @@ export class Mamba {
     };
     if (c.dInner > MAX_DIM) throw invalid(`expand * dModel = ${c.dInner} is more than ${MAX_DIM}`);
     heapBytes(`the random model's ${dtype} weights`, Number(weightBlockBytes({ ...c, tieEmbeddings: true, useBias: false, useConvBias: true }, dtype)));
-    const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed, dtype);
+    const { engine, handle, config, tokenizer, info } = await randomModel(shape, seed, dtype, { threads });
     return new Mamba(engine, handle, config, tokenizer, info);
   }
 

@@ -33,7 +33,7 @@ EXPORTS=(mb_last_error mb_model_new mb_model_new_typed mb_model_free mb_model_co
   mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers
   mb_ref_selective_scan mb_ref_conv1d_silu mb_ref_softplus mb_ref_gate mb_ref_lim
   mb_split_begin mb_split_pre mb_split_mid mb_split_post mb_split_end mb_split_end_score
-  mb_split_buffer mb_layer_A mb_state_ssm_ptr mb_op_selective_scan mb_set_threads mb_get_threads)
+  mb_split_buffer mb_layer_A mb_state_ssm_ptr mb_op_selective_scan mb_set_threads mb_get_threads mb_pool_selftest)
 
 # Flags, each with its reason:
 CFLAGS_COMMON=(
@@ -200,6 +200,9 @@ build_native() {
     echo "build.sh: cc -> $BUILD/bench_native"
     cc "${CFLAGS_COMMON[@]}" "${NATIVE_FLAGS[@]}" bench/bench_native.c "$BUILD/libmemba.a" -lm -o "$BUILD/bench_native"
   fi
+  if stale "$BUILD/read_bw" bench/read_bw.c; then
+    cc "${CFLAGS_COMMON[@]}" "${NATIVE_FLAGS[@]}" bench/read_bw.c -o "$BUILD/read_bw"
+  fi
   for t in tests/c/test_*.c; do
     local name
     name=$(basename "${t%.c}")
@@ -266,6 +269,7 @@ case "${1:-}" in
     if [ "${1:-}" = --webgpu ]; then shift; node bench/bench-webgpu.mjs "$@";
     elif [ "${1:-}" = --dtypes ]; then shift; node bench/bench-dtypes.mjs "$@";
     elif [ "${1:-}" = --llama ]; then node bench/llama-cpp.mjs "$@";
+    elif [ "${1:-}" = --threads ]; then shift; node bench/bench-threads.mjs "$@";
     else node bench/bench.mjs "$@"; fi ;;
   demo) shift; build_all; node demo/serve.mjs "$@" ;;
   fuzz) [ $# -le 2 ] || { echo "build.sh fuzz takes one argument (seconds)" >&2; exit 2; }; deps; run_fuzz "${2:-60}" ;;

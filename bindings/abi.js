@@ -246,6 +246,7 @@ export const FUNCTIONS = freeze({
     ['mb_state_ssm_ptr', 'ptr', 's layer b'],
     ['mb_set_simd', 'void', 'on'],
     ['mb_get_simd', 'int', ''],
+    ['mb_pool_selftest', 'int', 'mode'],
     ['mb_ref_selective_scan', 'void', 'y s u delta bc bc_stride A D L E N'],
     ['mb_ref_conv1d_silu', 'void', 'u hist x x_stride w bias L E K'],
     ['mb_ref_softplus', 'void', 'x n'],
@@ -322,6 +323,10 @@ export class Abi {
     const simple = outs.length === 0 && !visible.some((p) => p.type);
     const abi = this;
     return function (...args) {
+      if (abi.broken) {
+        if (name.endsWith('_free')) return undefined; // disposing after a failure frees nothing, and is fine
+        throw abi.broken;
+      }
       if (args.length !== n && !(takesOpts && args.length === n + 1))
         throw internal(`${name} takes ${n} argument(s) (${visible.map((p) => p.name).join(', ')}), got ${args.length}`);
       let cargs = args;
@@ -340,7 +345,12 @@ export class Abi {
           } else cargs.push(args[i++]);
         }
       } else if (args.length > n) cargs = args.slice(0, n);
-      const r = raw(...cargs);
+      let r;
+      try {
+        r = raw(...cargs);
+      } catch (e) {
+        throw abi._failed(name, e);
+      }
       const out = outs.length ? abi._readOut(outs[0].type, outPtr) : undefined;
       switch (ret) {
         case 'status':
@@ -363,6 +373,16 @@ export class Abi {
           return outs.length ? { value: r, [outs[0].name]: out } : r;
       }
     };
+  }
+
+  /** A call that threw out of the module (a trap, or a crashed worker thread of the threaded
+   * build, which the runtime unwinds to here): the C state may be half-changed, so this engine is
+   * done; every later call throws the same error, and onBroken lets engine.js make a new one. */
+  _failed(name, e) {
+    const why = e === 'unwind' ? 'a worker thread of the engine crashed' : `${e?.name ?? 'error'}: ${e?.message ?? e}`;
+    this.broken = new MembaError(ErrorCodes.INTERNAL, `the WASM engine failed in ${name} (${why}); it cannot be used again: load the model again`, { cause: e });
+    this.onBroken?.();
+    return this.broken;
   }
 
   _readOut(type, p) {

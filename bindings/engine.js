@@ -11,7 +11,7 @@ import createMembaModule, { wasmUrl as defaultWasmUrl } from '../dist/memba.mjs'
 import { nodeImport } from './node-import.js';
 import { MembaError, ErrorCodes } from './errors.js';
 import { Abi } from './abi.js';
-import { IS_NODE } from './env.js';
+import { IS_NODE, HAS_WORKER, HAS_SHARED_MEMORY, HARDWARE_CONCURRENCY } from './env.js';
 import { filesBesideCode, inlineWasm } from './assets.js';
 
 let modulePromise = null;
@@ -34,7 +34,7 @@ export function threadsOption(threads) {
 }
 
 async function defaultThreads() {
-  let cores = globalThis.navigator?.hardwareConcurrency;
+  let cores = HARDWARE_CONCURRENCY;
   if (IS_NODE) {
     const os = await nodeImport('node:os');
     cores = os.availableParallelism?.() ?? os.cpus().length;
@@ -47,7 +47,7 @@ function singleThreadReason(opts, want) {
   if (want === 1) return opts.threads === 1 ? 'threads: 1 was asked for' : 'the platform reports 1 core';
   if (opts.wasmBinary) return 'wasmBinary holds the single-threaded build (memba.wasm)';
   if (opts.wasmUrl) return 'wasmUrl names the single-threaded build (memba.wasm)';
-  if (typeof SharedArrayBuffer === 'undefined' || (!IS_NODE && globalThis.crossOriginIsolated !== true))
+  if (!HAS_SHARED_MEMORY)
     return 'the page is not cross-origin isolated, so it has no SharedArrayBuffer: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp';
   if (!filesBesideCode()) return "this bundle does not serve the threaded build's files (dist/memba-threads.*): threads run unbundled for now";
   return null;
@@ -67,7 +67,7 @@ async function startThreaded(n) {
   else wasmBinary = await fetchWasm(wasmUrl());
   // the glue makes its workers with the global Worker, synchronously inside create(): Node has
   // none, so one that speaks the Web Worker protocol is there for that call only
-  const restore = IS_NODE && typeof globalThis.Worker === 'undefined' ? () => delete globalThis.Worker : null;
+  const restore = IS_NODE && !HAS_WORKER ? () => delete globalThis.Worker : null;
   if (restore) globalThis.Worker = await (await import('./pthread-node.js')).nodePthreadWorkerClass();
   let ready;
   try {
@@ -166,7 +166,13 @@ export async function getEngine(opts = {}) {
       abi.singleReason = why;
       abi.threadsNote = `1 thread: ${why}`;
       return abi;
-    })().catch((err) => {
+    })().then((abi) => {
+      const mine = modulePromise;
+      abi.onBroken = () => {
+        if (modulePromise === mine) modulePromise = null; // the next load makes a new engine
+      };
+      return abi;
+    }).catch((err) => {
       modulePromise = null;
       if (err instanceof MembaError) throw err;
       throw new MembaError(ErrorCodes.INTERNAL, `could not start the WASM engine: ${err.message ?? err}`, { cause: err });

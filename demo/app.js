@@ -92,7 +92,9 @@ async function load() {
     heatmap.clear();
     if (old) await old.dispose().catch(() => {}); // its worker ends with it
     const c = next.config;
-    setStatus($('status'), `ready: ${src}, ${c.nLayer} layers, d_model ${c.dModel}, vocab ${fmt(c.vocabSize)}`, 'ready');
+    const threads = next.info.threads > 1 ? `${next.info.threads} threads` : `1 thread (${next.info.threadsNote.replace(/^1 thread: /, '')})`;
+    setStatus($('status'), `ready: ${src}, ${c.nLayer} layers, d_model ${c.dModel}, vocab ${fmt(c.vocabSize)}; ${threads}`, 'ready');
+    $('status').dataset.threads = String(next.info.threads);
     $('load-progress').value = 1;
   });
   updateDataInfo();

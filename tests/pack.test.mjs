@@ -28,11 +28,12 @@ test('npm pack from a fresh clone includes dist/ and every exported file', { ski
     const out = JSON.parse(json[0]);
     const files = new Set(out[0].files.map((f) => f.path));
     const pkg = JSON.parse(fs.readFileSync(path.join(clone, 'package.json'), 'utf8'));
-    for (const target of Object.values(pkg.exports).flatMap((e) => (typeof e === 'string' ? [e] : Object.values(e)))) {
+    const targets = (e) => (typeof e === 'string' ? [e] : Object.values(e).flatMap(targets)); // conditions nest
+    for (const target of Object.values(pkg.exports).flatMap(targets)) {
       if (target.includes('*')) continue;
       assert.ok(files.has(target.replace(/^\.\//, '')), `export target ${target} is not in the tarball`);
     }
-    for (const f of ['dist/memba.mjs', 'dist/memba.wasm', 'dist/memba-wasm-inline.js', 'dist/worker-inline.js', 'dist/kernels-inline.js', 'bindings/worker.js', 'models/default/model.safetensors', 'web/kernels/selective_scan_forward.wgsl',
+    for (const f of ['dist/memba.mjs', 'dist/memba.wasm', 'dist/memba-threads.mjs', 'dist/memba-threads.wasm', 'dist/memba-threads.worker.js', 'dist/default-model-inline.js', 'bindings/pthread-node-boot.cjs', 'dist/memba-wasm-inline.js', 'dist/worker-inline.js', 'dist/kernels-inline.js', 'bindings/worker.js', 'models/default/model.safetensors', 'web/kernels/selective_scan_forward.wgsl',
       'CHANGELOG.md', 'README.md', 'LICENSE', 'examples/vite/src/index.js', 'examples/node/generate.mjs', 'examples/html/index.html'])
       assert.ok(files.has(f), `${f} is not in the tarball`);
     assert.ok(![...files].some((f) => f.startsWith('tests/') || f.startsWith('node_modules/')), 'no tests or node_modules in the tarball');

@@ -8,6 +8,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Mamba } from '../bindings/index.js';
+import { getEngine } from '../bindings/engine.js';
 import { maxDiff, rejectsCode } from './helpers.mjs';
 
 const PROMPT = 'The jury said that the city';
@@ -80,4 +81,16 @@ test('threads: an integer 1..16; more than the first load made is capped at that
   const r = await Mamba.createRandom({ dModel: 16, nLayer: 1, vocabSize: 50 }, { threads: 2 });
   assert.equal(r.info.threads, 2);
   r.dispose();
+});
+
+test('a worker thread that crashes is a MembaError (not a hang); the engine is then done and the next load makes a new one', async () => {
+  const e = await getEngine();
+  assert.equal(e.mb_pool_selftest(0), 2, 'the pool runs a chunk on each thread');
+  assert.throws(() => e.mb_pool_selftest(1), (err) => err.code === 'internal' && /a worker thread of the engine crashed/.test(err.message));
+  assert.throws(() => e.mb_get_threads(), /cannot be used again: load the model again/);
+  await rejectsCode(() => models[0].forward([1, 2, 3]), 'internal', /cannot be used again/);
+  const m = await load({ threads: 2 });
+  assert.equal(m.info.threads, 2);
+  const ids = await m.encode(PROMPT);
+  assert.equal(maxDiff((await m.forward(ids)).data, two.logits), 0, 'a new engine computes the same');
 });

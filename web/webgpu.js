@@ -115,11 +115,14 @@ export class GpuKernels {
   buffer(dataOrN) {
     const n = typeof dataOrN === 'number' ? dataOrN : dataOrN.length;
     const buf = this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: STORAGE });
-    if (typeof dataOrN !== 'number') this.device.queue.writeBuffer(buf, 0, dataOrN.buffer, dataOrN.byteOffset, dataOrN.byteLength);
+    if (typeof dataOrN !== 'number') this.write(buf, dataOrN);
     return buf;
   }
 
   write(buf, data, offsetFloats = 0) {
+    // the threaded build's heap is a SharedArrayBuffer, which writeBuffer does not take everywhere
+    // (Dawn's Node binding refuses it): such views are copied first
+    if (typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer) data = data.slice();
     this.device.queue.writeBuffer(buf, offsetFloats * 4, data.buffer, data.byteOffset, data.byteLength);
   }
 

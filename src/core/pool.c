@@ -16,6 +16,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#ifdef __EMSCRIPTEN__
+#include <emscripten/threading.h>
+#endif
 #endif
 
 static int g_threads = 1; /* workers + the caller */
@@ -36,6 +39,8 @@ void mb_parallel_for(int n, int align, uint64_t work, mb_range_fn fn, void *ctx)
   (void)align, (void)work;
   if (n > 0) fn(ctx, 0, n);
 }
+
+int mb_pool_selftest(int mode) { return mode == 0 || mode == 1 ? 0 : -1; }
 
 #else
 
@@ -150,6 +155,22 @@ mb_status mb_set_threads(int n) {
   return MB_OK;
 }
 
+/* Until every worker has finished the job. In wasm the wait also looks, every few thousand polls,
+ * at whether a worker thread crashed (a trap): then the runtime unwinds this call to JS, which
+ * turns it into an error (bindings/abi.js) instead of waiting for ever. */
+static void wait_pending(void) {
+  unsigned polls = 0;
+  int v;
+  while ((v = atomic_load_explicit(&g_pending, memory_order_acquire)) > 0) {
+#ifdef __EMSCRIPTEN__
+    if ((++polls & 4095) == 0) emscripten_futex_wait((void *)&g_pending, (uint32_t)v, 0.0);
+#else
+    (void)polls;
+#endif
+    cpu_relax();
+  }
+}
+
 void mb_parallel_for(int n, int align, uint64_t work, mb_range_fn fn, void *ctx) {
   if (n <= 0) return;
   if (align < 1) align = 1;
@@ -165,8 +186,22 @@ void mb_parallel_for(int n, int align, uint64_t work, mb_range_fn fn, void *ctx)
   int i0, i1;
   chunk_bounds(n, align, k, 0, &i0, &i1);
   fn(ctx, i0, i1);
-  while (atomic_load_explicit(&g_pending, memory_order_acquire) > 0) cpu_relax();
+  wait_pending();
   tl_in_pool = 0;
+}
+
+/* ---- test hook (memba_backend.h) ---- */
+static void selftest_range(void *ctx, int i0, int i1) {
+  int mode = *(const int *)ctx;
+  if (mode == 1 && i0 > 0) __builtin_trap(); /* a worker's chunk fails */
+  (void)i1;
+}
+
+int mb_pool_selftest(int mode) {
+  if (mode != 0 && mode != 1) return -1;
+  if (g_threads < 2) return 0;
+  mb_parallel_for(g_threads, 1, (uint64_t)g_threads * mb_par_min_work, selftest_range, &mode);
+  return g_threads;
 }
 
 #endif

@@ -43,11 +43,11 @@ float *mb_state_ssm_ptr(mb_state *s, int layer, int b);
 /* ---- For tests and benchmarks ---- */
 /* Kernel selection: 1 = SIMD kernels (default), 0 = scalar reference. Process-wide. */
 void mb_set_simd(int on);
+int mb_get_simd(void);
 /* Test hook of the thread pool: runs one chunk per thread; mode 1 makes every chunk but the
  * caller's trap (in wasm: a worker thread crashes, which must surface as an error, not a hang).
  * Returns the threads used (0 with one thread: nothing runs), -1 for another mode. */
 int mb_pool_selftest(int mode);
-int mb_get_simd(void);
 /* The scalar reference kernels (src/ops/), exported as they are so that faster paths outside C
  * (the WGSL kernels in web/kernels/) are tested against the same oracle as the SIMD ones. */
 void mb_ref_selective_scan(float *y, float *s, const float *u, const float *delta, const float *bc,

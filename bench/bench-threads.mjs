@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Mamba } from '../bindings/index.js';
 import { argmax } from '../bindings/sampler.js';
+import { getEngine } from '../bindings/engine.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -79,6 +80,9 @@ function readBandwidth(threads) {
   return JSON.parse(r.stdout.trim()).read_gb_s;
 }
 
+// the first load picks the build: the threaded one, with a pool of N (threads: 1 first would pick memba.wasm)
+const engine = await getEngine({ threads: N });
+if (!engine.threaded) throw new Error(`no threaded build here: ${engine.threadsNote}`);
 const best = {};
 const keep = (key, v) => {
   best[key] = best[key] ? Object.fromEntries(Object.keys(v).map((k) => [k, Math.max(best[key][k], v[k])])) : v;

@@ -46,6 +46,11 @@ test('demo in headless Chromium: data picker, fine-tune with validation (chart),
     await page.goto(`${origin}/demo/?model=${encodeURIComponent(`/${modelPath}`)}&autoload=1`);
     await page.waitForSelector('#status[data-state=ready]', { timeout: 60_000 });
     assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'COOP/COEP give cross-origin isolation');
+    // cross-origin isolated: the worker runs the threaded build, one thread per core (at most 8)
+    const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+    const threads = Number(await page.getAttribute('#status', 'data-threads'));
+    console.log(`demo engine: ${threads} threads (${cores} cores); ${await page.textContent('#status')}`);
+    assert.equal(threads, Math.min(8, cores), 'the demo runs one thread per core');
 
     // the data picker: both bundled samples load, with their size in characters and tokens
     const sizeOf = async (sample) => {

@@ -25,7 +25,7 @@ const STEPS = 32;
 
 /** One WASM measurement: prefill then decode, on a fresh random model of the dtype. */
 async function wasmRun(dtype) {
-  const model = await Mamba.createRandom(SHAPE, { seed: 1234, dtype });
+  const model = await Mamba.createRandom(SHAPE, { seed: 1234, dtype, threads: 1 });
   const ids = Int32Array.from({ length: L }, (_, i) => (i * 7919) % SHAPE.vocabSize);
   const st = model.createState();
   const t0 = performance.now();
@@ -51,7 +51,7 @@ async function memoryChild(kind, dtype) {
   const engine = await getEngine();
   const t0 = performance.now();
   if (kind === 'train370m') {
-    const m = await Mamba.createRandom({ dModel: 1024, nLayer: 48, vocabSize: 50280 }, { seed: 1, dtype });
+    const m = await Mamba.createRandom({ dModel: 1024, nLayer: 48, vocabSize: 50280 }, { seed: 1, dtype, threads: 1 });
     m.createAdapter({ lora: { r: 32, alpha: 64, targets: ['in_proj'] }, lim: { chunk_size: 16, cross_layer: 'first' }, seed: 1 });
     const tr = m.createTrainer({ lr: 1e-4 });
     const ids = Array.from({ length: 512 }, (_, i) => (i * 7919) % 50280);
@@ -61,7 +61,7 @@ async function memoryChild(kind, dtype) {
     return { weightsMb: m.info.weightBytes / 2 ** 20, heapMb: engine.heapBytes / 2 ** 20, stepSeconds: (performance.now() - t1) / 1000, loss, storedLayers: mem.storedLayers, seconds: (performance.now() - t0) / 1000 };
   }
   const shape = kind === '1.4b' ? { dModel: 2048, nLayer: 48, vocabSize: 50280 } : { dModel: 2560, nLayer: 64, vocabSize: 50280 };
-  const m = await Mamba.createRandom(shape, { seed: 1, dtype });
+  const m = await Mamba.createRandom(shape, { seed: 1, dtype, threads: 1 });
   const t1 = performance.now();
   const out = await m.generate([1, 2, 3, 4], { maxNewTokens: 8, stopTokens: [] });
   return { weightsMb: m.info.weightBytes / 2 ** 20, heapMb: engine.heapBytes / 2 ** 20, generated: out.length, tokS: 8 / ((performance.now() - t1) / 1000), seconds: (performance.now() - t0) / 1000 };

@@ -91,7 +91,7 @@ for (const [name, E] of quick ? [['130m', 1536]] : shapes) {
   const ids = Array.from({ length: L }, (_, i) => (i * 7919) % shape.vocabSize);
   const tps = {};
   for (const backend of ['wasm', 'webgpu']) {
-    const model = await Mamba.createRandom(shape, { seed: 1 });
+    const model = await Mamba.createRandom(shape, { seed: 1, threads: 1 });
     if (backend === 'webgpu') await model._chooseBackend('webgpu', {});
     await model.forward([ids.slice(0, 16)]);
     const t0 = performance.now();

@@ -39,7 +39,7 @@ function cpuName() {
 }
 
 async function benchWasm() {
-  const model = await Mamba.createRandom(shape, { seed: 1234 });
+  const model = await Mamba.createRandom(shape, { seed: 1234, threads: 1 });
   const ids = Int32Array.from({ length: L }, (_, i) => (i * 7919) % shape.vocabSize);
   let bestPrefill = Infinity;
   let bestDecode = Infinity;
@@ -74,7 +74,7 @@ function benchNative() {
 }
 
 async function trainWasm(seqLen) {
-  const model = await Mamba.createRandom(shape, { seed: 1234 });
+  const model = await Mamba.createRandom(shape, { seed: 1234, threads: 1 });
   model.createAdapter({ lora: { r: 8, alpha: 16, targets: ['in_proj', 'out_proj'] }, lim: { chunk_size: 16, cross_layer: 'first' }, seed: 1 });
   const trainer = model.createTrainer({ lr: 1e-3, clipNorm: 1 });
   const ids = Array.from({ length: seqLen }, (_, i) => (i * 7919) % shape.vocabSize);

@@ -258,7 +258,7 @@ function writeGguf(file, model, tensors, dt) {
 /** Writes the three GGUFs into dir; returns { f32: path, f16: path, q8_0: path }. */
 async function writeAll(dir) {
   fs.mkdirSync(dir, { recursive: true });
-  const model = await Mamba.createRandom(SHAPE, { seed: SEED, dtype: 'fp32' });
+  const model = await Mamba.createRandom(SHAPE, { seed: SEED, dtype: 'fp32', threads: 1 });
   try {
     const tensors = modelTensors(model);
     const files = {};

@@ -177,7 +177,13 @@ void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float 
                                     const float *states, const float *s0, const float *u,
                                     const float *delta, const float *bc, int bc_stride,
                                     const float *A, const float *D, int L, int E, int N);
-void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+/* part: NULL (one pass over the channels, in order), or scratch of scan_backward_part_floats
+ * floats: the channels then run in groups of SCAN_BWD_GROUP over the thread pool, each group
+ * summing its dB / dC apart, and the groups' sums are added in order (the same bits for any
+ * thread count) */
+#define SCAN_BWD_GROUP 128
+size_t scan_backward_part_floats(int L, int E, int N);
+void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, float *part, const float *dy,
                              const float *states, const float *s0, const float *u,
                              const float *delta, const float *bc, int bc_stride, const float *A,
                              const float *D, int L, int E, int N);

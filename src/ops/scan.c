@@ -83,23 +83,25 @@ void selective_scan_forward(float *y, float *s, float *states, const float *u, c
  *   y_t = s_t . C_t + D u_t ;  s_t = deltaA_t * s_{t-1} + delta_t B_t u_t,  deltaA_t = exp(delta_t A)
  * du (+=), ddelta (+=), and dbc (+=, at the B and C columns of rows of stride bc_stride) from dy,
  * the kept states [L, E, N] and the initial state s0. ds: [E, N] scratch. */
-void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
-                                    const float *states, const float *s0, const float *u,
-                                    const float *delta, const float *bc, int bc_stride,
-                                    const float *A, const float *D, int L, int E, int N) {
+/* channels e0 .. e1-1 of the backward; dB_t, dC_t go to rows of stride g_stride at g (dbc itself,
+ * or a group's partial sums) */
+static void scan_backward_scalar_range(float *du, float *ddelta, float *g, int g_stride, float *ds, const float *dy,
+                                       const float *states, const float *s0, const float *u,
+                                       const float *delta, const float *bc, int bc_stride,
+                                       const float *A, const float *D, int L, int E, int N, int e0, int e1) {
   size_t EN = (size_t)E * N;
-  memset(ds, 0, EN * sizeof(float));
+  memset(ds + (size_t)e0 * N, 0, (size_t)(e1 - e0) * N * sizeof(float));
   for (int t = L - 1; t >= 0; t--) {
     const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
-    float *dBt = dbc + (size_t)t * bc_stride, *dCt = dBt + N;
+    float *dBt = g + (size_t)t * g_stride, *dCt = dBt + N;
     const float *cur = states + t * EN, *prev = t ? states + (t - 1) * EN : s0;
-    for (int e = 0; e < E; e++) {
+    for (int e = e0; e < e1; e++) {
       size_t te = (size_t)t * E + e;
-      float g = dy[te], delta_t = delta[te], ut = u[te], ddelta_t = 0.0f, du_t = g * D[e];
+      float gy = dy[te], delta_t = delta[te], ut = u[te], ddelta_t = 0.0f, du_t = gy * D[e];
       for (int n = 0; n < N; n++) {
         size_t i = (size_t)e * N + n;
-        float dsi = ds[i] + g * Ct[n];
-        dCt[n] += g * cur[i];
+        float dsi = ds[i] + gy * Ct[n];
+        dCt[n] += gy * cur[i];
         float deltaA = expf(delta_t * A[i]);
         ddelta_t += dsi * (A[i] * deltaA * prev[i] + Bt[n] * ut);
         dBt[n] += dsi * delta_t * ut;
@@ -112,20 +114,27 @@ void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float 
   }
 }
 
-static void selective_scan_backward_simd(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
-                                         const float *states, const float *s0, const float *u,
-                                         const float *delta, const float *bc, int bc_stride,
-                                         const float *A, const float *D, int L, int E, int N) {
+void selective_scan_backward_scalar(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+                                    const float *states, const float *s0, const float *u,
+                                    const float *delta, const float *bc, int bc_stride,
+                                    const float *A, const float *D, int L, int E, int N) {
+  scan_backward_scalar_range(du, ddelta, dbc, bc_stride, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N, 0, E);
+}
+
+static void scan_backward_simd_range(float *du, float *ddelta, float *g, int g_stride, float *ds, const float *dy,
+                                     const float *states, const float *s0, const float *u,
+                                     const float *delta, const float *bc, int bc_stride,
+                                     const float *A, const float *D, int L, int E, int N, int e0, int e1) {
   size_t EN = (size_t)E * N;
-  memset(ds, 0, EN * sizeof(float));
+  memset(ds + (size_t)e0 * N, 0, (size_t)(e1 - e0) * N * sizeof(float));
   for (int t = L - 1; t >= 0; t--) {
     const float *Bt = bc + (size_t)t * bc_stride, *Ct = Bt + N;
-    float *dBt = dbc + (size_t)t * bc_stride, *dCt = dBt + N;
+    float *dBt = g + (size_t)t * g_stride, *dCt = dBt + N;
     const float *cur = states + t * EN, *prev = t ? states + (t - 1) * EN : s0;
-    for (int e = 0; e < E; e++) {
+    for (int e = e0; e < e1; e++) {
       size_t te = (size_t)t * E + e, o = (size_t)e * N;
-      float g = dy[te], delta_t = delta[te], ut = u[te];
-      f32x4 vg = v_splat(g), vdelta = v_splat(delta_t), vut = v_splat(ut), vdelta_u = v_splat(delta_t * ut);
+      float gy = dy[te], delta_t = delta[te], ut = u[te];
+      f32x4 vg = v_splat(gy), vdelta = v_splat(delta_t), vut = v_splat(ut), vdelta_u = v_splat(delta_t * ut);
       f32x4 ddelta_t = v_splat(0.0f), du_t = v_splat(0.0f);
       for (int n = 0; n < N; n += 4) {
         f32x4 a = v_load(A + o + n), bt = v_load(Bt + n);
@@ -138,17 +147,51 @@ static void selective_scan_backward_simd(float *du, float *ddelta, float *dbc, f
         v_store(ds + o + n, dsi * deltaA);
       }
       ddelta[te] += v_hsum(ddelta_t);
-      du[te] += g * D[e] + v_hsum(du_t);
+      du[te] += gy * D[e] + v_hsum(du_t);
     }
   }
 }
 
-void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, const float *dy,
+size_t scan_backward_part_floats(int L, int E, int N) {
+  return (size_t)((E + SCAN_BWD_GROUP - 1) / SCAN_BWD_GROUP) * (size_t)L * 2 * (size_t)N;
+}
+
+typedef struct {
+  float *du, *ddelta, *part, *ds;
+  const float *dy, *states, *s0, *u, *delta, *bc, *A, *D;
+  int bc_stride, L, E, N, simd;
+} sbw_job;
+
+/* groups g0 .. g1-1 of SCAN_BWD_GROUP channels, each into its own partial dB / dC [L, 2N] */
+static void sbw_range(void *p, int g0, int g1) {
+  const sbw_job *j = p;
+  for (int g = g0; g < g1; g++) {
+    int e0 = g * SCAN_BWD_GROUP, e1 = e0 + SCAN_BWD_GROUP < j->E ? e0 + SCAN_BWD_GROUP : j->E;
+    float *pg = j->part + (size_t)g * j->L * 2 * j->N;
+    memset(pg, 0, (size_t)j->L * 2 * j->N * sizeof(float));
+    (j->simd ? scan_backward_simd_range : scan_backward_scalar_range)(j->du, j->ddelta, pg, 2 * j->N, j->ds, j->dy, j->states, j->s0, j->u,
+                                                                      j->delta, j->bc, j->bc_stride, j->A, j->D, j->L, j->E, j->N, e0, e1);
+  }
+}
+
+void selective_scan_backward(float *du, float *ddelta, float *dbc, float *ds, float *part, const float *dy,
                              const float *states, const float *s0, const float *u,
                              const float *delta, const float *bc, int bc_stride, const float *A,
                              const float *D, int L, int E, int N) {
-  if (mb_simd_enabled && N % 4 == 0)
-    selective_scan_backward_simd(du, ddelta, dbc, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
-  else
-    selective_scan_backward_scalar(du, ddelta, dbc, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N);
+  int simd = mb_simd_enabled && N % 4 == 0;
+  if (!part) {
+    (simd ? scan_backward_simd_range : scan_backward_scalar_range)(du, ddelta, dbc, bc_stride, ds, dy, states, s0, u, delta, bc, bc_stride, A, D, L, E, N, 0, E);
+    return;
+  }
+  int groups = (E + SCAN_BWD_GROUP - 1) / SCAN_BWD_GROUP;
+  sbw_job j = {du, ddelta, part, ds, dy, states, s0, u, delta, bc, A, D, bc_stride, L, E, N, simd};
+  mb_parallel_for(groups, 1, (uint64_t)L * E * N * 20, sbw_range, &j);
+  /* dB_t, dC_t: the groups' partial sums added in group order, whatever the thread count */
+  for (int t = 0; t < L; t++) {
+    float *row = dbc + (size_t)t * bc_stride;
+    for (int g = 0; g < groups; g++) {
+      const float *pg = part + ((size_t)g * L + t) * 2 * N;
+      for (int n = 0; n < 2 * N; n++) row[n] += pg[n];
+    }
+  }
 }

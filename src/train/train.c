@@ -91,7 +91,7 @@ static void layer_backward(mb_model *m, int l, const tctx *x, float *dh, const f
   memset(WS(W_S0), 0, sizeof(float) * (size_t)E * N);
   for (int b = 0; b < B; b++) {
     size_t off = (size_t)b * L;
-    selective_scan_backward(WS(W_DU) + off * E, WS(W_DDELTA) + off * E, WS(W_DDBC) + off * DBC + R, WS(W_DS),
+    selective_scan_backward(WS(W_DU) + off * E, WS(W_DDELTA) + off * E, WS(W_DDBC) + off * DBC + R, WS(W_DS), WS(W_SCANPART),
                             WS(W_DY) + off * E, F->states + off * E * N, WS(W_S0), F->u + off * E,
                             F->delta + off * E, F->dbc + off * DBC + R, DBC, W->A, layer_f32(W, MB_P_D), L, E, N);
   }

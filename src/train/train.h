@@ -12,7 +12,7 @@ enum { F_A, F_XZ, F_XC, F_U, F_DBC, F_DL, F_DLIN, F_DELTA, F_Y, F_O, F_STATES, F
 /* The rest of the workspace (gradients, checkpoints, scratch), sized for B*L tokens. */
 enum {
   W_OUT, W_DH, W_DA, W_DXZ, W_DU, W_DDBC, W_DDL, W_DDELTA, W_DDLIN, W_DY, W_DG, W_DO, W_DPOST,
-  W_DS, W_S0, W_DU0, W_DUSCR, W_LH, W_LG, W_HIN, W_LIMIN, W_HEAD, W_HF, W_DHF, W_HL, W_DROP,
+  W_DS, W_SCANPART, W_S0, W_DU0, W_DUSCR, W_LH, W_LG, W_HIN, W_LIMIN, W_HEAD, W_HF, W_DHF, W_HL, W_DROP,
   W_SSM, W_U, W_COUNT
 };
 

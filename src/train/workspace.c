@@ -25,7 +25,7 @@ static int ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz, size_t *f
   size_t per[W_COUNT] = {
       [W_OUT] = F3(BT, d, 1), [W_DH] = F3(BT, d, 1), [W_DA] = F3(BT, d, 1), [W_DXZ] = F3(BT, 2, E), [W_DU] = F3(BT, E, 1),
       [W_DDBC] = F3(BT, DBC, 1), [W_DDL] = F3(BT, R, 1), [W_DDELTA] = F3(BT, E, 1), [W_DDLIN] = F3(BT, E, 1),
-      [W_DY] = F3(BT, E, 1), [W_DG] = F3(BT, E, 1), [W_DO] = F3(BT, E, 1), [W_DPOST] = lim, [W_DS] = F3(E, N, 1),
+      [W_DY] = F3(BT, E, 1), [W_DG] = F3(BT, E, 1), [W_DO] = F3(BT, E, 1), [W_DPOST] = lim, [W_DS] = F3(E, N, 1), [W_SCANPART] = F3((E + SCAN_BWD_GROUP - 1) / SCAN_BWD_GROUP, L, 2 * N),
       [W_S0] = F3(E, N, 1), [W_DU0] = F3(B, cl, E), [W_DUSCR] = F3(cl, E, 1), [W_LH] = F3(BT, r, 1), [W_LG] = F3(BT, r, 1),
       [W_HIN] = F3(nl, BT, d), [W_LIMIN] = ad->cfg.lim ? F3(nl * B, cl, E) : 1,
       [W_HEAD] = F3(HEAD_ROWS, V, 1), [W_HF] = F3(HEAD_ROWS, d, 1), [W_DHF] = F3(HEAD_ROWS, d, 1), [W_HL] = F3(BT, d, 1),

@@ -103,7 +103,7 @@ static void t_scan(void) {
   g_out = zeros(SL * SE); g_r = rnd(SL * SE, -1, 1); g_nout = SL * SE; g_fwd = f_scan;
   f_scan();
   float *du = zeros(SL * SE), *dd = zeros(SL * SE), *dbc = zeros(SL * SBC), *ds = zeros(SE * SN);
-  selective_scan_backward(du, dd, dbc, ds, g_r, sst, ss0, su, sdelta, sbc, SBC, sA, sD, SL, SE, SN);
+  selective_scan_backward(du, dd, dbc, ds, NULL, g_r, sst, ss0, su, sdelta, sbc, SBC, sA, sD, SL, SE, SN);
   fd_check("scan du", su, SL * SE, du);
   fd_check("scan ddelta", sdelta, SL * SE, dd);
   fd_check("scan dB, dC", sbc, SL * SBC, dbc);

@@ -126,7 +126,7 @@ static void test_scan(void) {
 
 /* the training scan (states kept) and its backward: SIMD vs scalar */
 static void test_scan_train(void) {
-  int L = 9, E = 13, N = 8, stride = 2 * N + 5;
+  int L = 9, E = 300, N = 8, stride = 2 * N + 5; /* E: 3 channel groups of the grouped backward */
   size_t LE = (size_t)L * E, EN = (size_t)E * N;
   float *u = malloc(sizeof(float) * LE), *delta = malloc(sizeof(float) * LE), *bc = malloc(sizeof(float) * L * stride);
   float *A = malloc(sizeof(float) * EN), *D = malloc(sizeof(float) * E), *s0 = calloc(EN, sizeof(float));
@@ -150,12 +150,21 @@ static void test_scan_train(void) {
   size_t sz[3] = {LE, LE, (size_t)L * stride};
   for (int i = 0; i < 3; i++) { g1[i] = calloc(sz[i], sizeof(float)); g2[i] = calloc(sz[i], sizeof(float)); }
   selective_scan_backward_scalar(g1[0], g1[1], g1[2], ds, dy, st1, s0, u, delta, bc, stride, A, D, L, E, N);
-  selective_scan_backward(g2[0], g2[1], g2[2], ds, dy, st1, s0, u, delta, bc, stride, A, D, L, E, N);
+  selective_scan_backward(g2[0], g2[1], g2[2], ds, NULL, dy, st1, s0, u, delta, bc, stride, A, D, L, E, N);
   const char *names[3] = {"scan backward du simd vs scalar", "scan backward ddelta simd vs scalar", "scan backward dB, dC simd vs scalar"};
   for (int i = 0; i < 3; i++) {
     report(names[i], max_abs_diff(g1[i], g2[i], sz[i]), max_abs(g1[i], sz[i]), tol("scan_backward_simd_vs_scalar_rel"));
+    memset(g2[i], 0, sz[i] * sizeof(float));
+  }
+  /* in channel groups, each with its own dB / dC sums (what training runs, over the thread pool) */
+  float *part = malloc(sizeof(float) * scan_backward_part_floats(L, E, N));
+  selective_scan_backward(g2[0], g2[1], g2[2], ds, part, dy, st1, s0, u, delta, bc, stride, A, D, L, E, N);
+  const char *gnames[3] = {"scan backward in groups: du vs scalar", "  ddelta", "  dB, dC (summed per group)"};
+  for (int i = 0; i < 3; i++) {
+    report(gnames[i], max_abs_diff(g1[i], g2[i], sz[i]), max_abs(g1[i], sz[i]), tol("scan_backward_simd_vs_scalar_rel"));
     free(g1[i]); free(g2[i]);
   }
+  free(part);
   free(u); free(delta); free(bc); free(A); free(D); free(s0); free(y1); free(y2); free(st1); free(st2); free(dy); free(ds);
 }
 

@@ -34,8 +34,8 @@ static void test_pool(void) {
 }
 
 static mb_model *random_model(mb_dtype dt) {
-  mb_config c = {.d_model = 50, .n_layer = 2, .vocab_size = 301, .d_state = 8, .d_conv = 4,
-                 .d_inner = 100, .dt_rank = 5, .eps = 1e-5f, .use_bias = 0, .use_conv_bias = 1, .tied_head = 1};
+  mb_config c = {.d_model = 150, .n_layer = 2, .vocab_size = 301, .d_state = 8, .d_conv = 4, /* E = 300: 3 scan-backward groups */
+                 .d_inner = 300, .dt_rank = 5, .eps = 1e-5f, .use_bias = 0, .use_conv_bias = 1, .tied_head = 1};
   mb_model *m = NULL;
   CHECK(mb_model_new_typed(&c, dt, &m) == MB_OK && m, "model: %s", mb_last_error());
   if (m) CHECK(mb_model_init_random(m, 7) == MB_OK, "init: %s", mb_last_error());

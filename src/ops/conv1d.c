@@ -95,10 +95,20 @@ void conv1d_silu_forward(float *u, float *xc, float *hist, const float *x, int x
 
 /* dx (rows of stride x_stride) += d/dx of u = silu(conv(x)), given du and the pre-activation xc:
  *   dxc = du * silu'(xc) ; dx[t-(K-1)+k, c] += w[c, k] * dxc[t, c] */
-void conv1d_silu_backward(float *dx, int x_stride, const float *du, const float *xc,
-                          const float *w, int L, int E, int K) {
+typedef struct {
+  float *dx;
+  const float *du, *xc, *w;
+  int x_stride, L, E, K;
+} conv_bwd_job;
+
+/* channels c0 .. c1-1 (independent: threads split them) */
+static void conv_backward_range(void *p, int c0, int c1) {
+  const conv_bwd_job *j = p;
+  float *dx = j->dx;
+  const float *du = j->du, *xc = j->xc, *w = j->w;
+  int x_stride = j->x_stride, L = j->L, E = j->E, K = j->K;
   for (int t = 0; t < L; t++)
-    for (int c = 0; c < E; c++) {
+    for (int c = c0; c < c1; c++) {
       float v = xc[(size_t)t * E + c], sg = 1.0f / (1.0f + expf(-v));
       float g = du[(size_t)t * E + c] * sg * (1.0f + v * (1.0f - sg));
       for (int k = 0; k < K; k++) {
@@ -106,4 +116,10 @@ void conv1d_silu_backward(float *dx, int x_stride, const float *du, const float 
         if (s >= 0) dx[(size_t)s * x_stride + c] += w[c * K + k] * g;
       }
     }
+}
+
+void conv1d_silu_backward(float *dx, int x_stride, const float *du, const float *xc,
+                          const float *w, int L, int E, int K) {
+  conv_bwd_job j = {dx, du, xc, w, x_stride, L, E, K};
+  mb_parallel_for(E, 4, (uint64_t)L * E * (K + 16), conv_backward_range, &j);
 }

@@ -175,7 +175,19 @@ build_inline() {
       fs.writeFileSync(dst, "// the default model'"'"'s files as data: URLs by name (build.sh): memba-wasm/default-model for bundlers that copy no files (models/default/model-inline.js)\nexport default " + JSON.stringify(o, null, 1) + ";\n");' \
       "$OUT/default-model-inline.js" models/default/config.json models/default/model.safetensors models/default/tokenizer.json
   fi
-  if stale "$OUT/worker-inline.js" "$OUT/kernels-inline.js" "$OUT/memba-wasm-inline.js" "$OUT/memba.mjs" bindings/*.js web/*.js package-lock.json build.sh; then
+  if stale "$OUT/memba-threads-inline.js" "$OUT/memba-threads.mjs" "$OUT/memba-threads.wasm" "$OUT/memba-threads.worker.js"; then
+    echo "build.sh: memba-threads.* -> $OUT/memba-threads-inline.js (the glue, its worker, the wasm in base64)"
+    node -e 'const fs = require("fs"); const [glue, worker, wasm, dst] = process.argv.slice(1);
+      // from a blob: URL, which is no base for a URL: the pthread workers instantiate the glue
+      // without locateFile (they get the compiled module), where it would resolve the wasm URL
+      const W = "new URL(\"memba-threads.wasm\",import.meta.url).toString()";
+      const g = fs.readFileSync(glue, "utf8");
+      if (g.split(W).length !== 2) { console.error("build.sh: memba-threads.mjs no longer resolves its wasm as expected"); process.exit(1); }
+      const o = { glue: g.replace(W, "\"memba-threads.wasm\""), worker: fs.readFileSync(worker, "utf8"), wasm: fs.readFileSync(wasm).toString("base64") };
+      fs.writeFileSync(dst, "// the threaded build (build.sh): for bundles, which do not serve dist/memba-threads.* (bindings/engine.js runs it from blob: URLs)\nexport default " + JSON.stringify(o) + ";\n");' \
+      "$OUT/memba-threads.mjs" "$OUT/memba-threads.worker.js" "$OUT/memba-threads.wasm" "$OUT/memba-threads-inline.js"
+  fi
+  if stale "$OUT/worker-inline.js" "$OUT/memba-threads-inline.js" "$OUT/kernels-inline.js" "$OUT/memba-wasm-inline.js" "$OUT/memba.mjs" bindings/*.js web/*.js package-lock.json build.sh; then
     echo "build.sh: esbuild bindings/worker.js -> $OUT/worker-inline.js (one string)"
     node_modules/.bin/esbuild bindings/worker.js --bundle --format=esm --platform=browser --minify \
       --external:*worker-inline.js --log-level=warning --outfile="$BUILD/worker-bundle.js"

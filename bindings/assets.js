@@ -33,11 +33,7 @@ export function filesBesideCode() {
 /** The bytes of memba.wasm from the inlined copy. @returns {Promise<Uint8Array>} */
 export async function inlineWasm() {
   const { default: b64 } = await import('../dist/memba-wasm-inline.js');
-  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(b64);
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
+  return base64Bytes(b64);
 }
 
 /** A module Worker running the inlined, self-contained copy of worker.js, and a function that frees
@@ -46,4 +42,30 @@ export async function inlineWorker() {
   const { default: source } = await import('../dist/worker-inline.js');
   const url = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
   return { worker: new Worker(url, { type: 'module' }), release: () => URL.revokeObjectURL(url) };
+}
+
+/** True where the package's own files are served as they are (no bundler moved this code): only
+ * there can the threaded build's files be fetched by URL (bundlers see no literal URL of them). */
+export function unbundled() {
+  try {
+    return new URL(moduleUrl()).pathname.endsWith('/dist/memba.mjs') && wasmUrl().pathname.endsWith('/memba.wasm');
+  } catch {
+    return false;
+  }
+}
+
+/** The threaded build from its inlined copy: the glue and its pthread worker as blob: URLs, the
+ * wasm's bytes. @returns {Promise<{ glue: string, worker: string, wasm: Uint8Array }>} */
+export async function inlineThreads() {
+  const { default: t } = await import('../dist/memba-threads-inline.js');
+  const blob = (text) => URL.createObjectURL(new Blob([text], { type: 'text/javascript' }));
+  return { glue: blob(t.glue), worker: blob(t.worker), wasm: base64Bytes(t.wasm) };
+}
+
+function base64Bytes(b64) {
+  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(b64);
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
 }

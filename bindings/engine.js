@@ -12,7 +12,7 @@ import { nodeImport } from './node-import.js';
 import { MembaError, ErrorCodes } from './errors.js';
 import { Abi } from './abi.js';
 import { IS_NODE, HAS_WORKER, HAS_SHARED_MEMORY, HARDWARE_CONCURRENCY } from './env.js';
-import { filesBesideCode, inlineWasm } from './assets.js';
+import { filesBesideCode, inlineWasm, unbundled, inlineThreads } from './assets.js';
 
 let modulePromise = null;
 
@@ -49,7 +49,6 @@ function singleThreadReason(opts, want) {
   if (opts.wasmUrl) return 'wasmUrl names the single-threaded build (memba.wasm)';
   if (!HAS_SHARED_MEMORY)
     return 'the page is not cross-origin isolated, so it has no SharedArrayBuffer: serve it with the headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp';
-  if (!filesBesideCode()) return "this bundle does not serve the threaded build's files (dist/memba-threads.*): threads run unbundled for now";
   return null;
 }
 
@@ -60,11 +59,23 @@ const printErr = (text) => {
 
 /** The threaded module with a pool of `n` threads (n - 1 workers and the caller). */
 async function startThreaded(n) {
-  const glue = new URL(THREADS_GLUE, import.meta.url);
-  const { default: create, wasmUrl, workerUrl } = await import(/* webpackIgnore: true */ /* @vite-ignore */ glue.href);
-  let wasmBinary;
-  if (IS_NODE) wasmBinary = await (await nodeImport('node:fs/promises')).readFile(wasmUrl());
-  else wasmBinary = await fetchWasm(wasmUrl());
+  // unbundled: the files beside this one; in a bundle (which serves none of them): the inlined
+  // copy, the glue and its worker from blob: URLs (a pthread worker imports the glue by its URL)
+  let glueHref, workerHref, wasmBinary, create;
+  if (IS_NODE || unbundled()) {
+    glueHref = new URL(THREADS_GLUE, import.meta.url).href;
+    const glue = await import(/* webpackIgnore: true */ /* @vite-ignore */ glueHref);
+    create = glue.default;
+    workerHref = glue.workerUrl().href;
+    if (IS_NODE) wasmBinary = await (await nodeImport('node:fs/promises')).readFile(glue.wasmUrl());
+    else wasmBinary = await fetchWasm(glue.wasmUrl());
+  } else {
+    const t = await inlineThreads();
+    glueHref = t.glue;
+    workerHref = t.worker;
+    wasmBinary = t.wasm;
+    create = (await import(/* webpackIgnore: true */ /* @vite-ignore */ glueHref)).default;
+  }
   // the glue makes its workers with the global Worker, synchronously inside create(): Node has
   // none, so one that speaks the Web Worker protocol is there for that call only
   const restore = IS_NODE && !HAS_WORKER ? () => delete globalThis.Worker : null;
@@ -74,8 +85,8 @@ async function startThreaded(n) {
     ready = create({
       wasmBinary,
       membaPoolSize: n - 1,
-      locateFile: (file) => (file.endsWith('.worker.js') ? workerUrl().href : file),
-      mainScriptUrlOrBlob: glue.href,
+      locateFile: (file) => (file.endsWith('.worker.js') ? workerHref : file),
+      mainScriptUrlOrBlob: glueHref,
       printErr,
     });
   } finally {

@@ -35,3 +35,14 @@ test('the inlined WGSL kernels (dist/kernels-inline.js) are web/kernels/*.wgsl, 
   for (const f of files) assert.equal(sources[f.slice(0, -5)], fs.readFileSync(path.join(ROOT, 'web', 'kernels', f), 'utf8'), f);
   console.log(`inlined kernels: ${files.length}, equal`);
 });
+
+test('the inlined threaded build (dist/memba-threads-inline.js) is dist/memba-threads.*, the glue changed only where it would resolve a URL against blob:', async () => {
+  const { default: t } = await import('../dist/memba-threads-inline.js');
+  const glue = fs.readFileSync(path.join(ROOT, 'dist', 'memba-threads.mjs'), 'utf8');
+  const W = 'new URL("memba-threads.wasm",import.meta.url).toString()';
+  assert.equal(t.glue, glue.replace(W, '"memba-threads.wasm"'));
+  assert.notEqual(t.glue, glue, 'the wasm URL line was replaced');
+  assert.equal(t.worker, fs.readFileSync(path.join(ROOT, 'dist', 'memba-threads.worker.js'), 'utf8'));
+  assert.ok(Buffer.from(t.wasm, 'base64').equals(fs.readFileSync(path.join(ROOT, 'dist', 'memba-threads.wasm'))));
+  console.log(`inlined threaded build: glue ${t.glue.length} chars, worker ${t.worker.length}, wasm ${Buffer.from(t.wasm, 'base64').length} bytes`);
+});

@@ -55,7 +55,8 @@ async function serve(dir) {
     if (!p.startsWith(dir)) return res.writeHead(403).end();
     if (fs.existsSync(p) && fs.statSync(p).isDirectory()) p = path.join(p, 'index.html');
     if (!fs.existsSync(p)) return res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-    res.writeHead(200, { 'content-type': TYPES[path.extname(p)] ?? 'application/octet-stream' });
+    // cross-origin isolated (as demo/serve.mjs): the apps run the threaded build
+    res.writeHead(200, { 'content-type': TYPES[path.extname(p)] ?? 'application/octet-stream', 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' });
     fs.createReadStream(p).pipe(res);
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
@@ -68,10 +69,13 @@ async function openApp(url) {
   const page = await browser.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && !/^Failed to load resource/.test(m.text()) && problems.push(`console: ${m.text()}`)); // (responses: below)
   page.on('response', (r) => r.status() >= 400 && !r.url().endsWith('/favicon.ico') && problems.push(`HTTP ${r.status()} ${r.url()}`));
   try {
     await page.goto(url);
-    await page.waitForFunction(() => document.body.dataset.result || document.body.dataset.error, null, { timeout: 90_000 });
+    await page.waitForFunction(() => document.body.dataset.result || document.body.dataset.error, null, { timeout: 90_000 }).catch((e) => {
+      throw new Error(`${e.message} (page problems: ${problems.join('; ') || 'none'})`);
+    });
     const { result, error } = await page.evaluate(() => ({ ...document.body.dataset }));
     return { result: result && JSON.parse(result), error, problems };
   } finally {
@@ -79,13 +83,19 @@ async function openApp(url) {
   }
 }
 
-function checkApp({ result, error, problems }, what, { recipe = false } = {}) {
+const THREADS = Math.min(8, os.availableParallelism?.() ?? os.cpus().length);
+
+function checkApp({ result, error, problems }, what, { recipe = false, isolated = true } = {}) {
   assert.equal(error, undefined, `${what}: the app failed: ${error} (${problems.join('; ')})`);
   assert.deepEqual(problems, [], `${what}: errors in the page`);
   assert.equal(result.text, expected, `${what}: the text differs from Node's`);
   for (const phase of ['download', 'convert', 'ready']) assert.ok(result.phases.includes(phase), `${what}: no ${phase} phase (${result.phases})`);
   if (recipe) assert.equal(result.recipe, expected, `${what}: the README's own-worker recipe`);
-  console.log(`${what}: ${JSON.stringify(PROMPT + result.text)} (phases ${result.phases.join(', ')})`);
+  // served cross-origin isolated: the worker runs the threaded build (inlined in a bundle); the
+  // Vite dev server sends no COOP/COEP by default: one thread, saying why
+  if (isolated) assert.equal(result.threads, THREADS, `${what}: threads (${result.threadsNote})`);
+  else assert.match(`${result.threads} ${result.threadsNote}`, /^1 1 thread: the page is not cross-origin isolated/, what);
+  console.log(`${what}: ${JSON.stringify(PROMPT + result.text)} (phases ${result.phases.join(', ')}; ${result.threadsNote})`);
 }
 
 /** The page for bundlers that write no HTML (webpack, esbuild, Rollup). */
@@ -176,7 +186,7 @@ test('Vite dev server, no config: the same', { skip: SKIP, timeout: 180_000 }, a
         if (child.exitCode !== null || Date.now() - t0 > 60_000) throw new Error(`vite dev did not start:\n${out}`);
         await new Promise((r) => setTimeout(r, 100));
       }
-      checkApp(await openApp(`http://127.0.0.1:${port}/?recipe`), 'vite dev', { recipe: true });
+      checkApp(await openApp(`http://127.0.0.1:${port}/?recipe`), 'vite dev', { recipe: true, isolated: false });
     });
   } finally {
     child.kill();

@@ -22,8 +22,9 @@ async function main() {
     text += piece;
     $('out').textContent = `The jury said${text}`;
   }
+  const { threads, threadsNote } = model.info;
   await model.dispose();
-  const result = { text, phases };
+  const result = { text, phases, threads, threadsNote };
   // ?recipe: also the README's own-worker recipe (Vite and webpack resolve the package path)
   if (new URLSearchParams(location.search).has('recipe')) {
     const worker = new Worker(new URL('memba-wasm/worker', import.meta.url), { type: 'module' });

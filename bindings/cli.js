@@ -36,6 +36,7 @@ options (all commands):
   --revision REV           hub branch, tag or commit of --model (default main)
   --cache-dir DIR          the hub cache folder (default: HF_HUB_CACHE, else HF_HOME/hub, else
                            ~/.cache/huggingface/hub; shared with Python's huggingface_hub)
+  --threads N              threads for the engine, 1-16 (default: the cores, at most 8)
   --quiet                  no progress on stderr
   --version                print the package version
   (errors are one line and a hint; MEMBA_DEBUG=1 also prints the stack of an internal error)
@@ -103,7 +104,7 @@ const JSON_FLAG = new Set(['eval', 'ppl']);
 function parseArgs(argv, cmd) {
   const opts = { _: [] };
   const takes = new Set(['model', 'adapter', 'ids', 'max-new-tokens', 'temperature', 'top-k', 'top-p', 'seed', 'out', 'r', 'alpha', 'targets', 'lim', 'epochs', 'seq-len', 'batch-size', 'lr', 'json', 'limit', 'stride', 'val', 'val-split', 'format', 'min-p', 'repetition-penalty', 'no-repeat-ngram',
-    'hub-base', 'revision', 'cache-dir']); // where hub ids come from (sourceOptions)
+    'hub-base', 'revision', 'cache-dir', 'threads']); // where hub ids come from, threads (sourceOptions)
   const flags = new Set(['quiet', 'help']);
   if (JSON_FLAG.has(cmd)) {
     takes.delete('json');
@@ -230,6 +231,11 @@ function sourceOptions(opts, model) {
   if (opts['hub-base'] !== undefined) o.hubBase = opts['hub-base'];
   if (opts['cache-dir'] !== undefined) o.cacheDir = opts['cache-dir'];
   if (model && opts.revision !== undefined) o.revision = opts.revision;
+  if (model && opts.threads !== undefined) {
+    const n = num(opts, 'threads', undefined, { integer: true });
+    if (n < 1 || n > 16) throw usage('--threads must be an integer from 1 to 16');
+    o.threads = n;
+  }
   return o;
 }
 

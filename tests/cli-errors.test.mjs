@@ -50,6 +50,8 @@ test('usage errors: the one-line error and `see: memba help <command>`, exit 2; 
     [['generate'], /needs a prompt/],
     [['generate', 'x', '--bogus'], /unknown option --bogus/],
     [['generate', 'x', '--seed', ''], /--seed must be an integer/],
+    [['generate', 'x', '--threads', '0'], /--threads must be an integer from 1 to 16/],
+    [['generate', 'x', '--threads', '1.5'], /--threads must be an integer/],
     [['generate', 'x', '--model'], /--model needs a value/],
     [['generate', 'x', '--quiet=yes'], /--quiet takes no value/],
     [['finetune', path.join(dir, 'missing.txt'), '--out', path.join(dir, 'o')], /cannot read/],

@@ -20,6 +20,11 @@ test('memba generate "prompt" prints the continuation of the embedded model on s
   const greedy1 = cli('generate', 'The jury said', '--temperature', '0', '--max-new-tokens', '12');
   const greedy2 = cli('generate', 'The jury said', '--temperature', '0', '--max-new-tokens', '12');
   assert.equal(greedy1.stdout, greedy2.stdout, 'greedy is deterministic');
+  const one = cli('generate', 'The jury said', '--seed', '3', '--max-new-tokens', '24', '--threads', '1');
+  const two = cli('generate', 'The jury said', '--seed', '3', '--max-new-tokens', '24', '--threads', '2');
+  assert.equal(one.status, 0, one.stderr);
+  assert.equal(one.stdout, r.stdout, '--threads 1 (the single-threaded build) samples the same text');
+  assert.equal(two.stdout, r.stdout, '--threads 2 samples the same text');
 });
 
 test('memba finetune writes a PEFT adapter + memba_config.json; generate, score and inspect use it', () => {

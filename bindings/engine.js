@@ -57,6 +57,9 @@ const printErr = (text) => {
   if (!/^Blocking on the main thread/.test(String(text))) console.error(text);
 };
 
+/** How long the threaded build's workers may take to start (they usually take well under 1 s). */
+const START_LIMIT_MS = 20_000;
+
 /** The threaded module with a pool of `n` threads (n - 1 workers and the caller). */
 async function startThreaded(n) {
   // unbundled: the files beside this one; in a bundle (which serves none of them): the inlined
@@ -92,7 +95,20 @@ async function startThreaded(n) {
   } finally {
     restore?.();
   }
-  const abi = new Abi(await ready);
+  // a pool worker that cannot start (a Content-Security-Policy without blob: workers, a missing
+  // file) only reports to the console, and the glue would wait for it for ever: so a time limit,
+  // after which the single-threaded build runs instead (the note says why)
+  let timer;
+  const limit = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`its ${n - 1} worker(s) did not start within ${START_LIMIT_MS / 1000} s`)), START_LIMIT_MS);
+  });
+  let mod;
+  try {
+    mod = await Promise.race([ready, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+  const abi = new Abi(mod);
   abi.mb_set_threads(n, { what: 'threads' });
   abi.threaded = true;
   abi.poolThreads = n;

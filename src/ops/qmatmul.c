@@ -21,8 +21,33 @@
 
 /* ---- f16 ---- */
 
-/* dot(x, decode(w)) with matmul.c dot_1x1's accumulators: 4 vectors over 16 values, then 4, then 1 */
-static float dot_f16(const float *x, const uint16_t *w, int C) {
+/* dot(x, decode(w)) with matmul.c dot_1x1's accumulators: 4 vectors over 16 values, then 4, then
+ * 1. xs is x times 2^112 (see f16_matvec_rows), so the weights need no rebias multiply: each product
+ * (w * 2^-112) * (x * 2^112) is the same real number as w * x and rounds to the same float32, so
+ * the result equals dot_1x1 on the decoded weights bit for bit. */
+static float dot_f16(const float *x, const float *xs, const uint16_t *w, int C) {
+  f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0), lo, hi;
+  int c = 0;
+  for (; c + 16 <= C; c += 16) {
+    v_f16x8_to_f32_scaled(w + c, &lo, &hi);
+    a0 += lo * v_load(xs + c);
+    a1 += hi * v_load(xs + c + 4);
+    v_f16x8_to_f32_scaled(w + c + 8, &lo, &hi);
+    a2 += lo * v_load(xs + c + 8);
+    a3 += hi * v_load(xs + c + 12);
+  }
+  for (; c + 4 <= C; c += 4) {
+    f32x4 wv = {f16_to_f32(w[c]), f16_to_f32(w[c + 1]), f16_to_f32(w[c + 2]), f16_to_f32(w[c + 3])};
+    a0 += wv * v_load(x + c);
+  }
+  float r = v_hsum((a0 + a1) + (a2 + a3));
+  for (; c < C; c++) r += f16_to_f32(w[c]) * x[c];
+  return r;
+}
+
+/* dot_f16 for a token with a value of 2^16 or more (x * 2^112 would overflow): the weights are
+ * rebiased instead, the same bits */
+static float dot_f16_rebias(const float *x, const uint16_t *w, int C) {
   f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0), lo, hi;
   int c = 0;
   for (; c + 16 <= C; c += 16) {
@@ -42,11 +67,31 @@ static float dot_f16(const float *x, const uint16_t *w, int C) {
   return r;
 }
 
+#define XS_FLOATS 16384 /* tokens x 2^112 for one call: 64 KB per thread */
+static _Thread_local float g_xs[XS_FLOATS];
+
+/* x * 2^112 into xs when every |x| < 2^16 (the product is then exact and finite): returns 1, or 0
+ * when the token needs dot_f16_rebias (a large, infinite or nan value) */
+static int scale_token(float *xs, const float *x, int C) {
+  for (int c = 0; c < C; c++) {
+    if (!(fabsf(x[c]) < 65536.0f)) return 0;
+    xs[c] = x[c] * F16_REBIAS;
+  }
+  return 1;
+}
+
 void f16_matvec_rows(float *out, size_t ld, const float *inp, const uint16_t *W, const float *bias, int T, int C, int OC) {
+  int scaled[4] = {0, 0, 0, 0};
+  int fit = T <= 4 && (size_t)T * C <= XS_FLOATS;
+  for (int t = 0; fit && t < T; t++) scaled[t] = scale_token(g_xs + (size_t)t * C, inp + (size_t)t * C, C);
   for (int o = 0; o < OC; o++) {
     const uint16_t *row = W + (size_t)o * C;
     float b = bias ? bias[o] : 0.0f;
-    for (int t = 0; t < T; t++) out[(size_t)t * ld + o] = dot_f16(inp + (size_t)t * C, row, C) + b;
+    for (int t = 0; t < T; t++) {
+      const float *x = inp + (size_t)t * C;
+      float d = fit && scaled[t] ? dot_f16(x, g_xs + (size_t)t * C, row, C) : dot_f16_rebias(x, row, C);
+      out[(size_t)t * ld + o] = d + b;
+    }
   }
 }
 

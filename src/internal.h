@@ -294,7 +294,7 @@ typedef struct {
 /* Scratch every layer reuses. */
 typedef struct {
   float *lora_h; /* [BT, r] */
-  float *drop;   /* [BT, max(d, E)] a LoRA input after dropout (training with dropout) */
+  float *drop;   /* [BT, max(d, E, dt_rank)] a LoRA input after dropout (training with dropout) */
   float *ssm;    /* [E, N] scan state without a decode state */
   float *U;      /* [c, E] LIM membrane without a decode state */
 } mb_block_scratch;

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './helpers.mjs';
 
-for (const name of ['test_ops', 'test_block', 'test_model', 'test_adapter', 'test_train', 'test_backward', 'test_robust', 'test_dtypes']) {
+for (const name of ['test_ops', 'test_block', 'test_model', 'test_adapter', 'test_train', 'test_backward', 'test_robust', 'test_dtypes', 'test_threads']) {
   test(`native C ${name} (ASan + UBSan + leaks)`, () => {
     const bin = path.join(ROOT, 'build', name);
     assert.ok(fs.existsSync(bin), `${bin} is missing: run ./build.sh test`);

@@ -110,6 +110,22 @@ test('createRandom computes the weight bytes in JS: a shape that wraps wasm32 si
   m.dispose();
 });
 
+test('Mamba.load options: a signal that is not an AbortSignal and other bad values are invalid_argument; null is the defaults', async () => {
+  await allFail('Mamba.load options', [
+    ['signal "x"', () => Mamba.load(fixture('mamba-tiny'), { signal: 'x' })],
+    ['signal 5', () => Mamba.load(fixture('mamba-tiny'), { signal: 5 })],
+    ['signal {}', () => Mamba.load(fixture('mamba-tiny'), { signal: {} })],
+    ['options 5', () => Mamba.load(fixture('mamba-tiny'), 5)],
+    ['dtype "fp64"', () => Mamba.load(fixture('mamba-tiny'), { dtype: 'fp64' })],
+  ]);
+  const a = await Mamba.load(fixture('mamba-tiny'), null);
+  const b = await Mamba.load(fixture('mamba-tiny'));
+  const d = maxDiff((await a.forward([1, 2, 3])).data, (await b.forward([1, 2, 3])).data);
+  console.log(`Mamba.load(src, null) vs Mamba.load(src): max logit difference ${d}`);
+  assert.equal(d, 0);
+  a.dispose(), b.dispose();
+});
+
 // ---- 2. options validated at the API boundary ----
 
 const BAD_NUMBERS = [NaN, Infinity, -Infinity, '1', {}, [], true, Symbol('x'), 10n];

@@ -17,7 +17,9 @@ static int ws_sizes(const mb_model *m, size_t B, size_t L, size_t *sz, size_t *f
   size_t cl = ad->cfg.lim ? (size_t)lim_chunk_len(&ad->cfg, (int)L) : 1;
   int ovf = 0;
 #define F3(a, b, c_) floats3(a, b, c_, &ovf)
+  /* the widest LoRA input: d (in_proj), E (x_proj, out_proj) or R (dt_proj, whose rank may pass both) */
   size_t in_max = d > E ? d : E, lim = ad->cfg.lim ? F3(BT, E, 1) : 1, V = c->vocab_size;
+  if (R > in_max) in_max = R;
   size_t f[F_COUNT] = {[F_A] = F3(BT, d, 1), [F_XZ] = F3(BT, 2, E), [F_XC] = F3(BT, E, 1), [F_U] = F3(BT, E, 1),
                        [F_DBC] = F3(BT, DBC, 1), [F_DL] = F3(BT, R, 1), [F_DLIN] = F3(BT, E, 1), [F_DELTA] = F3(BT, E, 1),
                        [F_Y] = F3(BT, E, 1), [F_O] = F3(BT, E, 1), [F_STATES] = F3(BT, E, N), [F_V] = lim,

@@ -86,12 +86,13 @@ static void test_sizes(void) {
 }
 
 /* dt_rank larger than d_model with a LoRA on dt_proj: forward, training and decode at L = 3000. */
-static void test_wide_dt_rank(void) {
-  printf(" dt_rank > d_model with a dt_proj LoRA\n");
+static void test_wide_dt_rank(float dropout) {
+  printf(" dt_rank > d_model and d_inner with a dt_proj LoRA, dropout %g\n", dropout);
   mb_config c = {.d_model = 8, .n_layer = 2, .vocab_size = 16, .d_state = 4, .d_conv = 4, .d_inner = 16,
                  .dt_rank = 40, .eps = 1e-5f, .tied_head = 1};
   mb_model *m = random_model(&c, 5);
-  mb_adapter_config ac = {.r = 4, .alpha = 8, .targets = (1 << MB_T_DT_PROJ) | (1 << MB_T_X_PROJ)};
+  /* with dropout, training writes the dropped dt_proj input (dt_rank wide) into a scratch buffer */
+  mb_adapter_config ac = {.r = 4, .alpha = 8, .dropout = dropout, .targets = (1 << MB_T_DT_PROJ) | (1 << MB_T_X_PROJ)};
   mb_adapter *a = new_adapter(m, &ac);
   mb_adapter_init(a, 1);
   adapter_nudge(a, 0.05f);
@@ -203,7 +204,8 @@ int main(void) {
   printf("# test_robust\n");
   test_long_chunk();
   test_sizes();
-  test_wide_dt_rank();
+  test_wide_dt_rank(0.0f);
+  test_wide_dt_rank(0.1f);
   test_adamw_guard();
   test_merge_exact();
   printf("%d passed, %d failed\n", g_pass, g_fail);

@@ -42,11 +42,17 @@ static inline int rd_range(reader *r, int lo, int hi) { return lo + (int)(rd_u8(
 static const mb_config FUZZ_MODEL = {.d_model = 16, .n_layer = 2, .vocab_size = 40, .d_state = 4, .d_conv = 4,
                                      .d_inner = 32, .dt_rank = 3, .eps = 1e-5f, .tied_head = 1};
 
-static inline mb_model *fuzz_model(uint32_t seed) {
+/* the same vocabulary, with dt_rank wider than d_model and d_inner (the dt_proj LoRA's input is then
+ * the widest of all: a buffer sized by max(d, E) alone overflows) */
+static const mb_config FUZZ_WIDE_RANK = {.d_model = 8, .n_layer = 2, .vocab_size = 40, .d_state = 4, .d_conv = 4,
+                                         .d_inner = 16, .dt_rank = 40, .eps = 1e-5f, .tied_head = 1};
+
+static inline mb_model *fuzz_model_of(const mb_config *c, uint32_t seed) {
   mb_model *m = NULL;
-  if (mb_model_new(&FUZZ_MODEL, &m) || mb_model_init_random(m, seed)) abort();
+  if (mb_model_new(c, &m) || mb_model_init_random(m, seed)) abort();
   return m;
 }
+static inline mb_model *fuzz_model(uint32_t seed) { return fuzz_model_of(&FUZZ_MODEL, seed); }
 
 /* the sentinel: its own model, checked after every input */
 static mb_model *g_sentinel;

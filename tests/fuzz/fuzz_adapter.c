@@ -1,18 +1,22 @@
 /* fuzz_adapter.c: mb_adapter_new with any mb_adapter_config (every field from the input) on a small
  * model; an accepted adapter is initialised, nudged and driven through a forward of an input-chosen
  * length, inspect, score, a decode state and steps, a training step with input-chosen AdamW
- * settings, and merge/unmerge. The model's base logits must come back bit for bit afterwards. */
+ * settings, and merge/unmerge. The model's base logits must come back bit for bit afterwards.
+ * The top bit of the input's last byte picks the model: FUZZ_MODEL or FUZZ_WIDE_RANK. */
 #include "fuzz.h"
 
-static mb_model *g_m;
-static float g_base[8 * 40];
+static mb_model *g_models[2];
+static float g_bases[2][8 * 40];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   sentinel_check();
-  if (!g_m) {
-    g_m = fuzz_model(77);
-    if (mb_forward(g_m, SENTINEL_IDS, 1, 8, MB_LOGITS_ALL, g_base, NULL, NULL)) abort();
+  int which = size && (data[size - 1] & 0x80);
+  if (!g_models[which]) {
+    g_models[which] = fuzz_model_of(which ? &FUZZ_WIDE_RANK : &FUZZ_MODEL, 77);
+    if (mb_forward(g_models[which], SENTINEL_IDS, 1, 8, MB_LOGITS_ALL, g_bases[which], NULL, NULL)) abort();
   }
+  mb_model *g_m = g_models[which];
+  const float *g_base = g_bases[which];
   reader r = {data, size};
   mb_adapter_config ac;
   ac.r = rd_i32(&r), ac.alpha = rd_f32(&r), ac.rslora = rd_i32(&r), ac.targets = rd_i32(&r);

@@ -140,7 +140,10 @@ export class WorkerClient {
   /** Checks and encodes a call's arguments on this side: { enc, callbacks, signal }. */
   _prepare(kind, method, args) {
     const at = OPTIONS_ARG[kind]?.[method];
-    if (at !== undefined && args[at] === null) throw invalid(`${method}: options must be an object (or left out), got null`);
+    if (at !== undefined && args[at] === null) {
+      args = args.slice(); // null options mean the defaults, as in the local API
+      args[at] = undefined;
+    }
     const callbacks = [];
     const signals = [];
     const enc = encodeArgs(args, callbacks, signals);

@@ -93,8 +93,8 @@ const USAGE = {
   generate: 'memba generate [prompt] [--ids 1,2,3] [--max-new-tokens N] [--temperature T] [--seed S] ...',
   finetune: 'memba finetune <file> --out DIR [--format text|instruct|jsonl] [--epochs N] [--lim SPEC] ...',
   score: 'memba score <context> <continuation>...',
-  eval: 'memba eval <task.jsonl> [--limit N] [--json]',
-  ppl: 'memba ppl <file.txt> [--seq-len N] [--stride S] [--json]',
+  eval: 'memba eval <task.jsonl> [--adapter DIR] [--limit N] [--json]',
+  ppl: 'memba ppl <file.txt> [--adapter DIR] [--seq-len N] [--stride S] [--json]',
   inspect: 'memba inspect <text> --adapter SRC [--json FILE]',
 };
 

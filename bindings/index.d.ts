@@ -207,7 +207,8 @@ export interface FitOptions {
 }
 export interface FitResult {
   steps: number; losses: number[]; tokens: number; seconds: number; windows: number;
-  trainLoss: number | null; valLoss: number | null; valPpl: number | null;
+  /** the last epoch's mean training loss per target, and its exp */
+  trainLoss: number | null; trainPpl: number | null; valLoss: number | null; valPpl: number | null;
   evaluations: FitEvaluation[]; best: { step: number; epoch: number; valLoss: number; valPpl: number } | null;
   keptBest: boolean; stoppedEarly: boolean;
 }

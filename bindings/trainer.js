@@ -477,9 +477,10 @@ export class Trainer {
     }
     if (bestTensors) this._block(AdapterBlock.TENSORS).set(bestTensors);
     const last = evals.at(-1) ?? null;
+    const trainLoss = epochTargets > 0 ? epochLoss / epochTargets : null;
     return {
       steps: this.stepCount, losses, tokens: seen, seconds: (performance.now() - t0) / 1000, windows: windows.length,
-      trainLoss: epochTargets > 0 ? epochLoss / epochTargets : null,
+      trainLoss, trainPpl: trainLoss === null ? null : Math.exp(trainLoss),
       valLoss: last?.valLoss ?? null, valPpl: last?.valPpl ?? null,
       evaluations: evals, best: best && { step: best.step, epoch: best.epoch, valLoss: best.valLoss, valPpl: best.valPpl },
       keptBest: !!bestTensors, stoppedEarly,

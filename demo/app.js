@@ -320,6 +320,12 @@ function finishTraining(losses, what, st) {
 
 async function compare() {
   await task('compare', async () => {
+    // both columns are cleared first: the adapted one must not show the last comparison's text
+    // while the base one is written
+    for (const id of ['out-base', 'out-adapted']) {
+      $(id).textContent = '';
+      delete $(id).dataset.tokens;
+    }
     try {
       await generateInto($('out-base'), { useAdapter: false });
       await generateInto($('out-adapted'));

@@ -3,7 +3,8 @@
 // fine-tunes a Memba adapter with a validation split (the train loss must fall, the chart must
 // show train and validation points), draws the membrane heatmap and hovers it, downloads the
 // adapter and loads it back, checks that failed loads keep the previous model and adapter, and
-// aborts a run; screenshots go to build/demo*.png.
+// aborts a run; screenshots go to build/demo*.png (demo-defaults.png: base vs adapted after the page's
+// default training).
 // Uses the embedded default model (models/default) when present, else a small text model made here.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -93,8 +94,23 @@ test('demo in headless Chromium: data picker, fine-tune with validation (chart),
     console.log(`generated: ${JSON.stringify(out)}`);
     assert.ok(out.startsWith(prompt) && out.length > prompt.length + 5, 'text appeared after the prompt');
 
-    // fine-tune with a validation split; the membrane heatmap below needs a LIM gate
+    // the page's defaults first (LoRA only, 60 steps of 128 tokens): what a visitor who just clicks
+    // Train sees
     assert.equal(await page.isChecked('#use-lim'), false, 'LoRA only by default (training/study)');
+    {
+      const t = Date.now();
+      await page.click('#train-btn');
+      await page.waitForSelector('#train-status[data-state=done]', { timeout: 180_000 });
+      const d = await page.$eval('#train-status', (el) => ({ ...el.dataset }));
+      console.log(`defaults (${((Date.now() - t) / 1000).toFixed(1)} s): train loss ${Number(d.firstLoss).toFixed(3)} -> ${Number(d.lastLoss).toFixed(3)}; validation ${Number(d.valFirst).toFixed(3)} -> ${Number(d.valBest).toFixed(3)} (best)`);
+      assert.ok(Number(d.valBest) < Number(d.valFirst) - 0.3, 'the defaults lower the held-out loss');
+      await page.click('#compare-btn');
+      await page.waitForFunction(() => document.querySelector('#out-adapted')?.dataset.tokens, null, { timeout: 60_000 });
+      console.log(`defaults, adapted: ${JSON.stringify(await page.textContent('#out-adapted'))}`);
+      await page.locator('#compare').screenshot({ path: path.join(BUILD, 'demo-defaults.png') });
+    }
+
+    // fine-tune with a validation split; the membrane heatmap below needs a LIM gate
     await page.check('#use-lim');
     await page.fill('#steps', '24');
     await page.fill('#eval-every', '8');
@@ -125,6 +141,17 @@ test('demo in headless Chromium: data picker, fine-tune with validation (chart),
     await page.click('#compare-btn');
     await page.waitForFunction(() => document.querySelector('#out-adapted')?.dataset.tokens, null, { timeout: 60_000 });
     const adapted = await page.textContent('#out-adapted');
+    const base = await page.textContent('#out-base');
+    console.log(`base: ${JSON.stringify(base.slice(0, 80))}\nadapted: ${JSON.stringify(adapted.slice(0, 80))}`);
+    assert.ok(base.length > 20 && adapted.length > 20, 'both columns hold text');
+    assert.notEqual(base, adapted, 'the adapted model writes something else');
+    // side by side, equal widths, and the text wraps inside its column (nothing wider than the box)
+    const cols = await page.$$eval('.two > div', (ds) => ds.map((d) => { const r = d.getBoundingClientRect(); const pre = d.querySelector('pre'); return { x: r.x, y: r.y, w: r.width, scroll: pre.scrollWidth, client: pre.clientWidth, lines: Math.round(pre.getBoundingClientRect().height / parseFloat(getComputedStyle(pre).lineHeight)) }; }));
+    console.log(`columns: ${JSON.stringify(cols)}`);
+    assert.equal(cols.length, 2);
+    assert.ok(Math.abs(cols[0].w - cols[1].w) <= 1 && Math.abs(cols[0].y - cols[1].y) <= 1 && cols[1].x > cols[0].x + cols[0].w - 1, 'two equal columns side by side');
+    assert.ok(cols.every((c) => c.scroll <= c.client + 1 && c.lines >= 2), 'the text wraps inside each column');
+    assert.match(await page.textContent('.lim-note'), /Leaky Integrate Membrane/, 'one sentence says what LIM is');
     await page.click('#inspect-btn');
     await page.waitForSelector('#heatmap[data-drawn=true]', { timeout: 60_000 });
     const hm = await page.$eval('#heatmap', (el) => ({ ...el.dataset }));

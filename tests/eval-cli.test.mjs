@@ -81,3 +81,39 @@ test('memba eval / ppl: bad usage exits 2, bad files and arguments exit 1 naming
   assert.match(help.stdout, /ppl <file\.txt>/);
   fs.rmSync(dir, { recursive: true });
 });
+
+test('memba finetune with the defaults (no --lim: LoRA only) and --val FILE; eval and ppl --adapter DIR use the adapter', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'memba-evad-'));
+  const words = fs.readFileSync(path.join(ROOT, 'examples', 'data', 'kjv-genesis.txt'), 'utf8').split(/\s+/);
+  const train = path.join(dir, 'train.txt');
+  const val = path.join(dir, 'val.txt');
+  fs.writeFileSync(train, words.slice(0, 1500).join(' '));
+  fs.writeFileSync(val, words.slice(1500, 1900).join(' '));
+  const out = path.join(dir, 'adapter');
+  const f = cli('finetune', train, '--out', out, '--val', val, '--epochs', '1', '--seq-len', '64', '--batch-size', '2', '--lr', '0.003');
+  assert.equal(f.status, 0, f.stderr);
+  console.log(f.stdout.trim());
+  const m = /validation perplexity ([\d.]+) -> ([\d.]+)/.exec(f.stdout);
+  assert.ok(m && Number(m[2]) < Number(m[1]), `the held-out file was scored and its perplexity fell: ${f.stdout}`);
+  assert.deepEqual(fs.readdirSync(out).sort(), ['adapter_config.json', 'adapter_model.safetensors'], 'the default adapter is LoRA only: no memba_config.json');
+
+  const model = await Mamba.load(path.join(ROOT, 'models', 'default'));
+  const baseP = await model.perplexity(fs.readFileSync(val, 'utf8'), { seqLen: 64 });
+  const baseE = await model.evaluate(fs.readFileSync(TASK, 'utf8'));
+  await model.loadAdapter(out);
+  const wantP = await model.perplexity(fs.readFileSync(val, 'utf8'), { seqLen: 64 });
+  const wantE = await model.evaluate(fs.readFileSync(TASK, 'utf8'));
+  const p = cli('ppl', val, '--adapter', out, '--seq-len', '64', '--json', '--quiet');
+  assert.equal(p.status, 0, p.stderr);
+  const gotP = JSON.parse(p.stdout);
+  console.log(`ppl on the held-out file: base ${baseP.perplexity.toFixed(2)}, --adapter ${gotP.perplexity.toFixed(2)} (API with the adapter ${wantP.perplexity.toFixed(2)})`);
+  assert.deepEqual(gotP, wantP, 'memba ppl --adapter = model.perplexity with the adapter loaded');
+  assert.ok(gotP.perplexity < baseP.perplexity, 'the adapter lowers the held-out perplexity');
+  const e = cli('eval', TASK, '--adapter', out, '--json', '--quiet');
+  assert.equal(e.status, 0, e.stderr);
+  const gotE = JSON.parse(e.stdout);
+  console.log(`eval on the example task: base ${JSON.stringify(baseE)}, --adapter ${JSON.stringify(gotE)}`);
+  assert.deepEqual(gotE, wantE, 'memba eval --adapter = model.evaluate with the adapter loaded');
+  model.dispose();
+  fs.rmSync(dir, { recursive: true });
+});

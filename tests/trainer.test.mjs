@@ -202,6 +202,8 @@ test('fit with validation: held-out loss and perplexity before and after every e
   assert.ok(Math.abs(evals[0].valLoss - fresh) <= TOL.val_loss_abs, `initial validation loss ${evals[0].valLoss} vs scoreTokens ${fresh}`);
   assert.ok(Math.abs(evals[0].valPpl - Math.exp(fresh)) <= TOL.val_loss_abs * Math.exp(fresh));
   assert.ok(evals.slice(1).every((e) => e.trainLoss > 0 && Number.isFinite(e.valLoss) && e.valTokens === held.length - 1));
+  assert.equal(res.trainLoss, evals.at(-1).trainLoss, 'the result carries the last epoch\'s train loss');
+  assert.equal(res.trainPpl, Math.exp(res.trainLoss));
   assert.ok(events.filter((p) => p.phase === 'train').every((p) => p.secondsLeft >= 0));
   // the adapter left behind is the best evaluation's
   const after = await windowNll(model, held);
@@ -251,6 +253,17 @@ test('instruction data: the Alpaca template, loss on the output tokens (and EOS)
   assert.equal(st.ids.length, kept.length + model.encode(instructionPrompt(examples[0]).prompt).length + model.encode(instructionPrompt(examples[1]).prompt).length);
   const res = await tr.fit(examples, { epochs: 1, seqLen: 512 });
   assert.equal(res.tokens, want.length, 'fit counts only the output targets');
+  // validation given as instruction examples is scored on its outputs only, and as a text on every
+  // token after the first
+  const heldEx = [{ instruction: 'Name a fruit.', input: '', output: 'an apple' }];
+  const v1 = await tr.fit(examples, { epochs: 1, seqLen: 512, validation: heldEx });
+  assert.equal(v1.evaluations[0].valTokens, model.encode('an apple').length + 1, 'validation examples: output tokens and EOS');
+  const heldText = 'In the beginning God created the heaven and the earth.';
+  const v2 = await tr.fit(examples, { epochs: 1, seqLen: 512, validation: heldText });
+  assert.equal(v2.evaluations[0].valTokens, model.encode(heldText).length - 1, 'validation text: every target');
+  const ref = await model.perplexity(heldText);
+  console.log(`validation text: fit's first evaluation ${v2.evaluations[0].valLoss.toFixed(5)}, model.perplexity nll ${ref.nll.toFixed(5)} (after fit, which keeps the best evaluation's adapter)`);
+  assert.ok(Math.abs(v2.evaluations[0].valLoss - ref.nll) <= TOL.val_loss_abs, 'scored like model.perplexity');
   await assert.rejects(tr.fit([{ instruction: 'x' }]), (e) => e.code === 'invalid_argument' && /example 0/.test(e.message));
   await assert.rejects(tr.fit(['fine', { instruction: 5, output: 'x' }]), (e) => e.code === 'invalid_argument' && /example 1/.test(e.message));
   // { text } objects are plain documents

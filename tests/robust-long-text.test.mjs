@@ -1,4 +1,4 @@
-// robust-long-text.test.mjs: texts of a million tokens and id arrays of ten million (issue 11):
+// robust-long-text.test.mjs: texts of a million and ten million tokens, and id arrays of ten million (issue 11):
 // encode, fit, perplexity, scoreTokens and inspect neither blow the stack nor copy the text
 // several times; what cannot fit the 4 GB WASM heap fails as 'oom' before allocating. Long texts
 // are tokenised in pieces, and the pieces give exactly the whole text's ids.
@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { Mamba } from '../bindings/index.js';
-import { fixture, ROOT, rejectsCode, assertClose } from './helpers.mjs';
+import { fixture, ROOT, rejectsCode, assertClose, TOL } from './helpers.mjs';
 import path from 'node:path';
 
 const DEFAULT_MODEL = `${ROOT}/models/default`;
@@ -108,5 +108,37 @@ test('scoreTokens of a long sequence, chunk by chunk through the state, equals t
     assertClose(`score of ${ids.length} tokens in chunks of ${chunk} vs one call`, chunked.data, one.data, 'decode_vs_forward_rel');
     assert.equal(chunked.data[1], 0, 'positions before from are 0');
   }
+  model.dispose();
+});
+
+test('a 10M-token text: fit and perplexity tokenise it in pieces and start (then abort), with memory for about one copy of the ids', async () => {
+  const model = await Mamba.load(DEFAULT_MODEL);
+  const text = TEXTS[0].repeat(965); // 33.6M characters, about 10M tokens
+  model.createAdapter();
+  const rss0 = process.memoryUsage().rss;
+  let peak = rss0;
+  const sample = () => { peak = Math.max(peak, process.memoryUsage().rss); };
+  const stopPpl = new AbortController();
+  let seen = null;
+  let t0 = performance.now();
+  await rejectsCode(() => model.perplexity(text, { seqLen: 64, signal: stopPpl.signal, onProgress: (p) => {
+    seen = p;
+    sample();
+    if (p.window === 2) stopPpl.abort();
+  } }), 'aborted');
+  const tokens = (seen.windows - 1) * 64 + 1; // at least this many targets + 1
+  console.log(`perplexity: ${text.length} chars, ${seen.windows} windows of 64 (>= ${tokens} tokens), started in ${(performance.now() - t0).toFixed(0)} ms`);
+  assert.ok(tokens > 9.9e6, 'about 10M tokens');
+  const trainer = model.createTrainer();
+  const stopFit = new AbortController();
+  t0 = performance.now();
+  await rejectsCode(() => trainer.fit(text, { seqLen: 64, signal: stopFit.signal, onProgress: () => { sample(); stopFit.abort(); } }), 'aborted');
+  console.log(`fit: aborted after ${trainer.stepCount} step, ${(performance.now() - t0).toFixed(0)} ms (tokenising included)`);
+  assert.equal(trainer.stepCount, 1);
+  // the ids are 40 MB as an Int32Array, the text 67 MB as UTF-16; a few copies of the ids as JS
+  // arrays of numbers (80 MB each) or of the text would pass the bound
+  const growMb = (peak - rss0) / 2 ** 20;
+  console.log(`peak RSS growth while both ran: ${growMb.toFixed(0)} MB (bound ${TOL.long_text_rss_growth_mb} MB)`);
+  assert.ok(growMb < TOL.long_text_rss_growth_mb, `RSS grew by ${growMb.toFixed(0)} MB`);
   model.dispose();
 });

@@ -43,6 +43,26 @@ static void test_long_chunk(void) {
     printf("  chunk_size %-6d decode vs forward maxdiff %.3g (limit %.3g)\n", cs, worst, tol("decode_vs_forward_rel"));
     CHECK(worst <= tol("decode_vs_forward_rel") * fmaxf(1.0f, max_abs(full, 6 * 32)), "decode differs from forward");
     mb_state_free(s);
+    /* score: log-softmax of the forward's logits at each next id */
+    float lp[6], sworst = 0;
+    CHECK(mb_score(m, ids, 1, 6, 1, lp) == MB_OK, "score: %s", mb_last_error());
+    for (int t = 1; t < 6; t++) {
+      const float *row = full + (t - 1) * 32;
+      double mx = row[0], z = 0;
+      for (int v = 1; v < 32; v++) mx = row[v] > mx ? row[v] : mx;
+      for (int v = 0; v < 32; v++) z += exp(row[v] - mx);
+      float want = (float)(row[ids[t]] - mx - log(z)), d = fabsf(lp[t] - want);
+      if (!(d <= sworst)) sworst = d;
+    }
+    printf("  chunk_size %-6d score vs log-softmax(forward) maxdiff %.3g (limit %.3g)\n", cs, sworst, tol("loglik_rel"));
+    CHECK(sworst <= tol("loglik_rel") * fmaxf(1.0f, max_abs(lp + 1, 5)), "score differs from the forward's log-softmax");
+    /* inspect: the gate inputs of every layer, finite, and the chunk length it used */
+    float v[2 * 6 * 32];
+    int32_t clen = 0;
+    CHECK(mb_inspect(m, ids, 1, 6, v, NULL, &clen) == MB_OK, "inspect: %s", mb_last_error());
+    int finite = 1;
+    for (int i = 0; i < 2 * 6 * 32; i++) finite &= isfinite(v[i]) != 0;
+    CHECK(finite && clen >= 6, "inspect: finite gate inputs (chunk length %d)", clen);
     mb_model_set_adapter(m, NULL);
     mb_adapter_free(a);
   }

@@ -149,9 +149,19 @@ static void quantize_x(int16_t *q, float *d, const float *x, int n) {
     int k = n - b * Q8_BLOCK < Q8_BLOCK ? n - b * Q8_BLOCK : Q8_BLOCK;
     const float *xb = x + b * Q8_BLOCK;
     float amax = 0.0f;
-    for (int j = 0; j < k; j++) amax = fmaxf(amax, fabsf(xb[j]));
+    int finite = 1;
+    for (int j = 0; j < k; j++) amax = fmaxf(amax, fabsf(xb[j])), finite &= isfinite(xb[j]) != 0;
     float dx = amax / 127.0f, inv = dx > 0.0f ? 1.0f / dx : 0.0f;
+    if (!finite) { /* an inf or nan input: the block's products are nan, as in float32 */
+      d[b] = NAN;
+      memset(q + b * Q8_BLOCK, 0, sizeof(int16_t) * Q8_BLOCK);
+      continue;
+    }
     d[b] = dx;
+    if (isinf(inv)) { /* a block of subnormal values: 1/dx overflows float32, so scale in double */
+      for (int j = 0; j < Q8_BLOCK; j++) q[b * Q8_BLOCK + j] = (int16_t)(j < k ? (int)round((double)xb[j] * (127.0 / amax)) : 0);
+      continue;
+    }
     for (int j = 0; j < Q8_BLOCK; j++) q[b * Q8_BLOCK + j] = (int16_t)(j < k ? (int)roundf(xb[j] * inv) : 0);
   }
 }

@@ -241,6 +241,38 @@ static void test_param_write(void) {
   mb_model_free(m);
 }
 
+/* Non-finite inputs to the q8 x q8 kernel (found by fuzz_config: an inf activation was converted
+ * to int, undefined behaviour): a block holding an inf or nan gives nan outputs, SIMD and scalar,
+ * as the float32 kernel would; other tokens are untouched. */
+static void test_q8_nonfinite(void) {
+  printf(" q8 x q8 with inf / nan inputs\n");
+  enum { C = 64, OC = 6 };
+  float w[OC * C], x[2 * C], a[2 * OC], b[2 * OC], bias[OC] = {0};
+  fill_rand(w, OC * C, -0.2f, 0.2f);
+  uint8_t data[OC * 68];
+  size_t rb = dtype_row_bytes(MB_DT_Q8, C);
+  CHECK(rb * OC <= sizeof data && dtype_rows_from_f32(data, w, MB_DT_Q8, OC, C) == MB_OK, "encode");
+  mb_slot s = {MB_DT_Q8, data, (size_t)OC * C, (size_t)C, rb * OC};
+  const float bad[3] = {INFINITY, -INFINITY, NAN};
+  for (int k = 0; k < 3; k++) {
+    fill_rand(x, 2 * C, -1, 1);
+    x[C + 40] = bad[k]; /* token 1, second block */
+    q8_matmul(a, x, &s, bias, 2, C, OC);
+    q8_matmul_scalar(b, x, &s, bias, 2, C, OC);
+    int ok = 1;
+    for (int o = 0; o < OC; o++) ok &= isfinite(a[o]) && isfinite(b[o]) && a[o] == b[o] && isnan(a[OC + o]) && isnan(b[OC + o]);
+    CHECK(ok, "input %g: token 0 finite and equal, token 1 nan", bad[k]);
+  }
+  /* a block of subnormal inputs (1/scale overflows float32): finite, SIMD = scalar */
+  fill_rand(x, 2 * C, -1, 1);
+  for (int j = 32; j < 64; j++) x[j] = (float)(j - 40) * 1e-44f;
+  q8_matmul(a, x, &s, bias, 2, C, OC);
+  q8_matmul_scalar(b, x, &s, bias, 2, C, OC);
+  int ok = 1;
+  for (int o = 0; o < 2 * OC; o++) ok &= isfinite(a[o]) && a[o] == b[o];
+  CHECK(ok, "subnormal block: finite, SIMD equals scalar");
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IONBF, 0);
   printf("# test_dtypes\n");
@@ -251,6 +283,7 @@ int main(void) {
   test_typed_model(MB_DT_F16, "f16");
   test_typed_model(MB_DT_Q8, "q8");
   test_param_write();
+  test_q8_nonfinite();
   printf("%d passed, %d failed\n", g_pass, g_fail);
   return g_fail ? 1 : 0;
 }

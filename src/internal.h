@@ -89,9 +89,17 @@ static inline float *slot_f32_mut(mb_slot *s) {
 /* out[i, :] = row ids[i] of a [rows, C] slot, as float32 (embedding lookup) */
 void slot_rows(float *out, const mb_slot *w, const int32_t *ids, size_t n, int C);
 
-/* convert.c: the f16 and q8 formats (q8: blocks of Q8_BLOCK values, an f16 scale + int8 each) */
+/* convert.c: the f16 and q8 formats. A q8 row of C values is nb = ceil(C / Q8_BLOCK) blocks:
+ * first the nb * 32 int8 values, then the nb float32 scales (each an fp16 value, as q8_0's, kept
+ * in float32 so that the kernels load them without converting) */
 #define Q8_BLOCK 32
-#define Q8_BLOCK_BYTES 34
+#define Q8_BLOCK_BYTES 36 /* per block: 32 int8 + a float32 scale */
+static inline size_t q8_blocks(size_t C) { return (C + Q8_BLOCK - 1) / Q8_BLOCK; }
+static inline const int8_t *q8_values(const uint8_t *row) { return (const int8_t *)row; }
+/* the row's scales (4-byte aligned when the row is: nb * 32 bytes come first) */
+static inline const float *q8_scales(const uint8_t *row, size_t C) {
+  return (const float *)(const void *)(row + q8_blocks(C) * Q8_BLOCK);
+}
 size_t dtype_row_bytes(mb_dtype dt, size_t C);
 float f16_to_f32(uint16_t h);
 uint16_t f32_to_f16(float f); /* round to nearest even; past 65504: inf */
@@ -99,6 +107,8 @@ void f16_row_to_f32_scalar(float *dst, const uint16_t *src, size_t n);
 void q8_row_to_f32_scalar(float *dst, const uint8_t *src, size_t C);
 /* rows x C values of dtype dt (rows of dtype_row_bytes each) to float32, SIMD when enabled */
 void dtype_rows_to_f32(float *dst, const void *src, mb_dtype dt, size_t rows, size_t C);
+/* columns [c0, c0 + n) of one row of C columns (c0 a multiple of Q8_BLOCK) into dst */
+void dtype_cols_to_f32(float *dst, const void *row, mb_dtype dt, size_t C, size_t c0, size_t n);
 /* float32 rows into dtype dt; MB_ERR_INVALID_ARG for a value the format cannot hold */
 mb_status dtype_rows_from_f32(void *dst, const float *src, mb_dtype dt, size_t rows, size_t C);
 

@@ -259,7 +259,7 @@ static void wide_forward(float *out, const float *inp, const mb_slot *w, const f
     for (int t = 0; t < T; t++) out[(size_t)t * OC + o] = b ? b[o] : 0.0f;
     for (size_t c0 = 0; c0 < (size_t)C; c0 += DECODE_FLOATS) {
       size_t n = (size_t)C - c0 < DECODE_FLOATS ? (size_t)C - c0 : DECODE_FLOATS;
-      dtype_rows_to_f32(g_decoded, row + dtype_row_bytes(w->dtype, c0), w->dtype, 1, n);
+      dtype_cols_to_f32(g_decoded, row, w->dtype, (size_t)C, c0, n);
       for (int t = 0; t < T; t++) { /* the running sum carries over blocks: the scalar order */
         const float *x = inp + (size_t)t * C + c0;
         float acc = out[(size_t)t * OC + o];
@@ -276,7 +276,7 @@ static void wide_backward(float *dinp, const float *dout, const mb_slot *w, int 
     const uint8_t *row = (const uint8_t *)w->data + (size_t)o * rb;
     for (size_t c0 = 0; c0 < (size_t)C; c0 += DECODE_FLOATS) {
       size_t n = (size_t)C - c0 < DECODE_FLOATS ? (size_t)C - c0 : DECODE_FLOATS;
-      dtype_rows_to_f32(g_decoded, row + dtype_row_bytes(w->dtype, c0), w->dtype, 1, n);
+      dtype_cols_to_f32(g_decoded, row, w->dtype, (size_t)C, c0, n);
       for (int t = 0; t < T; t++) {
         float g = dout[(size_t)t * OC + o], *dx = dinp + (size_t)t * C + c0;
         for (size_t c = 0; c < n; c++) dx[c] += g * g_decoded[c];

@@ -185,27 +185,17 @@ static void block_lanes_scalar(int32_t s[4], const int8_t *qw, const int16_t *qx
 }
 
 /* the blocks [b0, b0 + nb) of one row against one quantised token: the chunk's contribution */
-static float row_chunk_scalar(const uint8_t *row, int b0, int nb, const int16_t *qx, const float *dx) {
+static float row_chunk_scalar(const uint8_t *row, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   float acc[4] = {0, 0, 0, 0};
-  const uint8_t *blk = row + (size_t)b0 * Q8_BLOCK_BYTES;
-  for (int b = 0; b < nb; b++, blk += Q8_BLOCK_BYTES) {
+  const int8_t *q = q8_values(row) + (size_t)b0 * Q8_BLOCK;
+  const float *sc = q8_scales(row, C) + b0;
+  for (int b = 0; b < nb; b++) {
     int32_t lane[4];
-    block_lanes_scalar(lane, (const int8_t *)(blk + 2), qx + b * Q8_BLOCK);
-    float d = f16_to_f32((uint16_t)(blk[0] | blk[1] << 8)) * dx[b];
+    block_lanes_scalar(lane, q + (size_t)b * Q8_BLOCK, qx + b * Q8_BLOCK);
+    float d = sc[b] * dx[b];
     for (int j = 0; j < 4; j++) acc[j] += (float)lane[j] * d;
   }
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
-}
-
-/* a block scale (a finite half) as float32: sign in place, the rest moved up 13, times 2^112
- * (exact, subnormal halves included; the loader only writes finite scales >= 0) */
-static inline float scale_of(const uint8_t *blk) {
-  uint16_t dh;
-  memcpy(&dh, blk, 2);
-  uint32_t bits = ((uint32_t)(dh & 0x8000) << 16) | ((uint32_t)(dh & 0x7fff) << 13);
-  float f;
-  memcpy(&f, &bits, 4);
-  return f * 5.192296858534828e33f;
 }
 
 /* one row's block against the token (the x vectors loaded once): the 4 lanes */
@@ -220,48 +210,52 @@ static inline void load_qx(const int16_t *q, i16x8 *x0, i16x8 *x1, i16x8 *x2, i1
   memcpy(x0, q, 16), memcpy(x1, q + 8, 16), memcpy(x2, q + 16, 16), memcpy(x3, q + 24, 16);
 }
 
-/* row_chunk_scalar with SIMD: one row (decode: a single sequential stream) */
-static float row_chunk_simd(const uint8_t *row, int b0, int nb, const int16_t *qx, const float *dx) {
+/* row_chunk_scalar with SIMD: one row */
+static float row_chunk_simd(const uint8_t *row, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 acc = v_splat(0);
-  const uint8_t *blk = row + (size_t)b0 * Q8_BLOCK_BYTES;
-  for (int b = 0; b < nb; b++, blk += Q8_BLOCK_BYTES) {
+  const int8_t *q = q8_values(row) + (size_t)b0 * Q8_BLOCK;
+  const float *sc = q8_scales(row, C) + b0;
+  for (int b = 0; b < nb; b++) {
     i16x8 x0, x1, x2, x3;
     load_qx(qx + b * Q8_BLOCK, &x0, &x1, &x2, &x3);
-    acc += v_i32_to_f32(block_dot_lanes((const int8_t *)(blk + 2), x0, x1, x2, x3)) * v_splat(scale_of(blk) * dx[b]);
+    acc += v_i32_to_f32(block_dot_lanes(q + (size_t)b * Q8_BLOCK, x0, x1, x2, x3)) * v_splat(sc[b] * dx[b]);
   }
   return v_hsum(acc);
 }
 
 /* 4 rows at a time against one token (several tokens): the x vectors loaded once per block for
  * the 4 rows; each row keeps its own lanes, so every output has row_chunk_scalar's arithmetic */
-static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, int b0, int nb, const int16_t *qx, const float *dx) {
+static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 a0 = v_splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const uint8_t *r0 = row + (size_t)b0 * Q8_BLOCK_BYTES, *r1 = r0 + rb, *r2 = r1 + rb, *r3 = r2 + rb;
+  const int8_t *q0 = q8_values(row) + (size_t)b0 * Q8_BLOCK, *q1 = q0 + rb, *q2 = q1 + rb, *q3 = q2 + rb;
+  const float *s0 = q8_scales(row, C) + b0, *s1 = q8_scales(row + rb, C) + b0, *s2 = q8_scales(row + 2 * rb, C) + b0,
+              *s3 = q8_scales(row + 3 * rb, C) + b0;
   for (int b = 0; b < nb; b++) {
-    size_t off = (size_t)b * Q8_BLOCK_BYTES;
+    size_t off = (size_t)b * Q8_BLOCK;
     i16x8 x0, x1, x2, x3;
-    load_qx(qx + b * Q8_BLOCK, &x0, &x1, &x2, &x3);
+    load_qx(qx + off, &x0, &x1, &x2, &x3);
     float d = dx[b];
-    a0 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r0 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r0 + off) * d);
-    a1 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r1 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r1 + off) * d);
-    a2 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r2 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r2 + off) * d);
-    a3 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r3 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r3 + off) * d);
+    a0 += v_i32_to_f32(block_dot_lanes(q0 + off, x0, x1, x2, x3)) * v_splat(s0[b] * d);
+    a1 += v_i32_to_f32(block_dot_lanes(q1 + off, x0, x1, x2, x3)) * v_splat(s1[b] * d);
+    a2 += v_i32_to_f32(block_dot_lanes(q2 + off, x0, x1, x2, x3)) * v_splat(s2[b] * d);
+    a3 += v_i32_to_f32(block_dot_lanes(q3 + off, x0, x1, x2, x3)) * v_splat(s3[b] * d);
   }
   dst[0] += v_hsum(a0), dst[1] += v_hsum(a1), dst[2] += v_hsum(a2), dst[3] += v_hsum(a3);
 }
 
 /* 2 rows at a time against one token (decode): the x vectors and the token's block scale loaded
  * once for both rows; each row keeps its own lanes (row_chunk_scalar's arithmetic) */
-static void rows2_chunk_simd(float *dst, const uint8_t *row, size_t rb, int b0, int nb, const int16_t *qx, const float *dx) {
+static void rows2_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 a0 = v_splat(0), a1 = a0;
-  const uint8_t *r0 = row + (size_t)b0 * Q8_BLOCK_BYTES, *r1 = r0 + rb;
+  const int8_t *q0 = q8_values(row) + (size_t)b0 * Q8_BLOCK, *q1 = q0 + rb;
+  const float *s0 = q8_scales(row, C) + b0, *s1 = q8_scales(row + rb, C) + b0;
   for (int b = 0; b < nb; b++) {
-    size_t off = (size_t)b * Q8_BLOCK_BYTES;
+    size_t off = (size_t)b * Q8_BLOCK;
     i16x8 x0, x1, x2, x3;
-    load_qx(qx + b * Q8_BLOCK, &x0, &x1, &x2, &x3);
+    load_qx(qx + off, &x0, &x1, &x2, &x3);
     float d = dx[b];
-    a0 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r0 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r0 + off) * d);
-    a1 += v_i32_to_f32(block_dot_lanes((const int8_t *)(r1 + off + 2), x0, x1, x2, x3)) * v_splat(scale_of(r1 + off) * d);
+    a0 += v_i32_to_f32(block_dot_lanes(q0 + off, x0, x1, x2, x3)) * v_splat(s0[b] * d);
+    a1 += v_i32_to_f32(block_dot_lanes(q1 + off, x0, x1, x2, x3)) * v_splat(s1[b] * d);
   }
   dst[0] += v_hsum(a0), dst[1] += v_hsum(a1);
 }
@@ -292,17 +286,17 @@ void q8_matmul_rows(float *out, size_t ld, const float *inp, const uint8_t *W, c
       for (; simd && nt > 1 && o + 4 <= OC; o += 4) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++)
-          rows4_chunk_simd(out + (size_t)(t0 + i) * ld + o, row, rb, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
+          rows4_chunk_simd(out + (size_t)(t0 + i) * ld + o, row, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
                            g_dx + i * (Q8_CHUNK / Q8_BLOCK));
       }
       for (; simd && nt == 1 && o + 2 <= OC; o += 2) /* decode: 1.1-1.15x over one row (measured) */
-        rows2_chunk_simd(out + (size_t)t0 * ld + o, W + (size_t)o * rb, rb, c0 / Q8_BLOCK, nb, g_qx, g_dx);
+        rows2_chunk_simd(out + (size_t)t0 * ld + o, W + (size_t)o * rb, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
       for (; o < OC; o++) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++) {
           const int16_t *q = g_qx + i * Q8_CHUNK;
           const float *d = g_dx + i * (Q8_CHUNK / Q8_BLOCK);
-          out[(size_t)(t0 + i) * ld + o] += simd ? row_chunk_simd(row, c0 / Q8_BLOCK, nb, q, d) : row_chunk_scalar(row, c0 / Q8_BLOCK, nb, q, d);
+          out[(size_t)(t0 + i) * ld + o] += simd ? row_chunk_simd(row, (size_t)C, c0 / Q8_BLOCK, nb, q, d) : row_chunk_scalar(row, (size_t)C, c0 / Q8_BLOCK, nb, q, d);
         }
       }
     }
@@ -322,7 +316,7 @@ void q8_matmul_scalar_rows(float *out, size_t ld, const float *inp, const uint8_
       int n = C - c0 < Q8_CHUNK ? C - c0 : Q8_CHUNK;
       quantize_x(g_qx, g_dx, inp + (size_t)t * C + c0, n);
       for (int o = 0; o < OC; o++)
-        out[(size_t)t * ld + o] += row_chunk_scalar(W + (size_t)o * rb, c0 / Q8_BLOCK,
+        out[(size_t)t * ld + o] += row_chunk_scalar(W + (size_t)o * rb, (size_t)C, c0 / Q8_BLOCK,
                                                     (n + Q8_BLOCK - 1) / Q8_BLOCK, g_qx, g_dx);
     }
   }

@@ -249,7 +249,7 @@ static void test_q8_nonfinite(void) {
   enum { C = 64, OC = 6 };
   float w[OC * C], x[2 * C], a[2 * OC], b[2 * OC], bias[OC] = {0};
   fill_rand(w, OC * C, -0.2f, 0.2f);
-  uint8_t data[OC * 68];
+  uint8_t data[OC * 2 * Q8_BLOCK_BYTES]; /* 2 blocks a row */
   size_t rb = dtype_row_bytes(MB_DT_Q8, C);
   CHECK(rb * OC <= sizeof data && dtype_rows_from_f32(data, w, MB_DT_Q8, OC, C) == MB_OK, "encode");
   mb_slot s = {MB_DT_Q8, data, (size_t)OC * C, (size_t)C, rb * OC};

@@ -255,14 +255,14 @@ export const WEIGHT_DTYPES_IN_MEMORY = Object.freeze({ fp32: 0, fp16: 1, q8: 2 }
 /** Tensors that take the model's weight dtype in the C core (core/weights.c param_typed). */
 const TYPED = new Set(['embeddings.weight', 'lm_head.weight', 'mixer.in_proj.weight', 'mixer.x_proj.weight', 'mixer.out_proj.weight']);
 
-/** Bytes of one slot in the weight block: rows of the dtype (q8: 36 bytes per 32 values, per row),
+/** Bytes of one slot in the weight block: rows of the dtype (q8: 34 bytes per 32 values, per row),
  * rounded up to 16 as the C core aligns every slot. */
 function slotBytes(kind, shape, dtype) {
   const n = shape.map(BigInt);
   const cols = n.at(-1) ?? 1n;
   const rows = n.slice(0, -1).reduce((p, d) => p * d, 1n);
   const t = TYPED.has(kind) ? dtype : 'fp32';
-  const row = t === 'fp16' ? 2n * cols : t === 'q8' ? ((cols + 31n) / 32n) * 36n : 4n * cols;
+  const row = t === 'fp16' ? 2n * cols : t === 'q8' ? ((cols + 31n) / 32n) * 34n : 4n * cols;
   return ((rows * row + 15n) / 16n) * 16n;
 }
 

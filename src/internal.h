@@ -90,15 +90,14 @@ static inline float *slot_f32_mut(mb_slot *s) {
 void slot_rows(float *out, const mb_slot *w, const int32_t *ids, size_t n, int C);
 
 /* convert.c: the f16 and q8 formats. A q8 row of C values is nb = ceil(C / Q8_BLOCK) blocks:
- * first the nb * 32 int8 values, then the nb float32 scales (each an fp16 value, as q8_0's, kept
- * in float32 so that the kernels load them without converting) */
+ * first the nb * 32 int8 values, then the nb fp16 scales (q8_0's bytes, not interleaved) */
 #define Q8_BLOCK 32
-#define Q8_BLOCK_BYTES 36 /* per block: 32 int8 + a float32 scale */
+#define Q8_BLOCK_BYTES 34 /* per block: 32 int8 + an fp16 scale */
 static inline size_t q8_blocks(size_t C) { return (C + Q8_BLOCK - 1) / Q8_BLOCK; }
 static inline const int8_t *q8_values(const uint8_t *row) { return (const int8_t *)row; }
-/* the row's scales (4-byte aligned when the row is: nb * 32 bytes come first) */
-static inline const float *q8_scales(const uint8_t *row, size_t C) {
-  return (const float *)(const void *)(row + q8_blocks(C) * Q8_BLOCK);
+/* the row's scales as fp16 bits (2-byte aligned: nb * 32 bytes come first) */
+static inline const uint16_t *q8_scales(const uint8_t *row, size_t C) {
+  return (const uint16_t *)(const void *)(row + q8_blocks(C) * Q8_BLOCK);
 }
 size_t dtype_row_bytes(mb_dtype dt, size_t C);
 float f16_to_f32(uint16_t h);

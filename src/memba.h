@@ -63,8 +63,8 @@ typedef enum {
 
 /* How the large weight matrices (embedding, lm_head, in_proj, x_proj, out_proj) are held
  * in memory; every other tensor is float32. F16: IEEE half. Q8: blocks of 32 values of a row, each
- * a scale d = max|x| / 127 rounded to fp16 (as q8_0) and 32 int8 q = round(x / d); a row holds its
- * int8 values, then its scales as float32 (36 bytes per block). */
+ * an fp16 scale d = max|x| / 127 and 32 int8 q = round(x / d) (q8_0's numbers, 34 bytes a block);
+ * a row holds its int8 values, then its scales. */
 typedef enum { MB_DT_F32 = 0, MB_DT_F16 = 1, MB_DT_Q8 = 2 } mb_dtype;
 typedef struct mb_model mb_model;
 typedef struct mb_state mb_state;

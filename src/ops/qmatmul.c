@@ -188,11 +188,13 @@ static void block_lanes_scalar(int32_t s[4], const int8_t *qw, const int16_t *qx
 static float row_chunk_scalar(const uint8_t *row, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   float acc[4] = {0, 0, 0, 0};
   const int8_t *q = q8_values(row) + (size_t)b0 * Q8_BLOCK;
-  const float *sc = q8_scales(row, C) + b0;
+  const uint16_t *sc = q8_scales(row, C) + b0;
   for (int b = 0; b < nb; b++) {
     int32_t lane[4];
     block_lanes_scalar(lane, q + (size_t)b * Q8_BLOCK, qx + b * Q8_BLOCK);
-    float d = sc[b] * dx[b];
+    uint16_t dh;
+    memcpy(&dh, sc + b, 2);
+    float d = f16_to_f32(dh) * dx[b];
     for (int j = 0; j < 4; j++) acc[j] += (float)lane[j] * d;
   }
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
@@ -210,11 +212,21 @@ static inline void load_qx(const int16_t *q, i16x8 *x0, i16x8 *x1, i16x8 *x2, i1
   memcpy(x0, q, 16), memcpy(x1, q + 8, 16), memcpy(x2, q + 16, 16), memcpy(x3, q + 24, 16);
 }
 
+#define Q8_TB 8         /* tokens per block of the q8 x q8 kernel (below) */
+#define Q8_CHUNK 4096   /* columns per chunk */
+
+/* the scales of blocks [b0, b0 + nb) of a row as float32 (nb <= Q8_CHUNK / Q8_BLOCK), 8 at a
+ * time: the same values as f16_to_f32 of each */
+static void row_scales(float *sc, const uint8_t *row, size_t C, int b0, int nb) {
+  dtype_rows_to_f32(sc, q8_scales(row, C) + b0, MB_DT_F16, 1, (size_t)nb);
+}
+
 /* row_chunk_scalar with SIMD: one row */
 static float row_chunk_simd(const uint8_t *row, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 acc = v_splat(0);
   const int8_t *q = q8_values(row) + (size_t)b0 * Q8_BLOCK;
-  const float *sc = q8_scales(row, C) + b0;
+  float sc[Q8_CHUNK / Q8_BLOCK];
+  row_scales(sc, row, C, b0, nb);
   for (int b = 0; b < nb; b++) {
     i16x8 x0, x1, x2, x3;
     load_qx(qx + b * Q8_BLOCK, &x0, &x1, &x2, &x3);
@@ -228,8 +240,9 @@ static float row_chunk_simd(const uint8_t *row, size_t C, int b0, int nb, const 
 static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 a0 = v_splat(0), a1 = a0, a2 = a0, a3 = a0;
   const int8_t *q0 = q8_values(row) + (size_t)b0 * Q8_BLOCK, *q1 = q0 + rb, *q2 = q1 + rb, *q3 = q2 + rb;
-  const float *s0 = q8_scales(row, C) + b0, *s1 = q8_scales(row + rb, C) + b0, *s2 = q8_scales(row + 2 * rb, C) + b0,
-              *s3 = q8_scales(row + 3 * rb, C) + b0;
+  float s0[Q8_CHUNK / Q8_BLOCK], s1[Q8_CHUNK / Q8_BLOCK], s2[Q8_CHUNK / Q8_BLOCK], s3[Q8_CHUNK / Q8_BLOCK];
+  row_scales(s0, row, C, b0, nb), row_scales(s1, row + rb, C, b0, nb);
+  row_scales(s2, row + 2 * rb, C, b0, nb), row_scales(s3, row + 3 * rb, C, b0, nb);
   for (int b = 0; b < nb; b++) {
     size_t off = (size_t)b * Q8_BLOCK;
     i16x8 x0, x1, x2, x3;
@@ -248,7 +261,8 @@ static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C
 static void rows2_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 a0 = v_splat(0), a1 = a0;
   const int8_t *q0 = q8_values(row) + (size_t)b0 * Q8_BLOCK, *q1 = q0 + rb;
-  const float *s0 = q8_scales(row, C) + b0, *s1 = q8_scales(row + rb, C) + b0;
+  float s0[Q8_CHUNK / Q8_BLOCK], s1[Q8_CHUNK / Q8_BLOCK];
+  row_scales(s0, row, C, b0, nb), row_scales(s1, row + rb, C, b0, nb);
   for (int b = 0; b < nb; b++) {
     size_t off = (size_t)b * Q8_BLOCK;
     i16x8 x0, x1, x2, x3;
@@ -263,8 +277,6 @@ static void rows2_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C
 /* Tokens in blocks of Q8_TB and columns in chunks of Q8_CHUNK: a chunk of Q8_TB quantised tokens
  * stays in L1 while the rows stream past once per token block; per output, blocks are still
  * added in column order (the running sum lives in out), so the scalar order holds. */
-#define Q8_TB 8
-#define Q8_CHUNK 4096
 static _Thread_local int16_t g_qx[Q8_TB * Q8_CHUNK];
 static _Thread_local float g_dx[Q8_TB * (Q8_CHUNK / Q8_BLOCK)];
 

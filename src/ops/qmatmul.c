@@ -217,8 +217,20 @@ static inline void load_qx(const int16_t *q, i16x8 *x0, i16x8 *x1, i16x8 *x2, i1
 
 /* the scales of blocks [b0, b0 + nb) of a row as float32 (nb <= Q8_CHUNK / Q8_BLOCK), 8 at a
  * time: the same values as f16_to_f32 of each */
-static void row_scales(float *sc, const uint8_t *row, size_t C, int b0, int nb) {
-  dtype_rows_to_f32(sc, q8_scales(row, C) + b0, MB_DT_F16, 1, (size_t)nb);
+static inline void row_scales(float *sc, const uint8_t *row, size_t C, int b0, int nb) {
+  const uint16_t *h = q8_scales(row, C) + b0;
+  int b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    f32x4 lo, hi;
+    v_f16x8_to_f32(h + b, &lo, &hi);
+    v_store(sc + b, lo);
+    v_store(sc + b + 4, hi);
+  }
+  for (; b < nb; b++) {
+    uint16_t dh;
+    memcpy(&dh, h + b, 2);
+    sc[b] = f16_to_f32(dh);
+  }
 }
 
 /* row_chunk_scalar with SIMD: one row */

@@ -21,20 +21,28 @@
 
 /* ---- f16 ---- */
 
+/* 8 halves as float32: times 2^-112 (scaled = 1, for activations pre-scaled by 2^112) or exact */
+static inline __attribute__((always_inline)) void f16x8(const uint16_t *p, int scaled, f32x4 *lo, f32x4 *hi) {
+  if (scaled) v_f16x8_to_f32_scaled(p, lo, hi);
+  else v_f16x8_to_f32(p, lo, hi);
+}
+
 /* dot(x, decode(w)) with matmul.c dot_1x1's accumulators: 4 vectors over 16 values, then 4, then
- * 1. xs is x times 2^112 (see f16_matvec_rows), so the weights need no rebias multiply: each product
- * (w * 2^-112) * (x * 2^112) is the same real number as w * x and rounds to the same float32, so
- * the result equals dot_1x1 on the decoded weights bit for bit. */
-static float dot_f16(const float *x, const float *xs, const uint16_t *w, int C) {
+ * 1. The 16-value loop multiplies xm: with scaled = 1, xm is x times 2^112 (see f16_matvec_rows),
+ * so the weights need no rebias multiply: each product (w * 2^-112) * (x * 2^112) is the same real
+ * number as w * x and rounds to the same float32, and the result equals dot_1x1 on the decoded
+ * weights bit for bit. With scaled = 0 (a token with a value of 2^16 or more, where x * 2^112
+ * would overflow), xm is x and the weights are rebiased instead: the same bits. */
+static inline __attribute__((always_inline)) float dot_f16_with(const float *x, const float *xm, const uint16_t *w, int C, int scaled) {
   f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0), lo, hi;
   int c = 0;
   for (; c + 16 <= C; c += 16) {
-    v_f16x8_to_f32_scaled(w + c, &lo, &hi);
-    a0 += lo * v_load(xs + c);
-    a1 += hi * v_load(xs + c + 4);
-    v_f16x8_to_f32_scaled(w + c + 8, &lo, &hi);
-    a2 += lo * v_load(xs + c + 8);
-    a3 += hi * v_load(xs + c + 12);
+    f16x8(w + c, scaled, &lo, &hi);
+    a0 += lo * v_load(xm + c);
+    a1 += hi * v_load(xm + c + 4);
+    f16x8(w + c + 8, scaled, &lo, &hi);
+    a2 += lo * v_load(xm + c + 8);
+    a3 += hi * v_load(xm + c + 12);
   }
   for (; c + 4 <= C; c += 4) {
     f32x4 wv = {f16_to_f32(w[c]), f16_to_f32(w[c + 1]), f16_to_f32(w[c + 2]), f16_to_f32(w[c + 3])};
@@ -44,6 +52,9 @@ static float dot_f16(const float *x, const float *xs, const uint16_t *w, int C) 
   for (; c < C; c++) r += f16_to_f32(w[c]) * x[c];
   return r;
 }
+
+static float dot_f16(const float *x, const float *xs, const uint16_t *w, int C) { return dot_f16_with(x, xs, w, C, 1); }
+static float dot_f16_rebias(const float *x, const uint16_t *w, int C) { return dot_f16_with(x, x, w, C, 0); }
 
 /* dot_f16 of two rows against one token, each row with dot_f16's accumulators and order (so the
  * same bits): the token's vectors are loaded once for both rows, which in WASM leaves fewer
@@ -76,28 +87,6 @@ static void dot_f16_x2(const float *x, const float *xs, const uint16_t *w0, cons
   float s0 = v_hsum((a0 + a1) + (a2 + a3)), s1 = v_hsum((b0 + b1) + (b2 + b3));
   for (; c < C; c++) s0 += f16_to_f32(w0[c]) * x[c], s1 += f16_to_f32(w1[c]) * x[c];
   *r0 = s0, *r1 = s1;
-}
-
-/* dot_f16 for a token with a value of 2^16 or more (x * 2^112 would overflow): the weights are
- * rebiased instead, the same bits */
-static float dot_f16_rebias(const float *x, const uint16_t *w, int C) {
-  f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0), lo, hi;
-  int c = 0;
-  for (; c + 16 <= C; c += 16) {
-    v_f16x8_to_f32(w + c, &lo, &hi);
-    a0 += lo * v_load(x + c);
-    a1 += hi * v_load(x + c + 4);
-    v_f16x8_to_f32(w + c + 8, &lo, &hi);
-    a2 += lo * v_load(x + c + 8);
-    a3 += hi * v_load(x + c + 12);
-  }
-  for (; c + 4 <= C; c += 4) {
-    f32x4 wv = {f16_to_f32(w[c]), f16_to_f32(w[c + 1]), f16_to_f32(w[c + 2]), f16_to_f32(w[c + 3])};
-    a0 += wv * v_load(x + c);
-  }
-  float r = v_hsum((a0 + a1) + (a2 + a3));
-  for (; c < C; c++) r += f16_to_f32(w[c]) * x[c];
-  return r;
 }
 
 #define XS_FLOATS 16384 /* tokens x 2^112 for one call: 64 KB per thread */

@@ -236,43 +236,25 @@ static float row_chunk_simd(const uint8_t *row, size_t C, int b0, int nb, const 
   return v_hsum(acc);
 }
 
-/* 4 rows at a time against one token (several tokens): the x vectors loaded once per block for
- * the 4 rows; each row keeps its own lanes, so every output has row_chunk_scalar's arithmetic */
-static void rows4_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
-  f32x4 a0 = v_splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const int8_t *q0 = q8_values(row) + (size_t)b0 * Q8_BLOCK, *q1 = q0 + rb, *q2 = q1 + rb, *q3 = q2 + rb;
-  float s0[Q8_CHUNK / Q8_BLOCK], s1[Q8_CHUNK / Q8_BLOCK], s2[Q8_CHUNK / Q8_BLOCK], s3[Q8_CHUNK / Q8_BLOCK];
-  row_scales(s0, row, C, b0, nb), row_scales(s1, row + rb, C, b0, nb);
-  row_scales(s2, row + 2 * rb, C, b0, nb), row_scales(s3, row + 3 * rb, C, b0, nb);
+/* N rows at a time against one token (N a constant: 4 for several tokens, 2 for decode): the x
+ * vectors loaded once per block for the N rows; each row keeps its own lanes, so every output has
+ * row_chunk_scalar's arithmetic */
+static inline __attribute__((always_inline)) void rowsN_chunk_simd(int N, float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
+  f32x4 a[4] = {v_splat(0), v_splat(0), v_splat(0), v_splat(0)};
+  const int8_t *q[4];
+  float sc[4][Q8_CHUNK / Q8_BLOCK];
+  for (int r = 0; r < N; r++) {
+    q[r] = q8_values(row + (size_t)r * rb) + (size_t)b0 * Q8_BLOCK;
+    row_scales(sc[r], row + (size_t)r * rb, C, b0, nb);
+  }
   for (int b = 0; b < nb; b++) {
     size_t off = (size_t)b * Q8_BLOCK;
     i16x8 x0, x1, x2, x3;
     load_qx(qx + off, &x0, &x1, &x2, &x3);
     float d = dx[b];
-    a0 += v_i32_to_f32(block_dot_lanes(q0 + off, x0, x1, x2, x3)) * v_splat(s0[b] * d);
-    a1 += v_i32_to_f32(block_dot_lanes(q1 + off, x0, x1, x2, x3)) * v_splat(s1[b] * d);
-    a2 += v_i32_to_f32(block_dot_lanes(q2 + off, x0, x1, x2, x3)) * v_splat(s2[b] * d);
-    a3 += v_i32_to_f32(block_dot_lanes(q3 + off, x0, x1, x2, x3)) * v_splat(s3[b] * d);
+    for (int r = 0; r < N; r++) a[r] += v_i32_to_f32(block_dot_lanes(q[r] + off, x0, x1, x2, x3)) * v_splat(sc[r][b] * d);
   }
-  dst[0] += v_hsum(a0), dst[1] += v_hsum(a1), dst[2] += v_hsum(a2), dst[3] += v_hsum(a3);
-}
-
-/* 2 rows at a time against one token (decode): the x vectors and the token's block scale loaded
- * once for both rows; each row keeps its own lanes (row_chunk_scalar's arithmetic) */
-static void rows2_chunk_simd(float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
-  f32x4 a0 = v_splat(0), a1 = a0;
-  const int8_t *q0 = q8_values(row) + (size_t)b0 * Q8_BLOCK, *q1 = q0 + rb;
-  float s0[Q8_CHUNK / Q8_BLOCK], s1[Q8_CHUNK / Q8_BLOCK];
-  row_scales(s0, row, C, b0, nb), row_scales(s1, row + rb, C, b0, nb);
-  for (int b = 0; b < nb; b++) {
-    size_t off = (size_t)b * Q8_BLOCK;
-    i16x8 x0, x1, x2, x3;
-    load_qx(qx + off, &x0, &x1, &x2, &x3);
-    float d = dx[b];
-    a0 += v_i32_to_f32(block_dot_lanes(q0 + off, x0, x1, x2, x3)) * v_splat(s0[b] * d);
-    a1 += v_i32_to_f32(block_dot_lanes(q1 + off, x0, x1, x2, x3)) * v_splat(s1[b] * d);
-  }
-  dst[0] += v_hsum(a0), dst[1] += v_hsum(a1);
+  for (int r = 0; r < N; r++) dst[r] += v_hsum(a[r]);
 }
 
 /* Tokens in blocks of Q8_TB and columns in chunks of Q8_CHUNK: a chunk of Q8_TB quantised tokens
@@ -299,11 +281,11 @@ void q8_matmul_rows(float *out, size_t ld, const float *inp, const uint8_t *W, c
       for (; simd && nt > 1 && o + 4 <= OC; o += 4) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++)
-          rows4_chunk_simd(out + (size_t)(t0 + i) * ld + o, row, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
+          rowsN_chunk_simd(4, out + (size_t)(t0 + i) * ld + o, row, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
                            g_dx + i * (Q8_CHUNK / Q8_BLOCK));
       }
       for (; simd && nt == 1 && o + 2 <= OC; o += 2) /* decode: 1.1-1.15x over one row (measured) */
-        rows2_chunk_simd(out + (size_t)t0 * ld + o, W + (size_t)o * rb, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
+        rowsN_chunk_simd(2, out + (size_t)t0 * ld + o, W + (size_t)o * rb, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
       for (; o < OC; o++) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++) {

@@ -77,9 +77,10 @@ static void tile_4x1(float *out, const float *x0, const float *w, const float *b
   for (int i = 0; i < 4; i++) out[o + i] = r[i] + (bias ? bias[o + i] : 0.0f);
 }
 
-/* One row, 4 independent accumulators over 16 floats per iteration. Reading one weight row at a
- * time keeps a single sequential stream, which measured 2x the bandwidth of 4 interleaved rows
- * on the decode matvec (bench/results.md). */
+/* One row, 4 independent accumulators over 16 floats per iteration. A stream that stays
+ * sequential matters: 4 adjacent rows read together measured half the bandwidth of one row at a
+ * time on the decode matvec (bench/results.md); dot_2x1 reads two rows that are half the matrix
+ * apart. */
 static float dot_1x1(const float *x, const float *w, int C) {
   f32x4 a0 = v_splat(0), a1 = v_splat(0), a2 = v_splat(0), a3 = v_splat(0);
   int c = 0;
@@ -95,11 +96,50 @@ static float dot_1x1(const float *x, const float *w, int C) {
   return r;
 }
 
+/* dot_1x1 of two rows against one token, each row with dot_1x1's accumulators and order (the
+ * same bits); the token's vectors are loaded once for both rows */
+static void dot_2x1(const float *x, const float *w0, const float *w1, int C, float *r0, float *r1) {
+  f32x4 a0 = v_splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+  int c = 0;
+  for (; c + 16 <= C; c += 16) {
+    f32x4 x0 = v_load(x + c), x1 = v_load(x + c + 4), x2 = v_load(x + c + 8), x3 = v_load(x + c + 12);
+    a0 += v_load(w0 + c) * x0;
+    a1 += v_load(w0 + c + 4) * x1;
+    a2 += v_load(w0 + c + 8) * x2;
+    a3 += v_load(w0 + c + 12) * x3;
+    b0 += v_load(w1 + c) * x0;
+    b1 += v_load(w1 + c + 4) * x1;
+    b2 += v_load(w1 + c + 8) * x2;
+    b3 += v_load(w1 + c + 12) * x3;
+  }
+  for (; c + 4 <= C; c += 4) {
+    f32x4 xv = v_load(x + c);
+    a0 += v_load(w0 + c) * xv;
+    b0 += v_load(w1 + c) * xv;
+  }
+  float s0 = v_hsum((a0 + a1) + (a2 + a3)), s1 = v_hsum((b0 + b1) + (b2 + b3));
+  for (; c < C; c++) s0 += w0[c] * x[c], s1 += w1[c] * x[c];
+  *r0 = s0, *r1 = s1;
+}
+
 /* Few tokens (decode, small batches): memory-bound, so stream each weight row once and reuse it
- * from L1 for every token. */
+ * from L1 for every token. One token: two rows at a time, row i with row i + OC / 2, so that
+ * each of the two streams stays sequential through the whole matrix (adjacent rows made each
+ * stream jump a row every row, which ran the f16 kernel at 0.65x on an AMD EPYC, measured). */
 static void matvec_rows(float *out, size_t ld, const float *inp, const float *weight, const float *bias,
                         int T, int C, int OC) {
-  for (int o = 0; o < OC; o++) {
+  int o = 0;
+  if (T == 1) {
+    int half = OC / 2;
+    for (int i = 0; i < half; i++) {
+      float r0, r1;
+      dot_2x1(inp, weight + (size_t)i * C, weight + (size_t)(i + half) * C, C, &r0, &r1);
+      out[i] = r0 + (bias ? bias[i] : 0.0f);
+      out[i + half] = r1 + (bias ? bias[i + half] : 0.0f);
+    }
+    o = 2 * half;
+  }
+  for (; o < OC; o++) {
     const float *w = weight + (size_t)o * C;
     float b = bias ? bias[o] : 0.0f;
     for (int t = 0; t < T; t++) out[(size_t)t * ld + o] = dot_1x1(inp + (size_t)t * C, w, C) + b;

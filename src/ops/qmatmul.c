@@ -57,8 +57,10 @@ static float dot_f16(const float *x, const float *xs, const uint16_t *w, int C) 
 static float dot_f16_rebias(const float *x, const uint16_t *w, int C) { return dot_f16_with(x, x, w, C, 0); }
 
 /* dot_f16 of two rows against one token, each row with dot_f16's accumulators and order (so the
- * same bits): the token's vectors are loaded once for both rows, which in WASM leaves fewer
- * instructions per weight byte in flight and ran the decode matvec 1.4x faster (measured) */
+ * same bits): the token's vectors are loaded once for both rows, which leaves fewer instructions
+ * per weight byte (1.4x in a microbenchmark on an Intel Xeon). The two rows are half the matrix
+ * apart (f16_matvec_rows), so each stream stays sequential: two adjacent rows made both streams
+ * jump a row every row, 0.65x the speed on an AMD EPYC (measured). */
 static void dot_f16_x2(const float *x, const float *xs, const uint16_t *w0, const uint16_t *w1, int C, float *r0, float *r1) {
   f32x4 a0 = v_splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, lo, hi;
   int c = 0;
@@ -107,13 +109,16 @@ void f16_matvec_rows(float *out, size_t ld, const float *inp, const uint16_t *W,
   int fit = T <= 4 && (size_t)T * C <= XS_FLOATS;
   for (int t = 0; fit && t < T; t++) scaled[t] = scale_token(g_xs + (size_t)t * C, inp + (size_t)t * C, C);
   int o = 0;
-  if (T == 1 && fit && scaled[0]) /* decode: two rows at a time */
-    for (; o + 2 <= OC; o += 2) {
+  if (T == 1 && fit && scaled[0]) { /* decode: two rows at a time, row i with row i + OC / 2 */
+    int half = OC / 2;
+    for (int i = 0; i < half; i++) {
       float r0, r1;
-      dot_f16_x2(inp, g_xs, W + (size_t)o * C, W + (size_t)(o + 1) * C, C, &r0, &r1);
-      out[o] = r0 + (bias ? bias[o] : 0.0f);
-      out[o + 1] = r1 + (bias ? bias[o + 1] : 0.0f);
+      dot_f16_x2(inp, g_xs, W + (size_t)i * C, W + (size_t)(i + half) * C, C, &r0, &r1);
+      out[i] = r0 + (bias ? bias[i] : 0.0f);
+      out[i + half] = r1 + (bias ? bias[i + half] : 0.0f);
     }
+    o = 2 * half;
+  }
   for (; o < OC; o++) {
     const uint16_t *row = W + (size_t)o * C;
     float b = bias ? bias[o] : 0.0f;
@@ -239,13 +244,13 @@ static float row_chunk_simd(const uint8_t *row, size_t C, int b0, int nb, const 
 /* N rows at a time against one token (N a constant: 4 for several tokens, 2 for decode): the x
  * vectors loaded once per block for the N rows; each row keeps its own lanes, so every output has
  * row_chunk_scalar's arithmetic */
-static inline __attribute__((always_inline)) void rowsN_chunk_simd(int N, float *dst, const uint8_t *row, size_t rb, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
+static inline __attribute__((always_inline)) void rowsN_chunk_simd(int N, float *dst, const uint8_t *row, size_t stride, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
   f32x4 a[4] = {v_splat(0), v_splat(0), v_splat(0), v_splat(0)};
   const int8_t *q[4];
   float sc[4][Q8_CHUNK / Q8_BLOCK];
   for (int r = 0; r < N; r++) {
-    q[r] = q8_values(row + (size_t)r * rb) + (size_t)b0 * Q8_BLOCK;
-    row_scales(sc[r], row + (size_t)r * rb, C, b0, nb);
+    q[r] = q8_values(row + (size_t)r * stride) + (size_t)b0 * Q8_BLOCK;
+    row_scales(sc[r], row + (size_t)r * stride, C, b0, nb);
   }
   for (int b = 0; b < nb; b++) {
     size_t off = (size_t)b * Q8_BLOCK;
@@ -275,17 +280,25 @@ void q8_matmul_rows(float *out, size_t ld, const float *inp, const uint8_t *W, c
       for (int i = 0; i < nt; i++)
         quantize_x(g_qx + i * Q8_CHUNK, g_dx + i * (Q8_CHUNK / Q8_BLOCK), inp + (size_t)(t0 + i) * C + c0, n);
       int o = 0;
-      /* several tokens: 4 rows at a time (independent sums, x loaded once); one token (decode): two
-       * rows at a time (matmul.c measured 4 interleaved rows at half the bandwidth; 2 rows share the
-       * x loads and leave fewer instructions per weight byte in flight) */
+      /* several tokens: 4 rows at a time (independent sums, x loaded once; the rows are read once
+       * per token, from cache after the first). One token (decode): two rows at a time, half the
+       * matrix apart so each stream stays sequential (as f16_matvec_rows); they share the x loads. */
       for (; simd && nt > 1 && o + 4 <= OC; o += 4) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++)
           rowsN_chunk_simd(4, out + (size_t)(t0 + i) * ld + o, row, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
                            g_dx + i * (Q8_CHUNK / Q8_BLOCK));
       }
-      for (; simd && nt == 1 && o + 2 <= OC; o += 2) /* decode: 1.1-1.15x over one row (measured) */
-        rowsN_chunk_simd(2, out + (size_t)t0 * ld + o, W + (size_t)o * rb, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
+      if (simd && nt == 1) { /* decode: row i with row i + OC / 2 */
+        int half = OC / 2;
+        float pair[2];
+        for (int i = 0; i < half; i++) {
+          pair[0] = out[(size_t)t0 * ld + i], pair[1] = out[(size_t)t0 * ld + i + half];
+          rowsN_chunk_simd(2, pair, W + (size_t)i * rb, (size_t)half * rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
+          out[(size_t)t0 * ld + i] = pair[0], out[(size_t)t0 * ld + i + half] = pair[1];
+        }
+        o = 2 * half;
+      }
       for (; o < OC; o++) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++) {

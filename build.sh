@@ -31,7 +31,7 @@ EXPORTS=(mb_last_error mb_model_new mb_model_new_typed mb_model_free mb_model_co
   mb_model_set_adapter mb_adapter_merge mb_adapter_unmerge mb_adapter_merged mb_inspect
   mb_train_backward mb_adapter_zero_grad mb_adapter_grad mb_adapter_block mb_adapter_grad_norm
   mb_adamw_step mb_adapter_reset_optimizer mb_train_set_budget mb_train_stored_layers
-  mb_ref_selective_scan mb_ref_conv1d_silu mb_ref_softplus mb_ref_gate mb_ref_lim
+  mb_ref_selective_scan mb_ref_conv1d_silu mb_ref_softplus mb_ref_matmul mb_ref_rmsnorm mb_ref_gate mb_ref_lim
   mb_split_begin mb_split_pre mb_split_mid mb_split_post mb_split_end mb_split_end_score
   mb_split_buffer mb_layer_A mb_state_ssm_ptr mb_op_selective_scan mb_set_threads mb_get_threads mb_pool_selftest)
 

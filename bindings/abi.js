@@ -250,6 +250,8 @@ export const FUNCTIONS = freeze({
     ['mb_ref_selective_scan', 'void', 'y s u delta bc bc_stride A D L E N'],
     ['mb_ref_conv1d_silu', 'void', 'u hist x x_stride w bias L E K'],
     ['mb_ref_softplus', 'void', 'x n'],
+    ['mb_ref_matmul', 'void', 'out inp weight bias T C OC'],
+    ['mb_ref_rmsnorm', 'void', 'out inp weight T C eps'],
     ['mb_ref_gate', 'void', 'y g g_stride T E'],
     ['mb_ref_lim', 'void', 'v post U z z_stride prev_post L E c pos0 tau v_th pre_reset'],
     ['mb_op_selective_scan', 'void', 'y s u delta bc bc_stride A D L E N'],

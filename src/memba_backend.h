@@ -55,6 +55,8 @@ void mb_ref_selective_scan(float *y, float *s, const float *u, const float *delt
 void mb_ref_conv1d_silu(float *u, float *hist, const float *x, int x_stride, const float *w,
                         const float *bias, int L, int E, int K);
 void mb_ref_softplus(float *x, int n);
+void mb_ref_matmul(float *out, const float *inp, const float *weight, const float *bias, int T, int C, int OC);
+void mb_ref_rmsnorm(float *out, const float *inp, const float *weight, int T, int C, float eps);
 void mb_ref_gate(float *y, const float *g, int g_stride, int T, int E);
 void mb_ref_lim(float *v, float *post, float *U, const float *z, int z_stride,
                 const float *prev_post, int L, int E, int c, double pos0, float tau, float v_th,

@@ -15,6 +15,14 @@ void mb_ref_conv1d_silu(float *u, float *hist, const float *x, int x_stride, con
 
 void mb_ref_softplus(float *x, int n) { softplus_forward(x, x, (size_t)n); }
 
+void mb_ref_matmul(float *out, const float *inp, const float *weight, const float *bias, int T, int C, int OC) {
+  matmul_forward_scalar(out, inp, weight, bias, T, C, OC);
+}
+
+void mb_ref_rmsnorm(float *out, const float *inp, const float *weight, int T, int C, float eps) {
+  rmsnorm_forward_scalar(out, inp, weight, T, C, eps);
+}
+
 void mb_ref_gate(float *y, const float *g, int g_stride, int T, int E) {
   gate_forward_scalar(y, y, g, g_stride, T, E);
 }

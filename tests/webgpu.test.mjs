@@ -5,7 +5,7 @@
 // only where there is none.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { requestDevice, GpuKernels } from '../web/webgpu.js';
+import { requestDevice, GpuKernels, packF16Rows, GEMV_MAX_TOKENS } from '../web/webgpu.js';
 import { getEngine } from '../bindings/engine.js';
 import { TOL } from './helpers.mjs';
 
@@ -153,5 +153,91 @@ test('lim_forward.wgsl == lim_forward (C): post/pre reset, mean-style start, fir
     check(`${name} v`, await gpu.read(bufs.v, L * E), v);
     check(`${name} post`, await gpu.read(bufs.post, L * E), post);
     check(`${name} membrane`, await gpu.read(bufs.U, c * E), U);
+  }
+});
+
+/* IEEE binary16 bits to a number (a test helper, independent of the code under test) */
+function halfToNumber(h) {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  return e === 0 ? s * m * 2 ** -24 : s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/* random finite halves with magnitudes 2^-16 .. 2^1 (some subnormal): n bits and their values */
+function randHalves(n) {
+  const bits = new Uint16Array(n);
+  const vals = new Float32Array(n);
+  const r = rand(3 * n, 0, 1);
+  for (let i = 0; i < n; i++) {
+    const e = Math.floor(r[3 * i] * 17); // 0 (subnormal) .. 16, i.e. |v| < 4
+    bits[i] = (r[3 * i + 1] < 0.5 ? 0x8000 : 0) | (e << 10) | Math.floor(r[3 * i + 2] * 1024);
+    vals[i] = halfToNumber(bits[i]);
+  }
+  return { bits, vals };
+}
+
+test('matmul_forward.wgsl == matmul_forward (C): gemv and gemm, f32 and f16 weights, bias, strides, offsets, accumulate', async (t) => {
+  if (skip()) return t.skip(skip());
+  // [T, C, OC]: decode sizes (T <= GEMV_MAX_TOKENS), prefill sizes past the 64 x 64 tiles, odd C (f16 rows end in half a word)
+  const shapes = [[1, 768, 37], [3, 101, 70], [GEMV_MAX_TOKENS, 64, 9], [GEMV_MAX_TOKENS + 1, 48, 130], [70, 101, 65], [130, 33, 7]];
+  for (const [T, C, OC] of shapes)
+    for (const f16 of [false, true])
+      for (const variant of ['plain', 'bias+acc+strides']) {
+        const extended = variant !== 'plain';
+        const ldi = extended ? C + 5 : C;
+        const ldo = extended ? OC + 3 : OC;
+        const ioff = extended ? 7 : 0;
+        const ooff = extended ? 2 : 0;
+        const inp = rand(ioff + T * ldi, -1, 1);
+        const { bits, vals } = f16 ? randHalves(OC * C) : { bits: null, vals: rand(OC * C, -0.5, 0.5) };
+        const bias = extended ? rand(OC, -0.2, 0.2) : null;
+        const out0 = rand(ooff + T * ldo, -1, 1);
+        // the oracle: C's scalar matmul on the dense rows, then the strided add in JS
+        const dense = new Float32Array(T * C);
+        for (let i = 0; i < T; i++) dense.set(inp.subarray(ioff + i * ldi, ioff + i * ldi + C), i * C);
+        const [ref] = cref('mb_ref_matmul', [new Float32Array(T * OC), dense, vals, bias, T, C, OC]);
+        const want = out0.slice();
+        for (let i = 0; i < T; i++)
+          for (let o = 0; o < OC; o++) want[ooff + i * ldo + o] = (extended ? out0[ooff + i * ldo + o] : 0) + ref[i * OC + o];
+        const outb = gpu.buffer(extended ? out0 : new Float32Array(out0.length));
+        const w = gpu.buffer(f16 ? packF16Rows(bits, OC, C) : vals);
+        gpu.matmul({ out: outb, inp: gpu.buffer(inp), w, bias: bias ? gpu.buffer(bias) : null }, { T, C, OC, f16, acc: extended, ldi, ldo, ioff, ooff });
+        const got = await gpu.read(outb, out0.length);
+        if (!extended) for (let i = 0; i < ooff; i++) got[i] = want[i];
+        check(`matmul ${T <= GEMV_MAX_TOKENS ? 'gemv' : 'gemm'} T=${T} C=${C} OC=${OC} ${f16 ? 'f16' : 'f32'} ${variant}`, got, want);
+      }
+});
+
+test('rmsnorm_forward.wgsl == rmsnorm_forward (C), rows with strides and offsets', async (t) => {
+  if (skip()) return t.skip(skip());
+  for (const [T, C, ldi, ioff] of [[1, 768, 768, 0], [5, 300, 310, 4], [3, 2048, 2048, 0]]) {
+    const inp = rand(ioff + T * ldi, -3, 3);
+    const weight = rand(C, 0.5, 1.5);
+    const dense = new Float32Array(T * C);
+    for (let i = 0; i < T; i++) dense.set(inp.subarray(ioff + i * ldi, ioff + i * ldi + C), i * C);
+    const [want] = cref('mb_ref_rmsnorm', [new Float32Array(T * C), dense, weight, T, C, 1e-5]);
+    const out = gpu.buffer(T * C);
+    gpu.rmsnorm({ out, inp: gpu.buffer(inp), weight: gpu.buffer(weight) }, { T, C, eps: 1e-5, ldi, ioff });
+    check(`rmsnorm T=${T} C=${C} ldi=${ldi} ioff=${ioff}`, await gpu.read(out, T * C), want);
+  }
+});
+
+test('embedding_forward.wgsl gathers rows exactly, f32 and f16 tables, an id past the table gives zeros', async (t) => {
+  if (skip()) return t.skip(skip());
+  const V = 50;
+  const C = 37;
+  const ids = Uint32Array.from([3, 0, 49, 3, 17, 50]);
+  for (const f16 of [false, true]) {
+    const { bits, vals } = f16 ? randHalves(V * C) : { bits: null, vals: rand(V * C, -1, 1) };
+    const out = gpu.buffer(ids.length * C);
+    gpu.embedding({ out, ids: gpu.buffer(ids), w: gpu.buffer(f16 ? packF16Rows(bits, V, C) : vals) }, { n: ids.length, C, V, f16 });
+    const got = await gpu.read(out, ids.length * C);
+    let maxdiff = 0;
+    ids.forEach((id, i) => {
+      for (let c = 0; c < C; c++) maxdiff = Math.max(maxdiff, Math.abs(got[i * C + c] - (id < V ? vals[id * C + c] : 0)));
+    });
+    console.log(`embedding ${f16 ? 'f16' : 'f32'} n=${ids.length} C=${C}: max |diff| ${maxdiff} (exact expected)`);
+    assert.equal(maxdiff, 0);
   }
 });

@@ -14,13 +14,39 @@ const KERNEL_URLS = {
   softplus_forward: () => new URL('./kernels/softplus_forward.wgsl', import.meta.url),
   gate_forward: () => new URL('./kernels/gate_forward.wgsl', import.meta.url),
   lim_forward: () => new URL('./kernels/lim_forward.wgsl', import.meta.url),
+  matmul_forward: () => new URL('./kernels/matmul_forward.wgsl', import.meta.url),
+  rmsnorm_forward: () => new URL('./kernels/rmsnorm_forward.wgsl', import.meta.url),
+  embedding_forward: () => new URL('./kernels/embedding_forward.wgsl', import.meta.url),
 };
 const KERNELS = Object.keys(KERNEL_URLS);
 /* Kernels with several entry points get an explicit layout (an 'auto' layout would drop the
  * bindings an entry point does not use); the others use 'auto'. */
 const LAYOUTS = {
   conv1d_silu_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
+  matmul_forward: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
+  embedding_forward: ['storage', 'read-only-storage', 'read-only-storage', 'uniform'],
 };
+
+/** Token counts up to this run matmul_forward.wgsl's gemv (decode), more its tiled gemm. */
+export const GEMV_MAX_TOKENS = 8;
+
+/**
+ * IEEE halves (a Uint16Array of rows x cols, row-major) packed two to a u32 word for the f16
+ * kernels: each row ceil(cols / 2) words, column 2k in the low half of word k; an odd row's last
+ * word has a zero high half.
+ */
+export function packF16Rows(halves, rows, cols) {
+  const words = Math.ceil(cols / 2);
+  if (halves.length !== rows * cols) throw new Error(`packF16Rows: ${halves.length} halves for ${rows} x ${cols}`);
+  if (cols % 2 === 0) return new Uint32Array(halves.buffer.slice(halves.byteOffset, halves.byteOffset + halves.byteLength));
+  const out = new Uint32Array(rows * words);
+  for (let r = 0; r < rows; r++)
+    for (let k = 0; k < words; k++) {
+      const c = 2 * k;
+      out[r * words + k] = halves[r * cols + c] | (c + 1 < cols ? halves[r * cols + c + 1] << 16 : 0);
+    }
+  return out;
+}
 const NODE_ONLY = IS_NODE && !IS_BROWSER; // Node proper: WebGPU comes from the npm package, kernels from disk
 let nodeGpu = null; // Dawn's instance must outlive its devices: keep it for the process
 
@@ -111,7 +137,7 @@ export class GpuKernels {
     return p;
   }
 
-  /** A storage buffer holding `data` (Float32Array), or `n` zeros. */
+  /** A storage buffer holding `data` (a Float32Array, or a Uint32Array / Int32Array of words), or `n` zeros (4-byte words). */
   buffer(dataOrN) {
     const n = typeof dataOrN === 'number' ? dataOrN : dataOrN.length;
     const buf = this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: STORAGE });
@@ -192,6 +218,39 @@ export class GpuKernels {
 
   gate({ y, g }, { T, E, gStride, gOffset = 0 }, enc) {
     this.dispatch(this.pipeline('gate_forward'), [y, g, this.uniform([T, E, gStride, gOffset])], [Math.ceil(E / 64), T, 1], enc);
+  }
+
+  /**
+   * matmul_forward: out[t, o] (+)= sum_c inp[t, c] * w[o, c] (+ bias[o]); w float32 [OC, C], or
+   * with f16 the words of packF16Rows. Rows of inp / out have strides ldi / ldo (default C / OC)
+   * from element offsets ioff / ooff; acc adds into out (the residual add).
+   */
+  matmul({ out, inp, w, bias }, { T, C, OC, f16 = false, acc = false, ldi = C, ldo = OC, ioff = 0, ooff = 0 }, enc) {
+    const dims = this.uniform([T, C, OC, ldi, ldo, ioff, ooff, 0]);
+    const constants = { F16: f16 ? 1 : 0, ACC: acc ? 1 : 0, HAS_BIAS: bias ? 1 : 0 };
+    const bufs = [out, inp, w, bias ?? inp, dims];
+    if (T <= GEMV_MAX_TOKENS) {
+      const groups = Math.ceil(OC / 8);
+      const gx = Math.min(groups, 65535);
+      this.dispatch(this.pipeline('matmul_forward', 'gemv', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);
+    } else {
+      if (Math.ceil(T / 64) > 65535) throw new Error(`matmul_forward.wgsl: ${T} tokens in one call (at most ${65535 * 64})`);
+      this.dispatch(this.pipeline('matmul_forward', 'gemm', constants), bufs, [Math.ceil(OC / 64), Math.ceil(T / 64), 1], enc);
+    }
+  }
+
+  /** rmsnorm_forward: out[t] = inp[t] / sqrt(mean(inp[t]^2) + eps) * weight, rows of stride ldi / ldo from ioff / ooff. */
+  rmsnorm({ out, inp, weight }, { T, C, eps, ldi = C, ldo = C, ioff = 0, ooff = 0 }, enc) {
+    const gx = Math.min(T, 65535);
+    const dims = this.uniform([T, C, ldi, ldo, ioff, ooff, { f: eps }, 0]);
+    this.dispatch(this.pipeline('rmsnorm_forward'), [out, inp, weight, dims], [gx, Math.ceil(T / gx), 1], enc);
+  }
+
+  /** embedding_forward: out[i] = w[ids[i]] for n ids (u32), rows of C values; w float32 [V, C] or packF16Rows words. */
+  embedding({ out, ids, w }, { n, C, V, f16 = false }, enc) {
+    const dims = this.uniform([n, C, V, 0]);
+    const gy = Math.min(n, 65535);
+    this.dispatch(this.pipeline('embedding_forward', 'main', { F16: f16 ? 1 : 0 }), [out, ids, w, dims], [Math.ceil(C / 64), gy, Math.ceil(n / gy)], enc);
   }
 
   lim({ v, post, U, z, prevPost }, { B, L, E, c, zStride, zOffset = 0, pos0 = 0, preReset = false, tau, vTh }, enc) {

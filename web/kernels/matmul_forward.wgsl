@@ -1,0 +1,150 @@
+// matmul_forward.wgsl: mirrors matmul_forward (src/ops/matmul.c):
+//   out[t, o] (+)= sum_c inp[t, c] * W[o, c] + bias[o]
+// for t < T, o < OC, c < C. W is float32 [OC, C], or with F16 IEEE halves packed two to a u32
+// word (unpack2x16float), each row ceil(C / 2) words (an odd row's last word has a zero high half).
+// Rows of inp and out have strides ldi and ldo and start at element offsets ioff and ooff, so a
+// call can read or write part of a wider buffer (the in_proj's x half, the residual stream).
+// Entry points:
+//   gemv  few tokens (decode): 8 rows per workgroup, 32 invocations per row, each summing a strided
+//         part of the row for every token (up to 8), then a tree reduction in workgroup memory.
+//   gemm  many tokens (prefill): 64 x 64 tiles of out, 16 x 16 invocations of 4 x 4 each, the
+//         reduction dimension in steps of 16 through workgroup memory.
+// Overrides: F16 (weights packed as above), ACC (out += instead of out =: the residual add),
+// HAS_BIAS. Sums are in a different order from the C loop: the tests compare with a tolerance.
+override F16: bool = false;
+override ACC: bool = false;
+override HAS_BIAS: bool = false;
+
+struct Dims { T: u32, C: u32, OC: u32, ldi: u32, ldo: u32, ioff: u32, ooff: u32, pad: u32 }
+
+@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> inp: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<uniform> dims: Dims;
+
+fn row_words() -> u32 {
+  return select(dims.C, (dims.C + 1u) / 2u, F16);
+}
+
+// W[o, c] as f32 (c < C)
+fn weight(o: u32, c: u32) -> f32 {
+  if (F16) {
+    let v = unpack2x16float(w[o * row_words() + c / 2u]);
+    return select(v.x, v.y, (c & 1u) == 1u);
+  }
+  return bitcast<f32>(w[o * dims.C + c]);
+}
+
+fn store(t: u32, o: u32, v: f32) {
+  var r = v;
+  if (HAS_BIAS) {
+    r += bias[o];
+  }
+  let i = dims.ooff + t * dims.ldo + o;
+  if (ACC) {
+    r += out[i];
+  }
+  out[i] = r;
+}
+
+const GEMV_ROWS: u32 = 8u;
+const GEMV_LANES: u32 = 32u;
+const GEMV_TOKENS: u32 = 8u;
+var<workgroup> part: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn gemv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let lane = li % GEMV_LANES;
+  let o = (wid.x + wid.y * nwg.x) * GEMV_ROWS + li / GEMV_LANES;
+  let live = o < dims.OC;
+  var acc: array<f32, 8>;
+  if (live) {
+    if (F16) { // a word (two columns) per step: consecutive lanes read consecutive words
+      let words = row_words();
+      for (var k = lane; k < words; k += GEMV_LANES) {
+        let v = unpack2x16float(w[o * words + k]);
+        let c = 2u * k;
+        let has_hi = c + 1u < dims.C;
+        for (var t = 0u; t < dims.T; t++) {
+          let x = dims.ioff + t * dims.ldi + c;
+          var s = v.x * inp[x];
+          if (has_hi) {
+            s += v.y * inp[x + 1u];
+          }
+          acc[t] += s;
+        }
+      }
+    } else {
+      for (var c = lane; c < dims.C; c += GEMV_LANES) {
+        let v = bitcast<f32>(w[o * dims.C + c]);
+        for (var t = 0u; t < dims.T; t++) {
+          acc[t] += v * inp[dims.ioff + t * dims.ldi + c];
+        }
+      }
+    }
+  }
+  for (var t = 0u; t < dims.T; t++) {
+    part[li] = acc[t];
+    workgroupBarrier();
+    for (var step = GEMV_LANES / 2u; step > 0u; step /= 2u) {
+      if (lane < step) {
+        part[li] += part[li + step];
+      }
+      workgroupBarrier();
+    }
+    if (live && lane == 0u) {
+      store(t, o, part[li]);
+    }
+    workgroupBarrier();
+  }
+}
+
+const TILE: u32 = 64u;
+const KSTEP: u32 = 16u;
+var<workgroup> xs: array<array<f32, 16>, 64>; // [token][k]
+var<workgroup> ws: array<array<f32, 16>, 64>; // [row][k]
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let o0 = wid.x * TILE;
+  let t0 = wid.y * TILE;
+  var acc: array<array<f32, 4>, 4>; // [token][row]
+  for (var k0 = 0u; k0 < dims.C; k0 += KSTEP) {
+    // 64 x 16 values of each tile, 4 per invocation
+    for (var j = 0u; j < 4u; j++) {
+      let e = li + j * 256u;
+      let r = e / KSTEP;
+      let k = e % KSTEP;
+      let c = k0 + k;
+      let t = t0 + r;
+      let o = o0 + r;
+      xs[r][k] = select(0.0, inp[dims.ioff + t * dims.ldi + c], t < dims.T && c < dims.C);
+      ws[r][k] = select(0.0, weight(o, c), o < dims.OC && c < dims.C);
+    }
+    workgroupBarrier();
+    for (var k = 0u; k < KSTEP; k++) {
+      var xv: array<f32, 4>;
+      var wv: array<f32, 4>;
+      for (var i = 0u; i < 4u; i++) {
+        xv[i] = xs[lid.y + 16u * i][k];
+        wv[i] = ws[lid.x + 16u * i][k];
+      }
+      for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+          acc[i][j] += xv[i] * wv[j];
+        }
+      }
+    }
+    workgroupBarrier();
+  }
+  for (var i = 0u; i < 4u; i++) {
+    let t = t0 + lid.y + 16u * i;
+    for (var j = 0u; j < 4u; j++) {
+      let o = o0 + lid.x + 16u * j;
+      if (t < dims.T && o < dims.OC) {
+        store(t, o, acc[i][j]);
+      }
+    }
+  }
+}

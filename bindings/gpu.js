@@ -5,7 +5,7 @@
 // split-forward stages, buffers and state pointers stay on this side (abi.js wrappers).
 // Deliberately not here: GPU kernels and buffers (web/), the WASM paths (mamba.js).
 import { MembaError, ErrorCodes } from './errors.js';
-import { Param, SplitBuf } from './abi.js';
+import { Param, SplitBuf, DType } from './abi.js';
 import { LoadProgress } from './load-progress.js';
 
 /**
@@ -61,6 +61,45 @@ export function gpuModel(model) {
     layerD: (l) => {
       const { ptr, numel } = e.mb_model_param(h, Param.D, l);
       return copy(ptr, numel, `D of layer ${l}`);
+    },
+  });
+}
+
+const TENSORS = {
+  embedding: Param.EMBEDDING, norm_f: Param.NORM_F, lm_head: Param.LM_HEAD, norm: Param.NORM, in_proj: Param.IN_PROJ_W,
+  in_proj_b: Param.IN_PROJ_B, conv: Param.CONV_W, conv_b: Param.CONV_B, x_proj: Param.X_PROJ_W, dt_proj: Param.DT_PROJ_W,
+  dt_proj_b: Param.DT_PROJ_B, D: Param.D, out_proj: Param.OUT_PROJ_W, out_proj_b: Param.OUT_PROJ_B,
+};
+
+/**
+ * The WeightSource (web/resident.js) of a model in WASM: copies of its tensors, f16 matrices as
+ * their halves. A q8 model is not resident-capable yet: `unsupported`.
+ */
+export function weightSource(model) {
+  const e = model._engine;
+  const h = model._handle;
+  const { dModel: d, dInner: E, dState: N, dtRank: R, vocabSize: V, dConv: K } = model.config;
+  const shapes = {
+    embedding: [V, d], lm_head: [V, d], norm_f: [1, d], norm: [1, d], in_proj: [2 * E, d], in_proj_b: [1, 2 * E],
+    conv: [E, K], conv_b: [1, E], x_proj: [R + 2 * N, E], dt_proj: [E, R], dt_proj_b: [1, E], A: [E, N], D: [1, E],
+    out_proj: [d, E], out_proj_b: [1, d],
+  };
+  return Object.freeze({
+    config: model.config,
+    tensor(name, layer = 0) {
+      const [rows, cols] = shapes[name];
+      if (name === 'A') return { dtype: 'f32', data: e.f32(e.mb_layer_A(h, layer), E * N).slice(), rows, cols };
+      const p = TENSORS[name];
+      if (p < Param.NORM) layer = -1; // the model-level tensors (memba.h)
+      const { value: dt, numel } = e.mb_model_param_dtype(h, p, layer);
+      if (!numel) return null; // absent: a bias the model has not, or a tied head
+      if (numel !== rows * cols) throw new MembaError(ErrorCodes.INTERNAL, `${name} of layer ${layer}: ${numel} values, expected ${rows} x ${cols}`);
+      if (dt === DType.F32) return { dtype: 'f32', data: e.f32(e.mb_model_param(h, p, layer).ptr, numel).slice(), rows, cols };
+      if (dt === DType.F16) {
+        const { ptr } = e.mb_model_param_raw(h, p, layer);
+        return { dtype: 'f16', data: new Uint16Array(e._heap().buffer.slice(ptr, ptr + 2 * numel)), rows, cols };
+      }
+      throw new MembaError(ErrorCodes.UNSUPPORTED, `WebGPU residency takes fp32 and fp16 weights, not q8 (${name})`);
     },
   });
 }

@@ -1,0 +1,66 @@
+// webgpu-resident.test.mjs: the whole forward on WebGPU with the weights resident in GPU buffers
+// (web/resident.js) against the WASM forward of the same model (the C kernels) and against the
+// golden vectors: every position and last-position logits, one and several sequences, fp32 and
+// fp16 weights (f16 packed two to a u32 on the GPU), a model with biases. Runs on whatever adapter
+// WebGPU finds (Mesa lavapipe on the CI machine); skips, saying why, only where there is none.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { Mamba } from '../bindings/index.js';
+import { weightSource } from '../bindings/gpu.js';
+import { requestDevice } from '../web/webgpu.js';
+import { GpuResident } from '../web/resident.js';
+import { fixture, readCase, readExpected, assertClose } from './helpers.mjs';
+
+let device = null;
+let why = 'not probed';
+before(async () => {
+  const r = await requestDevice();
+  if (r.device) device = r.device;
+  else why = `no WebGPU adapter: ${r.reason}`;
+});
+
+const ids = (B, L, V) => Int32Array.from({ length: B * L }, (_, i) => (i * 7919 + 13) % V);
+
+for (const dtype of ['fp32', 'fp16'])
+  test(`resident forward (${dtype} weights) == the WASM forward: all positions and last, B=1 and B=3`, async (t) => {
+    if (!device) return t.skip(why);
+    const model = await Mamba.createRandom({ dModel: 64, nLayer: 3, vocabSize: 300, dState: 8 }, { seed: 7, dtype });
+    let uploaded = 0;
+    const gpu = await GpuResident.create(device, weightSource(model), { onUpload: (n) => (uploaded += n) });
+    assert.equal(uploaded, gpu.weightBytes);
+    console.log(`${dtype}: ${gpu.weightBytes} weight bytes on the GPU (WASM: ${model.info.weightBytes})`);
+    for (const [B, L] of [[1, 1], [1, 70], [3, 17]]) {
+      const x = ids(B, L, 300);
+      const want = await model.forward(Array.from({ length: B }, (_, b) => Array.from(x.subarray(b * L, (b + 1) * L))));
+      const all = await gpu.forward(x, B, L);
+      assertClose(`${dtype} B=${B} L=${L} every position`, all, want.data, 'logits_rel');
+      const last = await gpu.forward(x, B, L, { last: true });
+      const wantLast = new Float32Array(B * 300);
+      for (let b = 0; b < B; b++) wantLast.set(want.data.subarray(((b + 1) * L - 1) * 300, (b + 1) * L * 300), b * 300);
+      assertClose(`${dtype} B=${B} L=${L} last position`, last, wantLast, 'logits_rel');
+    }
+    gpu.destroy();
+    model.dispose();
+  });
+
+for (const name of ['mamba-tiny', 'mamba-tiny-original-layout'])
+  test(`resident forward of ${name} == golden logits`, async (t) => {
+    if (!device) return t.skip(why);
+    const c = readCase(name);
+    const exp = readExpected(name);
+    const model = await Mamba.load(fixture(name), { backend: 'wasm' });
+    const gpu = await GpuResident.create(device, weightSource(model));
+    const B = c.ids.length;
+    const L = c.ids[0].length;
+    const got = await gpu.forward(Int32Array.from(c.ids.flat()), B, L);
+    assertClose(`${name} resident logits vs golden`, got, exp.get('logits'), 'logits_rel');
+    gpu.destroy();
+    model.dispose();
+  });
+
+test('resident weights refuse q8 by name (unsupported) before uploading anything', async (t) => {
+  if (!device) return t.skip(why);
+  const model = await Mamba.createRandom({ dModel: 32, nLayer: 1, vocabSize: 64 }, { dtype: 'q8' });
+  await assert.rejects(GpuResident.create(device, weightSource(model)), (e) => e.code === 'unsupported' && /q8/.test(e.message));
+  model.dispose();
+});

@@ -46,6 +46,22 @@ export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
  *   SSM state [E, N] of a layer and sequence (null without a state); same validity as buffer()
  */
 
+/**
+ * Bytes a 'webgpu' load uploads: A and D of every layer (the split backend, web/backend.js) and,
+ * for fp32 and fp16 weights, every tensor of the resident forward (web/resident.js: f16 matrices
+ * as halves packed two to a u32, rows of ceil(cols / 2) words). The resident test checks this
+ * against what is uploaded.
+ */
+export function gpuUploadBytes(c, dtype) {
+  const { dModel: d, dInner: E, dState: N, dtRank: R, dConv: K, vocabSize: V, nLayer } = c;
+  const split = nLayer * E * (N + 1) * 4;
+  if (dtype !== 'fp32' && dtype !== 'fp16') return split;
+  const mat = (rows, cols) => (dtype === 'fp16' ? rows * Math.ceil(cols / 2) * 4 : rows * cols * 4);
+  const vec = (n, present = true) => (present ? n * 4 : 0);
+  const layer = vec(d) + mat(2 * E, d) + vec(2 * E, c.useBias) + vec(E * K) + vec(E, c.useConvBias) + mat(R + 2 * N, E) + vec(E * R) + vec(E) + vec(E * N) + vec(E) + mat(d, E) + vec(d, c.useBias);
+  return split + mat(V, d) + vec(d) + (c.tieEmbeddings ? 0 : mat(V, d)) + nLayer * layer;
+}
+
 /** The GpuModel of a model. */
 export function gpuModel(model) {
   const e = model._engine;
@@ -164,10 +180,23 @@ async function pickBackend(model, backend, opts) {
     r.backend.destroy();
     return; // a CPU implementation of WebGPU never beats WASM
   }
-  model._gpu = r.backend;
-  model._setInfo({ backend: 'webgpu', adapter: r.backend.description });
+  const progress = LoadProgress.of(opts);
   const { nLayer, dInner, dState } = model.config;
-  LoadProgress.of(opts)?.upload(nLayer * dInner * (dState + 1) * 4); // A and D of every layer
+  progress?.upload(nLayer * dInner * (dState + 1) * 4); // A and D of every layer
+  // the resident forward (web/resident.js): every weight on the GPU, for forward() without an
+  // adapter; the split path above serves adapters, decode states and scoring
+  if (model.info.dtype === 'fp32' || model.info.dtype === 'fp16') {
+    const { GpuResident } = await import('../web/resident.js');
+    try {
+      r.backend.resident = await GpuResident.create(r.backend.device, weightSource(model), { onUpload: (n) => progress?.upload(n) });
+    } catch (err) {
+      r.backend.destroy();
+      if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': the weights could not be uploaded (${err?.message ?? err})`, { cause: err });
+      return;
+    }
+  }
+  model._gpu = r.backend;
+  model._setInfo({ backend: 'webgpu', adapter: r.backend.description, gpuWeightBytes: r.backend.resident?.weightBytes ?? 0 });
 }
 
 /** The model's GPU backend if usable; a lost device switches the model to WASM for good. */
@@ -183,6 +212,22 @@ function gpuFailed(model, err) {
   } catch {}
   model._gpu = null;
   model._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); running on WASM` });
+}
+
+/**
+ * forward() on the resident GPU model (no adapter, no hidden states): the logits of every
+ * position [B * L, V]. Undefined where there is none, or after a GPU failure (the model then
+ * falls back to WASM for good, as gpuRun).
+ */
+export async function residentForward(model, flat, B, L) {
+  const res = gpuOk(model)?.resident;
+  if (!res) return undefined;
+  try {
+    return await res.forward(flat, B, L);
+  } catch (err) {
+    gpuFailed(model, err);
+    return undefined;
+  }
 }
 
 /**

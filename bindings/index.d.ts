@@ -288,8 +288,8 @@ export class Mamba {
   /** dimensions are integers in [1, 2^24] (dConv <= 64); the weights (4 bytes per parameter) must fit the heap, else 'oom' */
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number; dtype?: 'fp32' | 'fp16' | 'q8'; threads?: number } | null): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
-  /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; fallbackReason: why WebGPU was given up */
-  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; dtype: 'fp32' | 'fp16' | 'q8'; weightBytes: number; threads: number; threadsNote: string; adapter?: string; fallbackReason?: string }>;
+  /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; gpuWeightBytes: weight bytes resident on the GPU (backend 'webgpu', fp32 / fp16); fallbackReason: why WebGPU was given up */
+  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; dtype: 'fp32' | 'fp16' | 'q8'; weightBytes: number; threads: number; threadsNote: string; adapter?: string; gpuWeightBytes?: number; fallbackReason?: string }>;
   readonly hasTokenizer: boolean;
   /** at most 2^28 tokens; the logits (B * L * vocabSize * 4 bytes) must fit the 4 GB heap, else 'oom' */
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean } | null): Promise<Tensor & { hidden?: Tensor }>;

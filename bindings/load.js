@@ -13,6 +13,7 @@ import { openSource } from './source.js';
 import { readCheckpoint, planWeights, WEIGHT_DTYPES_IN_MEMORY, weightBlockBytes } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
 import { LoadProgress } from './load-progress.js';
+import { gpuUploadBytes } from './gpu.js';
 
 /** The parameter slot of each canonical tensor name (per-layer names without `layers.{l}.`). */
 const SLOT_OF = {
@@ -77,7 +78,7 @@ export async function loadModel(source, opts) {
   // does not fit in fp32 loads in fp16 or q8 instead of failing)
   if (dtype === 'auto') dtype = ckpt.sizeDtype;
   if (allowNonFinite && dtype !== 'fp32') throw invalid(`allowNonFinite keeps NaN / Inf weights, which only dtype 'fp32' holds (this load: '${dtype}')`);
-  progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), opts.backend === 'webgpu' ? gpuUploadBytes(ckpt.config) : 0);
+  progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), opts.backend === 'webgpu' ? gpuUploadBytes(ckpt.config, dtype) : 0);
   const engine = await getEngine(opts);
   throwIfAborted(signal);
   const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'), dtype);
@@ -207,11 +208,6 @@ function writeTyped(engine, handle, slot, layer, tensor, tensorToFloat32) {
 function firstNonFinite(a) {
   for (let i = 0; i < a.length; i++) if (a[i] - a[i] !== 0) return i;
   return -1;
-}
-
-/** The bytes web/backend.js uploads: each layer's A [dInner, dState] and D [dInner] as float32. */
-function gpuUploadBytes(c) {
-  return c.nLayer * c.dInner * (c.dState + 1) * 4;
 }
 
 /**

@@ -18,7 +18,7 @@ import {
   heapBytes, copyOut, describe, GrowableArray, textPieces, MAX_BATCH,
 } from './ids.js';
 import { DecodeState } from './decode-state.js';
-import { chooseBackend, gpuRun } from './gpu.js';
+import { chooseBackend, gpuRun, residentForward } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 import { perplexity, evaluate } from './eval.js';
@@ -225,6 +225,10 @@ export class Mamba {
     const sizes = { logits: heapBytes('forward logits', B, L, V, 4), hidden: outputHidden ? heapBytes('forward hidden states', nLayer, B, L, d, 4) : 0 };
     const adapter = this._adapter; // the call uses the adapter active when it was made
     return this._exclusive(async () => {
+      if (!outputHidden && !adapter && this._gpu) {
+        const data = await residentForward(this, flat, B, L);
+        if (data) return { data, dims: [B, L, V] };
+      }
       if (!outputHidden && this._gpu) {
         const out = await gpuRun(this, flat, B, L, 0, () =>
           this._engine.withAlloc(sizes.logits, (lp) => {

@@ -64,3 +64,35 @@ test('resident weights refuse q8 by name (unsupported) before uploading anything
   await assert.rejects(GpuResident.create(device, weightSource(model)), (e) => e.code === 'unsupported' && /q8/.test(e.message));
   model.dispose();
 });
+
+test("Mamba.load with backend 'webgpu': forward() without an adapter runs resident, the upload progress counts every byte, an adapter still works", async (t) => {
+  if (!device) return t.skip(why);
+  const { gpuUploadBytes } = await import('../bindings/gpu.js');
+  for (const dtype of ['fp32', 'fp16']) {
+    const events = [];
+    const gpu = await Mamba.load(fixture('mamba-tiny'), { backend: 'webgpu', dtype, onProgress: (e) => events.push(e) });
+    const cpu = await Mamba.load(fixture('mamba-tiny'), { backend: 'wasm', dtype });
+    assert.equal(gpu.info.backend, 'webgpu');
+    assert.ok(gpu._gpu.resident, 'the resident model exists');
+    const uploaded = events.filter((e) => e.status === 'upload').length;
+    const { nLayer, dInner, dState } = gpu.config;
+    assert.equal(gpu.info.gpuWeightBytes + nLayer * dInner * (dState + 1) * 4, gpuUploadBytes(gpu.config, dtype), 'planned upload == uploaded');
+    const done = events.find((e) => e.status === 'done');
+    assert.equal(done.loaded, done.total);
+    assert.ok(uploaded > 10, `${uploaded} upload events`);
+    const c = readCase('mamba-tiny');
+    let calls = 0;
+    const orig = gpu._gpu.resident.forward.bind(gpu._gpu.resident);
+    gpu._gpu.resident.forward = (...a) => (calls++, orig(...a));
+    const got = await gpu.forward(c.ids);
+    assert.equal(calls, 1, 'forward ran on the resident model');
+    assertClose(`mamba-tiny ${dtype} Mamba.forward resident vs wasm`, got.data, (await cpu.forward(c.ids)).data, 'logits_rel');
+    gpu.createAdapter({ r: 4, targets: ['in_proj'], seed: 3 }); // active once made: the split path
+    cpu.createAdapter({ r: 4, targets: ['in_proj'], seed: 3 });
+    const withAdapter = await gpu.forward(c.ids);
+    assert.equal(calls, 1, 'an adapter is not run by the resident model');
+    assertClose(`mamba-tiny ${dtype} with an adapter (split path) vs wasm`, withAdapter.data, (await cpu.forward(c.ids)).data, 'logits_rel');
+    gpu.dispose();
+    cpu.dispose();
+  }
+});

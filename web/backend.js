@@ -119,6 +119,8 @@ export class GpuBackend {
   }
 
   destroy() {
+    this.resident?.destroy();
+    this.resident = null;
     for (const b of Object.values(this.buffers)) b.destroy();
     for (const b of [...(this.A ?? []), ...(this.D ?? [])]) b.destroy();
     this.buffers = {};

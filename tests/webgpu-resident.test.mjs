@@ -96,3 +96,63 @@ test("Mamba.load with backend 'webgpu': forward() without an adapter runs reside
     cpu.dispose();
   }
 });
+
+test('resident decode: prefill into a GPU state, then steps, equal the WASM decode state; greedy ids taken on the GPU equal argmax', async (t) => {
+  if (!device) return t.skip(why);
+  const { argmax } = await import('../bindings/sampler.js');
+  for (const dtype of ['fp32', 'fp16']) {
+    const model = await Mamba.createRandom({ dModel: 64, nLayer: 3, vocabSize: 300, dState: 8 }, { seed: 11, dtype });
+    const gpu = await GpuResident.create(device, weightSource(model));
+    const V = 300;
+    const B = 2;
+    const P = 9;
+    const prompts = [ids(1, P, V), Int32Array.from(ids(1, P, V), (v) => (v * 3 + 1) % V)];
+    const st = gpu.createState(B);
+    const flat = new Int32Array(B * P);
+    prompts.forEach((p, b) => flat.set(p, b * P));
+    const first = await gpu.forward(flat, B, P, { last: true, state: st });
+    const cpu = prompts.map((p) => model.createState());
+    const cpuLogits = prompts.map((p, b) => cpu[b].prefill(p));
+    assertClose(`${dtype} prefill into a state, last logits`, first, Float32Array.from([...cpuLogits[0], ...cpuLogits[1]]), 'logits_rel');
+    let next = Uint32Array.from(cpuLogits.map((l) => argmax(l)));
+    for (let i = 0; i < 6; i++) {
+      const greedy = i % 2 === 1;
+      const got = await gpu.step(st, next, { greedy });
+      const want = next.length && Array.from(next).map((id, b) => cpu[b].step(id));
+      const wantIds = Uint32Array.from(want.map((l) => argmax(l)));
+      if (greedy) assert.deepEqual(Array.from(got), Array.from(wantIds), `${dtype} step ${i}: GPU argmax ids`);
+      else assertClose(`${dtype} step ${i} logits`, got, Float32Array.from([...want[0], ...want[1]]), 'logits_rel');
+      next = wantIds;
+    }
+    assert.equal(st.pos, P + 6);
+    gpu.destroyState(st);
+    cpu.forEach((s) => s.dispose());
+    gpu.destroy();
+    model.dispose();
+  }
+});
+
+test('argmax_forward.wgsl == argmax (the greedy sampler): ties take the first index, NaN never wins except at index 0', async (t) => {
+  if (!device) return t.skip(why);
+  const { argmax } = await import('../bindings/sampler.js');
+  const { GpuKernels } = await import('../web/webgpu.js');
+  const k = await GpuKernels.create(device);
+  const n = 1000;
+  const rowsIn = [];
+  let seed = 5;
+  const rnd = () => ((seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0) / 2 ** 32);
+  for (let r = 0; r < 7; r++) rowsIn.push(Float32Array.from({ length: n }, () => Math.round(rnd() * 20) - 10)); // many ties
+  rowsIn[1][0] = NaN; // argmax: 0
+  rowsIn[2][500] = NaN;
+  rowsIn[3].fill(-Infinity);
+  rowsIn[4].fill(NaN);
+  rowsIn[5][999] = 1e30;
+  const x = new Float32Array(7 * n);
+  rowsIn.forEach((row, r) => x.set(row, r * n));
+  const out = k.buffer(7);
+  k.argmax({ out, x: k.buffer(x) }, { R: 7, n });
+  const got = Array.from(await k.readU32(out, 7));
+  const want = rowsIn.map((row) => argmax(row));
+  console.log(`argmax rows: GPU ${got.join(' ')}, sampler ${want.join(' ')}`);
+  assert.deepEqual(got, want);
+});

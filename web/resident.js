@@ -6,8 +6,11 @@
 //
 // Weights come from a WeightSource (below), tensor by tensor: float32 tensors stay float32, f16
 // matrices are uploaded as halves packed two to a u32 (webgpu.js packF16Rows) and converted in
-// the kernels. Not here yet: decode steps from a GPU state, adapters (LoRA, LIM), q8 weights,
-// loading straight from the file (the source today reads the WASM model's weights), sampling.
+// the kernels. Decode: a state of per-layer conv histories and SSM states on the GPU
+// (createState), prefilled by forward and advanced by step, which can take the greedy argmax on
+// the GPU so that only the token ids come back. Not here yet: adapters (LoRA, LIM), q8 weights,
+// loading straight from the file (the source today reads the WASM model's weights), sampling
+// other than greedy, uniforms and bind groups built once per step.
 import { GpuKernels, packF16Rows } from './webgpu.js';
 
 /**
@@ -83,12 +86,30 @@ export class GpuResident {
   }
 
   /**
-   * The forward of B sequences of L tokens (ids: Int32Array or Uint32Array of B * L, each < V),
-   * from zero states. Returns the logits of every position [B * L, V], or with last the last
-   * position of each sequence [B, V].
+   * A decode state on the GPU for B sequences: per layer the conv history [B, K-1, E] and the
+   * SSM state [B, E, N], zeros (a fresh sequence). Free it with destroyState.
    */
-  async forward(ids, B, L, { last = false } = {}) {
+  createState(B) {
+    const { dInner: E, dState: N, dConv: K, nLayer } = this.config;
+    const k = this.kernels;
+    const st = { B, pos: 0, hist: [], s: [] };
+    for (let l = 0; l < nLayer; l++) st.hist.push(k.buffer(B * (K - 1) * E)), st.s.push(k.buffer(B * E * N));
+    return st;
+  }
+
+  destroyState(st) {
+    for (const b of [...st.hist, ...st.s]) b.destroy();
+    st.hist = st.s = [];
+  }
+
+  /**
+   * Records the forward of B sequences of L tokens into enc (ids: B * L token ids, each < V),
+   * from zero states or from `state` (which it leaves advanced by L tokens). Returns the logits
+   * buffer: every position [B * L, V], or with last the last position of each sequence [B, V].
+   */
+  _record(enc, ids, B, L, { last = false, state = null } = {}) {
     const { dModel: d, dInner: E, dState: N, dtRank: R, dConv: K, eps, vocabSize: V } = this.config;
+    if (state && state.B !== B) throw new Error(`resident.js: a state of ${state.B} sequences for ${B}`);
     const T = B * L;
     const DBC = R + 2 * N;
     const k = this.kernels;
@@ -99,35 +120,77 @@ export class GpuResident {
     const dbc = this._buf('dbc', T * DBC);
     const delta = this._buf('delta', T * E);
     const y = this._buf('y', T * E);
-    const s = this._buf('s', B * E * N);
-    const hist = this._buf('hist', B * (K - 1) * E);
-    const histOut = this._buf('hist_out', B * (K - 1) * E); // unwritten here: a fresh sequence has no next history yet
+    const s0 = state ? null : this._buf('s', B * E * N);
+    const hist0 = state ? null : this._buf('hist', B * (K - 1) * E);
+    const histOut = this._buf('hist_out', B * (K - 1) * E);
     const idb = this._buf('ids', T);
     k.write(idb, ids instanceof Uint32Array ? ids : new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
-    const enc = this.device.createCommandEncoder();
-    enc.clearBuffer(hist);
+    if (hist0) enc.clearBuffer(hist0);
     k.embedding({ out: h, ids: idb, w: this.w.embedding.buf }, { n: T, C: d, V, f16: this.w.embedding.f16 }, enc);
-    for (const lw of this.layers) {
+    this.layers.forEach((lw, l) => {
+      const hist = state ? state.hist[l] : hist0;
+      const s = state ? state.s[l] : s0;
       k.rmsnorm({ out: a, inp: h, weight: lw.norm.buf }, { T, C: d, eps }, enc);
       this._matmul(enc, lw.in_proj, lw.in_proj_b, { out: xz, inp: a, dims: { T } });
-      k.conv1dSilu({ u, histOut, hist, x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf }, { B, L, E, K, xStride: 2 * E, xOffset: 0 }, enc);
+      const conv = [{ u, histOut, hist, x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf }, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!state }];
+      k.conv1dSilu(...conv, enc);
+      if (state) enc.copyBufferToBuffer(histOut, 0, hist, 0, B * (K - 1) * E * 4); // the next history
       this._matmul(enc, lw.x_proj, null, { out: dbc, inp: u, dims: { T } });
       this._matmul(enc, lw.dt_proj, lw.dt_proj_b, { out: delta, inp: dbc, dims: { T, ldi: DBC } });
       k.softplus({ x: delta }, { n: T * E }, enc);
-      enc.clearBuffer(s);
+      if (!state) enc.clearBuffer(s);
       k.selectiveScan({ y, s, u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf }, { B, L, E, N, bcStride: DBC, bcOffset: R }, enc);
       k.gate({ y, g: xz }, { T, E, gStride: 2 * E, gOffset: E }, enc);
       this._matmul(enc, lw.out_proj, lw.out_proj_b, { out: h, inp: y, dims: { T, acc: true } });
-    }
+    });
     const rows = last ? B : T;
     // the last position of sequence b is row b * L + L - 1: rows of stride L * d from (L - 1) * d
     const norm = last ? { ldi: L * d, ioff: (L - 1) * d } : {};
     k.rmsnorm({ out: a, inp: h, weight: this.w.norm_f.buf }, { T: rows, C: d, eps, ...norm }, enc);
     const logits = this._buf('logits', rows * V);
     this._matmul(enc, this.w.lm_head, null, { out: logits, inp: a, dims: { T: rows } });
-    this.device.queue.submit([enc.finish()]);
-    const out = await k.read(logits, rows * V);
+    if (state) state.pos += L;
+    return { logits, rows };
+  }
+
+  _check() {
     if (this.lost) throw new Error(`WebGPU device lost: ${this.lostReason}`);
+  }
+
+  /**
+   * The forward of B sequences of L tokens (ids: Int32Array or Uint32Array of B * L, each < V),
+   * from zero states, or from `state` (createState), which it advances (a prefill). Returns the
+   * logits of every position [B * L, V], or with last the last position of each sequence [B, V].
+   */
+  async forward(ids, B, L, { last = false, state = null } = {}) {
+    const enc = this.device.createCommandEncoder();
+    const { logits, rows } = this._record(enc, ids, B, L, { last, state });
+    this.device.queue.submit([enc.finish()]);
+    const out = await this.kernels.read(logits, rows * this.config.vocabSize);
+    this._check();
+    return out;
+  }
+
+  /**
+   * One decode step of every sequence of `state` (ids: B token ids): with greedy, the argmax of
+   * each sequence's logits is taken on the GPU and only the B ids come back (a Uint32Array);
+   * otherwise the logits [B, V].
+   */
+  async step(state, ids, { greedy = false } = {}) {
+    const B = state.B;
+    const enc = this.device.createCommandEncoder();
+    const { logits } = this._record(enc, ids, B, 1, { state });
+    if (!greedy) {
+      this.device.queue.submit([enc.finish()]);
+      const out = await this.kernels.read(logits, B * this.config.vocabSize);
+      this._check();
+      return out;
+    }
+    const next = this._buf('next', B);
+    this.kernels.argmax({ out: next, x: logits }, { R: B, n: this.config.vocabSize }, enc);
+    this.device.queue.submit([enc.finish()]);
+    const out = await this.kernels.readU32(next, B);
+    this._check();
     return out;
   }
 

@@ -17,6 +17,7 @@ const KERNEL_URLS = {
   matmul_forward: () => new URL('./kernels/matmul_forward.wgsl', import.meta.url),
   rmsnorm_forward: () => new URL('./kernels/rmsnorm_forward.wgsl', import.meta.url),
   embedding_forward: () => new URL('./kernels/embedding_forward.wgsl', import.meta.url),
+  argmax_forward: () => new URL('./kernels/argmax_forward.wgsl', import.meta.url),
 };
 const KERNELS = Object.keys(KERNEL_URLS);
 /* Kernels with several entry points get an explicit layout (an 'auto' layout would drop the
@@ -251,6 +252,16 @@ export class GpuKernels {
     const dims = this.uniform([n, C, V, 0]);
     const gy = Math.min(n, 65535);
     this.dispatch(this.pipeline('embedding_forward', 'main', { F16: f16 ? 1 : 0 }), [out, ids, w, dims], [Math.ceil(C / 64), gy, Math.ceil(n / gy)], enc);
+  }
+
+  /** argmax_forward: out[r] (u32) = the first index of the largest of n values of row r (rows of stride ld). */
+  argmax({ out, x }, { R, n, ld = n }, enc) {
+    this.dispatch(this.pipeline('argmax_forward'), [out, x, this.uniform([R, n, ld, 0])], [R, 1, 1], enc);
+  }
+
+  /** Copies n u32 words of a buffer back. */
+  async readU32(buf, n) {
+    return new Uint32Array((await this.read(buf, n)).buffer);
   }
 
   lim({ v, post, U, z, prevPost }, { B, L, E, c, zStride, zOffset = 0, pos0 = 0, preReset = false, tau, vTh }, enc) {

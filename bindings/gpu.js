@@ -219,11 +219,19 @@ function gpuFailed(model, err) {
  * position [B * L, V]. Undefined where there is none, or after a GPU failure (the model then
  * falls back to WASM for good, as gpuRun).
  */
-export async function residentForward(model, flat, B, L) {
+export function residentForward(model, flat, B, L) {
+  return residentCall(model, (res) => res.forward(flat, B, L));
+}
+
+/**
+ * fn(resident) on the model's resident GPU model: its result, or undefined where there is none
+ * or when it fails (the model then falls back to WASM for good; what was on the GPU is gone).
+ */
+export async function residentCall(model, fn) {
   const res = gpuOk(model)?.resident;
   if (!res) return undefined;
   try {
-    return await res.forward(flat, B, L);
+    return await fn(res);
   } catch (err) {
     gpuFailed(model, err);
     return undefined;

@@ -18,7 +18,7 @@ import {
   heapBytes, copyOut, describe, GrowableArray, textPieces, MAX_BATCH,
 } from './ids.js';
 import { DecodeState } from './decode-state.js';
-import { chooseBackend, gpuRun, residentForward } from './gpu.js';
+import { chooseBackend, gpuRun, residentForward, residentCall } from './gpu.js';
 import { Trainer } from './trainer.js';
 import { Adapter, normalizeLora, normalizeLim, readAdapterFiles, cAdapterConfig } from './adapter.js';
 import { perplexity, evaluate } from './eval.js';
@@ -587,17 +587,37 @@ export class Mamba {
         yield* this._generateFull(flat, adapter, maxNewTokens, sample, stop, signal, res);
         return;
       }
+      const history = Array.from(flat); // prompt + generated: what the repetition processors see
+      let left = maxNewTokens;
+      if (!adapter && this._gpu?.resident) { // the resident WebGPU model: the state stays on the GPU
+        const greedy = (o.temperature ?? 0) === 0 && (o.repetitionPenalty ?? 1) === 1 && (o.noRepeatNgramSize ?? 0) === 0;
+        for await (const id of this._decodeResident(history, sample, greedy, res)) {
+          await yieldToEventLoop();
+          throwIfAborted(signal);
+          this._alive();
+          history.push(id);
+          left--;
+          if (stop.has(id) || left === 0) {
+            res.release(); // the last token: nothing stays held while the caller has it
+            yield id;
+            return;
+          }
+          yield id;
+        }
+        res.state?.dispose(); // the GPU failed (the model is on WASM now): go on from the history
+        res.state = null;
+      }
       const state = new DecodeState(this, 1, adapter, { internal: true });
       res.state = state;
-      const history = Array.from(flat); // prompt + generated: what the repetition processors see
-      let logits = await this._exclusive(() => this._prefill(state, flat), adapter);
-      for (let i = 0; i < maxNewTokens; i++) {
+      let logits = await this._exclusive(() => this._prefill(state, Int32Array.from(history)), adapter);
+      for (;;) {
         await yieldToEventLoop();
         throwIfAborted(signal);
         this._alive();
         const id = sample(logits, history);
         history.push(id);
-        if (stop.has(id) || i + 1 === maxNewTokens) {
+        left--;
+        if (stop.has(id) || left === 0) {
           res.release(); // the last token: nothing stays held while the caller has it
           yield id;
           return;
@@ -607,6 +627,28 @@ export class Mamba {
       }
     } finally {
       res.release();
+    }
+  }
+
+  /**
+   * Decoding on the resident GPU model (gpu.js residentCall): yields each next id, with the GPU
+   * state fed everything in `history` (the caller pushes each id before the next is asked for).
+   * Greedy takes the argmax on the GPU, so only the id comes back; otherwise the logits do and
+   * `sample` picks. Ends (without an error) when the GPU fails: the model is then on WASM, and
+   * the caller goes on from the history.
+   */
+  async *_decodeResident(history, sample, greedy, res) {
+    const gpu = this._gpu.resident;
+    const st = gpu.createState(1);
+    res.state = { dispose: () => gpu.destroyState(st) };
+    let r = await this._exclusive(() => residentCall(this, (g) => g.forward(Int32Array.from(history), 1, history.length, { last: true, state: st })));
+    if (!r) return;
+    let id = sample(r, history);
+    for (;;) {
+      yield id;
+      r = await this._exclusive(() => residentCall(this, (g) => g.step(st, Uint32Array.of(id), { greedy })));
+      if (!r) return;
+      id = greedy ? r[0] : sample(r, history);
     }
   }
 

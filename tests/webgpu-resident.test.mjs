@@ -156,3 +156,36 @@ test('argmax_forward.wgsl == argmax (the greedy sampler): ties take the first in
   console.log(`argmax rows: GPU ${got.join(' ')}, sampler ${want.join(' ')}`);
   assert.deepEqual(got, want);
 });
+
+test("generate on a 'webgpu' model decodes on the GPU (greedy and sampled) and equals WASM; a device lost mid-generation goes on in WASM with the same tokens", async (t) => {
+  if (!device) return t.skip(why);
+  // the embedded default model (a trained 7.4M model): its tokens vary, unlike the golden tiny ones
+  const src = new URL('../models/default/', import.meta.url).pathname;
+  const gpu = await Mamba.load(src, { backend: 'webgpu' });
+  const cpu = await Mamba.load(src, { backend: 'wasm' });
+  const res = gpu._gpu.resident;
+  let steps = 0;
+  const step = res.step.bind(res);
+  res.step = (...a) => (steps++, step(...a));
+  const prompt = gpu.encode('And the LORD said unto');
+  for (const o of [{ maxNewTokens: 12, stopTokens: [] }, { maxNewTokens: 12, stopTokens: [], temperature: 0.8, topK: 20, seed: 5 }, { maxNewTokens: 8, stopTokens: [], repetitionPenalty: 1.3 }]) {
+    const before = steps;
+    const got = await gpu.generate(prompt, o);
+    const want = await cpu.generate(prompt, o);
+    console.log(`generate ${JSON.stringify(o)}: webgpu ${got.join(' ')} | wasm ${want.join(' ')} (${steps - before} GPU steps)`);
+    assert.deepEqual(got, want);
+    assert.ok(new Set(got).size > 2, 'the tokens vary');
+    assert.equal(steps - before, o.maxNewTokens - 1, 'every step ran on the GPU');
+  }
+  // the device is lost after the third token: the rest comes from WASM, from the history
+  let n = 0;
+  res.step = async (...a) => {
+    if (++n === 3) gpu._gpu.device.destroy();
+    return step(...a);
+  };
+  const got = await gpu.generate(prompt, { maxNewTokens: 10, stopTokens: [] });
+  assert.equal(gpu.info.backend, 'wasm');
+  assert.deepEqual(got, await cpu.generate(prompt, { maxNewTokens: 10, stopTokens: [] }));
+  gpu.dispose();
+  cpu.dispose();
+});

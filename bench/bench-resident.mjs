@@ -2,7 +2,8 @@
 // whole forward as one command buffer) against 1-thread WASM prefill of the same random weights,
 // at mamba-130m and 1.4b shapes. Prefill of L tokens, last-position logits, wall time including
 // the upload of the ids and the readback of the logits; best of --reps (default 3) after one
-// warm-up run. Prints one JSON line per case and a table; --append adds it to bench/results.md.
+// warm-up run; then greedy decode steps (the argmax on the GPU, one id back per step) against
+// WASM decode steps. Prints one JSON line per case and a table; --append adds it to bench/results.md.
 // Options: --quick (a small shape, for a smoke run on lavapipe), --L N (512), --reps N, --append,
 // --wasm-reps N (default 1: 1.4b prefill in WASM takes tens of seconds).
 import fs from 'node:fs';
@@ -52,6 +53,23 @@ for (const c of cases) {
     await gpu.forward(ids, 1, L, { last: true });
     best = Math.min(best, performance.now() - s);
   }
+  // decode: greedy steps from a prefilled GPU state (one id back per step) vs the WASM state
+  const steps = quick ? 8 : 64;
+  const gst = gpu.createState(1);
+  await gpu.forward(ids.subarray(0, 8), 1, 8, { last: true, state: gst });
+  let next = Uint32Array.of(1);
+  for (let i = 0; i < 4; i++) next = await gpu.step(gst, next, { greedy: true }); // warm-up
+  const d0 = performance.now();
+  for (let i = 0; i < steps; i++) next = await gpu.step(gst, next, { greedy: true });
+  const gpuDecodeMs = performance.now() - d0;
+  gpu.destroyState(gst);
+  const wst = model.createState();
+  let wl = wst.prefill(ids.subarray(0, 8));
+  const w0 = performance.now();
+  const wsteps = Math.min(steps, c.name === '1.4b' ? 8 : steps);
+  for (let i = 0; i < wsteps; i++) wl = wst.step(i % 300);
+  const wasmDecodeMs = performance.now() - w0;
+  wst.dispose();
   let wasmBest = Infinity;
   for (let k = 0; k < wasmReps; k++) {
     const st = model.createState();
@@ -65,6 +83,8 @@ for (const c of cases) {
     gpuPrefillTokS: L / (best / 1000), wasmPrefillTokS: L / (wasmBest / 1000),
   };
   row.ratio = row.gpuPrefillTokS / row.wasmPrefillTokS;
+  row.gpuDecodeTokS = steps / (gpuDecodeMs / 1000);
+  row.wasmDecodeTokS = wsteps / (wasmDecodeMs / 1000);
   console.log(JSON.stringify(row));
   rows.push(row);
   gpu.destroy();
@@ -74,8 +94,8 @@ const when = new Date().toISOString().slice(0, 16).replace('T', ' ');
 const cpu = os.cpus()[0]?.model ?? 'unknown cpu';
 let md = `\n## ${when} UTC: resident WebGPU forward vs 1-thread WASM prefill\n`;
 md += `WebGPU adapter: ${r.description}; CPU: ${cpu}, node ${process.version}. Random mamba weights (seed 1234), prefill of ${L} tokens, last-position logits; GPU: best of ${reps} after a warm-up, wall time with the readback; WASM: best of ${wasmReps}, one thread.\n\n`;
-md += '| shape | dtype | GPU weights MB | upload s | GPU prefill tok/s | WASM prefill tok/s | GPU / WASM |\n|---|---|---|---|---|---|---|\n';
-for (const x of rows) md += `| ${x.case} | ${x.dtype} | ${x.gpuWeightMB.toFixed(1)} | ${x.uploadS.toFixed(1)} | ${x.gpuPrefillTokS.toFixed(1)} | ${x.wasmPrefillTokS.toFixed(1)} | ${x.ratio.toFixed(1)}x |\n`;
+md += '| shape | dtype | GPU weights MB | upload s | GPU prefill tok/s | WASM prefill tok/s | GPU / WASM | GPU greedy decode tok/s | WASM decode tok/s |\n|---|---|---|---|---|---|---|---|---|\n';
+for (const x of rows) md += `| ${x.case} | ${x.dtype} | ${x.gpuWeightMB.toFixed(1)} | ${x.uploadS.toFixed(1)} | ${x.gpuPrefillTokS.toFixed(1)} | ${x.wasmPrefillTokS.toFixed(1)} | ${x.ratio.toFixed(1)}x | ${x.gpuDecodeTokS.toFixed(1)} | ${x.wasmDecodeTokS.toFixed(1)} |\n`;
 console.log(md);
 if (args.includes('--append')) fs.appendFileSync(path.join(ROOT, 'bench/results.md'), md);
 process.exit(0);

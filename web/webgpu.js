@@ -98,6 +98,8 @@ async function kernelSource(name) {
 }
 
 const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
+const UNIFORM_CACHE = 4096; // distinct uniform contents kept (then all are dropped and made again)
+const BIND_GROUP_CACHE = 8192;
 
 /** The WGSL kernels on one device, with buffer helpers. */
 export class GpuKernels {
@@ -118,6 +120,10 @@ export class GpuKernels {
     this.device = device;
     this.sources = {};
     this.pipelines = new Map();
+    this.uniforms = new Map(); // content -> buffer
+    this.bindGroups = new Map(); // pipeline and buffer ids -> bind group
+    this.ids = new WeakMap();
+    this.nextId = 1;
   }
 
   pipeline(name, entryPoint = 'main', constants = {}) {
@@ -153,14 +159,37 @@ export class GpuKernels {
     this.device.queue.writeBuffer(buf, offsetFloats * 4, data.buffer, data.byteOffset, data.byteLength);
   }
 
+  /**
+   * A uniform buffer holding `words` (u32, or { f } for an f32), made once per distinct content
+   * and reused after (a decode step records the same dims every token; at most UNIFORM_CACHE).
+   */
   uniform(words) {
     const data = new ArrayBuffer(Math.ceil((words.length * 4) / 16) * 16);
     const i = new Uint32Array(data);
     const f = new Float32Array(data);
     words.forEach((w, k) => (typeof w === 'object' ? (f[k] = w.f) : (i[k] = w)));
-    const buf = this.device.createBuffer({ size: data.byteLength, usage: 0x40 | 0x8 }); // UNIFORM | COPY_DST
-    this.device.queue.writeBuffer(buf, 0, data);
+    const key = i.join(',');
+    let buf = this.uniforms.get(key);
+    if (!buf) {
+      if (this.uniforms.size >= UNIFORM_CACHE) this._dropCaches();
+      buf = this.device.createBuffer({ size: data.byteLength, usage: 0x40 | 0x8 }); // UNIFORM | COPY_DST
+      this.device.queue.writeBuffer(buf, 0, data);
+      this.uniforms.set(key, buf);
+    }
     return buf;
+  }
+
+  /** A small integer naming a buffer, for the bind group cache's keys. */
+  _id(buf) {
+    let id = this.ids.get(buf);
+    if (id === undefined) this.ids.set(buf, (id = this.nextId++));
+    return id;
+  }
+
+  _dropCaches() {
+    // not destroyed: a command buffer being recorded may still use them (the GC frees them)
+    this.uniforms.clear();
+    this.bindGroups.clear();
   }
 
   /** Copies n floats of a buffer back. */
@@ -176,11 +205,18 @@ export class GpuKernels {
     return out;
   }
 
+  /** Records one dispatch (in its own pass); the bind group is made once per pipeline and buffers. */
   dispatch(pipeline, buffers, groups, enc) {
-    const bind = this.device.createBindGroup({
-      layout: pipeline.getBindGroupLayout(0),
-      entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
+    const key = `${this._id(pipeline)}:${buffers.map((b) => this._id(b)).join(',')}`;
+    let bind = this.bindGroups.get(key);
+    if (!bind) {
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      bind = this.device.createBindGroup({
+        layout: pipeline.getBindGroupLayout(0),
+        entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+      });
+      this.bindGroups.set(key, bind);
+    }
     const own = !enc;
     enc ??= this.device.createCommandEncoder();
     const pass = enc.beginComputePass();

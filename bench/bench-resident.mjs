@@ -5,7 +5,7 @@
 // warm-up run; then greedy decode steps (the argmax on the GPU, one id back per step) against
 // WASM decode steps. Prints one JSON line per case and a table; --append adds it to bench/results.md.
 // Options: --quick (a small shape, for a smoke run on lavapipe), --L N (512), --reps N, --append,
-// --wasm-reps N (default 1: 1.4b prefill in WASM takes tens of seconds).
+// --wasm-reps N (default 1: 1.4b prefill in WASM takes tens of seconds), --no-wasm.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +25,7 @@ const quick = args.includes('--quick');
 const L = opt('L', quick ? 64 : 512);
 const reps = opt('reps', 3);
 const wasmReps = opt('wasm-reps', 1);
+const noWasm = args.includes('--no-wasm'); // GPU figures only (WASM columns left empty)
 const cases = quick
   ? [{ name: 'quick', shape: { dModel: 128, nLayer: 2, vocabSize: 1000 }, dtype: 'fp16' }]
   : [
@@ -63,15 +64,15 @@ for (const c of cases) {
   for (let i = 0; i < steps; i++) next = await gpu.step(gst, next, { greedy: true });
   const gpuDecodeMs = performance.now() - d0;
   gpu.destroyState(gst);
+  const wsteps = noWasm ? 0 : Math.min(steps, c.name === '1.4b' ? 8 : steps);
   const wst = model.createState();
   let wl = wst.prefill(ids.subarray(0, 8));
   const w0 = performance.now();
-  const wsteps = Math.min(steps, c.name === '1.4b' ? 8 : steps);
   for (let i = 0; i < wsteps; i++) wl = wst.step(i % 300);
   const wasmDecodeMs = performance.now() - w0;
   wst.dispose();
   let wasmBest = Infinity;
-  for (let k = 0; k < wasmReps; k++) {
+  for (let k = 0; k < (noWasm ? 0 : wasmReps); k++) {
     const st = model.createState();
     const s = performance.now();
     st.prefill(ids);

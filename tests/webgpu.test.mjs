@@ -180,7 +180,7 @@ function randHalves(n) {
 test('matmul_forward.wgsl == matmul_forward (C): gemv and gemm, f32 and f16 weights, bias, strides, offsets, accumulate', async (t) => {
   if (skip()) return t.skip(skip());
   // [T, C, OC]: decode sizes (T <= GEMV_MAX_TOKENS), prefill sizes past the 64 x 64 tiles, odd C (f16 rows end in half a word)
-  const shapes = [[1, 768, 37], [3, 101, 70], [GEMV_MAX_TOKENS, 64, 9], [GEMV_MAX_TOKENS + 1, 48, 130], [70, 101, 65], [130, 33, 7]];
+  const shapes = [[1, 768, 37], [1, 101, 70], [3, 101, 70], [GEMV_MAX_TOKENS, 64, 9], [GEMV_MAX_TOKENS + 1, 48, 130], [70, 101, 65], [130, 33, 7]];
   for (const [T, C, OC] of shapes)
     for (const f16 of [false, true])
       for (const variant of ['plain', 'bias+acc+strides']) {
@@ -205,7 +205,7 @@ test('matmul_forward.wgsl == matmul_forward (C): gemv and gemm, f32 and f16 weig
         gpu.matmul({ out: outb, inp: gpu.buffer(inp), w, bias: bias ? gpu.buffer(bias) : null }, { T, C, OC, f16, acc: extended, ldi, ldo, ioff, ooff });
         const got = await gpu.read(outb, out0.length);
         if (!extended) for (let i = 0; i < ooff; i++) got[i] = want[i];
-        check(`matmul ${T <= GEMV_MAX_TOKENS ? 'gemv' : 'gemm'} T=${T} C=${C} OC=${OC} ${f16 ? 'f16' : 'f32'} ${variant}`, got, want);
+        check(`matmul ${T === 1 ? 'gemv1' : T <= GEMV_MAX_TOKENS ? 'gemv' : 'gemm'} T=${T} C=${C} OC=${OC} ${f16 ? 'f16' : 'f32'} ${variant}`, got, want);
       }
 });
 

@@ -6,11 +6,12 @@
 //
 // Weights come from a WeightSource (below), tensor by tensor: float32 tensors stay float32, f16
 // matrices are uploaded as halves packed two to a u32 (webgpu.js packF16Rows) and converted in
-// the kernels. Decode: a state of per-layer conv histories and SSM states on the GPU
+// the kernels. The whole forward is one compute pass. Decode: a state of per-layer conv histories
+// (double-buffered) and SSM states on the GPU
 // (createState), prefilled by forward and advanced by step, which can take the greedy argmax on
 // the GPU so that only the token ids come back. Not here yet: adapters (LoRA, LIM), q8 weights,
 // loading straight from the file (the source today reads the WASM model's weights), sampling
-// other than greedy, uniforms and bind groups built once per step.
+// other than greedy.
 import { GpuKernels, packF16Rows } from './webgpu.js';
 
 /**
@@ -92,22 +93,28 @@ export class GpuResident {
   createState(B) {
     const { dInner: E, dState: N, dConv: K, nLayer } = this.config;
     const k = this.kernels;
-    const st = { B, pos: 0, hist: [], s: [] };
-    for (let l = 0; l < nLayer; l++) st.hist.push(k.buffer(B * (K - 1) * E)), st.s.push(k.buffer(B * E * N));
+    // hist and next: the conv history read by a step and the one it writes (swapped after it)
+    const st = { B, pos: 0, hist: [], next: [], s: [] };
+    for (let l = 0; l < nLayer; l++) {
+      st.hist.push(k.buffer(B * (K - 1) * E));
+      st.next.push(k.buffer(B * (K - 1) * E));
+      st.s.push(k.buffer(B * E * N));
+    }
     return st;
   }
 
   destroyState(st) {
-    for (const b of [...st.hist, ...st.s]) b.destroy();
-    st.hist = st.s = [];
+    for (const b of [...st.hist, ...st.next, ...st.s]) b.destroy();
+    st.hist = st.next = st.s = [];
   }
 
   /**
    * Records the forward of B sequences of L tokens into enc (ids: B * L token ids, each < V),
    * from zero states or from `state` (which it leaves advanced by L tokens). Returns the logits
    * buffer: every position [B * L, V], or with last the last position of each sequence [B, V].
+   * With argmaxInto, the argmax of each row of logits goes into that buffer (u32) as well.
    */
-  _record(enc, ids, B, L, { last = false, state = null } = {}) {
+  _record(enc, ids, B, L, { last = false, state = null, argmaxInto = null } = {}) {
     const { dModel: d, dInner: E, dState: N, dtRank: R, dConv: K, eps, vocabSize: V } = this.config;
     if (state && state.B !== B) throw new Error(`resident.js: a state of ${state.B} sequences for ${B}`);
     const T = B * L;
@@ -120,36 +127,42 @@ export class GpuResident {
     const dbc = this._buf('dbc', T * DBC);
     const delta = this._buf('delta', T * E);
     const y = this._buf('y', T * E);
-    const s0 = state ? null : this._buf('s', B * E * N);
     const hist0 = state ? null : this._buf('hist', B * (K - 1) * E);
-    const histOut = this._buf('hist_out', B * (K - 1) * E);
+    const histOut = state ? null : this._buf('hist_out', B * (K - 1) * E); // unread: a fresh sequence keeps no history
+    const s0 = state ? null : this.layers.map((_, l) => this._buf(`s${l}`, B * E * N)); // fresh SSM states, one per layer
     const idb = this._buf('ids', T);
     k.write(idb, ids instanceof Uint32Array ? ids : new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
     if (hist0) enc.clearBuffer(hist0);
-    k.embedding({ out: h, ids: idb, w: this.w.embedding.buf }, { n: T, C: d, V, f16: this.w.embedding.f16 }, enc);
+    if (s0) for (const b of s0) enc.clearBuffer(b);
+    // every op in one compute pass: no per-op pass, no copies (the conv history is double-buffered)
+    const pass = enc.beginComputePass();
+    k.embedding({ out: h, ids: idb, w: this.w.embedding.buf }, { n: T, C: d, V, f16: this.w.embedding.f16 }, pass);
     this.layers.forEach((lw, l) => {
       const hist = state ? state.hist[l] : hist0;
-      const s = state ? state.s[l] : s0;
-      k.rmsnorm({ out: a, inp: h, weight: lw.norm.buf }, { T, C: d, eps }, enc);
-      this._matmul(enc, lw.in_proj, lw.in_proj_b, { out: xz, inp: a, dims: { T } });
-      const conv = [{ u, histOut, hist, x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf }, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!state }];
-      k.conv1dSilu(...conv, enc);
-      if (state) enc.copyBufferToBuffer(histOut, 0, hist, 0, B * (K - 1) * E * 4); // the next history
-      this._matmul(enc, lw.x_proj, null, { out: dbc, inp: u, dims: { T } });
-      this._matmul(enc, lw.dt_proj, lw.dt_proj_b, { out: delta, inp: dbc, dims: { T, ldi: DBC } });
-      k.softplus({ x: delta }, { n: T * E }, enc);
-      if (!state) enc.clearBuffer(s);
-      k.selectiveScan({ y, s, u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf }, { B, L, E, N, bcStride: DBC, bcOffset: R }, enc);
-      k.gate({ y, g: xz }, { T, E, gStride: 2 * E, gOffset: E }, enc);
-      this._matmul(enc, lw.out_proj, lw.out_proj_b, { out: h, inp: y, dims: { T, acc: true } });
+      const s = state ? state.s[l] : s0[l];
+      k.rmsnorm({ out: a, inp: h, weight: lw.norm.buf }, { T, C: d, eps }, pass);
+      this._matmul(pass, lw.in_proj, lw.in_proj_b, { out: xz, inp: a, dims: { T } });
+      const bufs = { u, histOut: state ? state.next[l] : histOut, hist, x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf };
+      k.conv1dSilu(bufs, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!state }, pass);
+      this._matmul(pass, lw.x_proj, null, { out: dbc, inp: u, dims: { T } });
+      this._matmul(pass, lw.dt_proj, lw.dt_proj_b, { out: delta, inp: dbc, dims: { T, ldi: DBC } });
+      k.softplus({ x: delta }, { n: T * E }, pass);
+      k.selectiveScan({ y, s, u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf }, { B, L, E, N, bcStride: DBC, bcOffset: R }, pass);
+      k.gate({ y, g: xz }, { T, E, gStride: 2 * E, gOffset: E }, pass);
+      this._matmul(pass, lw.out_proj, lw.out_proj_b, { out: h, inp: y, dims: { T, acc: true } });
     });
     const rows = last ? B : T;
     // the last position of sequence b is row b * L + L - 1: rows of stride L * d from (L - 1) * d
     const norm = last ? { ldi: L * d, ioff: (L - 1) * d } : {};
-    k.rmsnorm({ out: a, inp: h, weight: this.w.norm_f.buf }, { T: rows, C: d, eps, ...norm }, enc);
+    k.rmsnorm({ out: a, inp: h, weight: this.w.norm_f.buf }, { T: rows, C: d, eps, ...norm }, pass);
     const logits = this._buf('logits', rows * V);
-    this._matmul(enc, this.w.lm_head, null, { out: logits, inp: a, dims: { T: rows } });
-    if (state) state.pos += L;
+    this._matmul(pass, this.w.lm_head, null, { out: logits, inp: a, dims: { T: rows } });
+    if (argmaxInto) k.argmax({ out: argmaxInto, x: logits }, { R: rows, n: V }, pass);
+    pass.end();
+    if (state) {
+      [state.hist, state.next] = [state.next, state.hist];
+      state.pos += L;
+    }
     return { logits, rows };
   }
 
@@ -179,15 +192,14 @@ export class GpuResident {
   async step(state, ids, { greedy = false } = {}) {
     const B = state.B;
     const enc = this.device.createCommandEncoder();
-    const { logits } = this._record(enc, ids, B, 1, { state });
+    const next = greedy ? this._buf('next', B) : null;
+    const { logits } = this._record(enc, ids, B, 1, { state, argmaxInto: next });
     if (!greedy) {
       this.device.queue.submit([enc.finish()]);
       const out = await this.kernels.read(logits, B * this.config.vocabSize);
       this._check();
       return out;
     }
-    const next = this._buf('next', B);
-    this.kernels.argmax({ out: next, x: logits }, { R: B, n: this.config.vocabSize }, enc);
     this.device.queue.submit([enc.finish()]);
     const out = await this.kernels.readU32(next, B);
     this._check();

@@ -205,7 +205,11 @@ export class GpuKernels {
     return out;
   }
 
-  /** Records one dispatch (in its own pass); the bind group is made once per pipeline and buffers. */
+  /**
+   * Records one dispatch: into `enc` when it is an open compute pass, else in a pass of its own on
+   * the command encoder `enc` (or on a new one, submitted). The bind group is made once per
+   * pipeline and buffers.
+   */
   dispatch(pipeline, buffers, groups, enc) {
     const key = `${this._id(pipeline)}:${buffers.map((b) => this._id(b)).join(',')}`;
     let bind = this.bindGroups.get(key);
@@ -216,6 +220,12 @@ export class GpuKernels {
         entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
       });
       this.bindGroups.set(key, bind);
+    }
+    if (enc && typeof enc.dispatchWorkgroups === 'function') { // an open compute pass: one more dispatch in it
+      enc.setPipeline(pipeline);
+      enc.setBindGroup(0, bind);
+      enc.dispatchWorkgroups(...groups);
+      return;
     }
     const own = !enc;
     enc ??= this.device.createCommandEncoder();
@@ -269,7 +279,7 @@ export class GpuKernels {
     if (T <= GEMV_MAX_TOKENS) {
       const groups = Math.ceil(OC / 8);
       const gx = Math.min(groups, 65535);
-      this.dispatch(this.pipeline('matmul_forward', 'gemv', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);
+      this.dispatch(this.pipeline('matmul_forward', T === 1 ? 'gemv1' : 'gemv', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);
     } else {
       if (Math.ceil(T / 64) > 65535) throw new Error(`matmul_forward.wgsl: ${T} tokens in one call (at most ${65535 * 64})`);
       this.dispatch(this.pipeline('matmul_forward', 'gemm', constants), bufs, [Math.ceil(OC / 64), Math.ceil(T / 64), 1], enc);

@@ -5,7 +5,8 @@
 // Rows of inp and out have strides ldi and ldo and start at element offsets ioff and ooff, so a
 // call can read or write part of a wider buffer (the in_proj's x half, the residual stream).
 // Entry points:
-//   gemv  few tokens (decode): 8 rows per workgroup, 32 invocations per row, each summing a strided
+//   gemv1 one token (decode): as gemv, its sum in a register.
+//   gemv  few tokens: 8 rows per workgroup, 32 invocations per row, each summing a strided
 //         part of the row for every token (up to 8), then a tree reduction in workgroup memory.
 //   gemm  many tokens (prefill): 64 x 64 tiles of out, 16 x 16 invocations of 4 x 4 each, the
 //         reduction dimension in steps of 16 through workgroup memory.
@@ -97,6 +98,46 @@ fn gemv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       store(t, o, part[li]);
     }
     workgroupBarrier();
+  }
+}
+
+// gemv for one token (a decode step): the same layout as gemv with the sum in a register (gemv's
+// per-token sums are a dynamically indexed array, which measured 3% of the GPU's bandwidth)
+@compute @workgroup_size(256)
+fn gemv1(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let lane = li % GEMV_LANES;
+  let o = (wid.x + wid.y * nwg.x) * GEMV_ROWS + li / GEMV_LANES;
+  var acc = 0.0;
+  if (o < dims.OC) {
+    let x0 = dims.ioff;
+    if (F16) {
+      let words = row_words();
+      let full = dims.C / 2u; // words with both halves in the row
+      let base = o * words;
+      for (var k = lane; k < full; k += GEMV_LANES) {
+        let v = unpack2x16float(w[base + k]);
+        acc += v.x * inp[x0 + 2u * k] + v.y * inp[x0 + 2u * k + 1u];
+      }
+      if (lane == 0u && full < words) {
+        acc += unpack2x16float(w[base + full]).x * inp[x0 + 2u * full];
+      }
+    } else {
+      let base = o * dims.C;
+      for (var c = lane; c < dims.C; c += GEMV_LANES) {
+        acc += bitcast<f32>(w[base + c]) * inp[x0 + c];
+      }
+    }
+  }
+  part[li] = acc;
+  workgroupBarrier();
+  for (var step = GEMV_LANES / 2u; step > 0u; step /= 2u) {
+    if (lane < step) {
+      part[li] += part[li + step];
+    }
+    workgroupBarrier();
+  }
+  if (o < dims.OC && lane == 0u) {
+    store(0u, o, part[li]);
   }
 }
 

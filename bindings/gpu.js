@@ -46,22 +46,6 @@ export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
  *   SSM state [E, N] of a layer and sequence (null without a state); same validity as buffer()
  */
 
-/**
- * Bytes a 'webgpu' load uploads: A and D of every layer (the split backend, web/backend.js) and,
- * for fp32 and fp16 weights, every tensor of the resident forward (web/resident.js: f16 matrices
- * as halves packed two to a u32, rows of ceil(cols / 2) words). The resident test checks this
- * against what is uploaded.
- */
-export function gpuUploadBytes(c, dtype) {
-  const { dModel: d, dInner: E, dState: N, dtRank: R, dConv: K, vocabSize: V, nLayer } = c;
-  const split = nLayer * E * (N + 1) * 4;
-  if (dtype !== 'fp32' && dtype !== 'fp16') return split;
-  const mat = (rows, cols) => (dtype === 'fp16' ? rows * Math.ceil(cols / 2) * 4 : rows * cols * 4);
-  const vec = (n, present = true) => (present ? n * 4 : 0);
-  const layer = vec(d) + mat(2 * E, d) + vec(2 * E, c.useBias) + vec(E * K) + vec(E, c.useConvBias) + mat(R + 2 * N, E) + vec(E * R) + vec(E) + vec(E * N) + vec(E) + mat(d, E) + vec(d, c.useBias);
-  return split + mat(V, d) + vec(d) + (c.tieEmbeddings ? 0 : mat(V, d)) + nLayer * layer;
-}
-
 /** The GpuModel of a model. */
 export function gpuModel(model) {
   const e = model._engine;
@@ -86,6 +70,39 @@ const TENSORS = {
   in_proj_b: Param.IN_PROJ_B, conv: Param.CONV_W, conv_b: Param.CONV_B, x_proj: Param.X_PROJ_W, dt_proj: Param.DT_PROJ_W,
   dt_proj_b: Param.DT_PROJ_B, D: Param.D, out_proj: Param.OUT_PROJ_W, out_proj_b: Param.OUT_PROJ_B,
 };
+/* the tensors web/resident.js reads (its LAYER_TENSORS per layer) */
+const MODEL_TENSORS = ['embedding', 'norm_f', 'lm_head'];
+const LAYER_TENSORS = ['norm', 'in_proj', 'in_proj_b', 'conv', 'conv_b', 'x_proj', 'dt_proj', 'dt_proj_b', 'A', 'D', 'out_proj', 'out_proj_b'];
+/* the matrices the C core holds in the model's dtype (src/core/weights.c param_typed) */
+const TYPED = new Set(['embedding', 'lm_head', 'in_proj', 'x_proj', 'out_proj']);
+
+/** [rows, cols] of every WeightSource tensor (web/resident.js) of a config. */
+function tensorShapes(c) {
+  const { dModel: d, dInner: E, dState: N, dtRank: R, vocabSize: V, dConv: K } = c;
+  return {
+    embedding: [V, d], lm_head: [V, d], norm_f: [1, d], norm: [1, d], in_proj: [2 * E, d], in_proj_b: [1, 2 * E],
+    conv: [E, K], conv_b: [1, E], x_proj: [R + 2 * N, E], dt_proj: [E, R], dt_proj_b: [1, E], A: [E, N], D: [1, E],
+    out_proj: [d, E], out_proj_b: [1, d],
+  };
+}
+
+/**
+ * Bytes a 'webgpu' load uploads: A and D of every layer (the split backend, web/backend.js) and,
+ * for fp32 and fp16 weights, every tensor of the resident forward (web/resident.js), f16 matrices
+ * as halves packed two to a u32 (rows of ceil(cols / 2) words). The resident test checks this
+ * against what is uploaded.
+ */
+export function gpuUploadBytes(c, dtype) {
+  const split = c.nLayer * c.dInner * (c.dState + 1) * 4;
+  if (dtype !== 'fp32' && dtype !== 'fp16') return split;
+  const shapes = tensorShapes(c);
+  const absent = new Set([...(c.useBias ? [] : ['in_proj_b', 'out_proj_b']), ...(c.useConvBias ? [] : ['conv_b']), ...(c.tieEmbeddings ? ['lm_head'] : [])]);
+  const bytes = (names) => names.filter((n) => !absent.has(n)).reduce((sum, n) => {
+    const [rows, cols] = shapes[n];
+    return sum + (dtype === 'fp16' && TYPED.has(n) ? rows * Math.ceil(cols / 2) * 4 : rows * cols * 4);
+  }, 0);
+  return split + bytes(MODEL_TENSORS) + c.nLayer * bytes(LAYER_TENSORS);
+}
 
 /**
  * The WeightSource (web/resident.js) of a model in WASM: copies of its tensors, f16 matrices as
@@ -94,12 +111,8 @@ const TENSORS = {
 export function weightSource(model) {
   const e = model._engine;
   const h = model._handle;
-  const { dModel: d, dInner: E, dState: N, dtRank: R, vocabSize: V, dConv: K } = model.config;
-  const shapes = {
-    embedding: [V, d], lm_head: [V, d], norm_f: [1, d], norm: [1, d], in_proj: [2 * E, d], in_proj_b: [1, 2 * E],
-    conv: [E, K], conv_b: [1, E], x_proj: [R + 2 * N, E], dt_proj: [E, R], dt_proj_b: [1, E], A: [E, N], D: [1, E],
-    out_proj: [d, E], out_proj_b: [1, d],
-  };
+  const { dInner: E, dState: N } = model.config;
+  const shapes = tensorShapes(model.config);
   return Object.freeze({
     config: model.config,
     tensor(name, layer = 0) {
@@ -188,7 +201,7 @@ async function pickBackend(model, backend, opts) {
   if (model.info.dtype === 'fp32' || model.info.dtype === 'fp16') {
     const { GpuResident } = await import('../web/resident.js');
     try {
-      r.backend.resident = await GpuResident.create(r.backend.device, weightSource(model), { onUpload: (n) => progress?.upload(n) });
+      r.backend.resident = await GpuResident.create(r.backend.device, weightSource(model), { onUpload: (n) => progress?.upload(n), kernels: r.backend.kernels });
     } catch (err) {
       r.backend.destroy();
       if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': the weights could not be uploaded (${err?.message ?? err})`, { cause: err });
@@ -225,7 +238,8 @@ export function residentForward(model, flat, B, L) {
 
 /**
  * fn(resident) on the model's resident GPU model: its result, or undefined where there is none
- * or when it fails (the model then falls back to WASM for good; what was on the GPU is gone).
+ * or when it fails: the model then falls back to WASM for good (what was on the GPU is gone),
+ * except for a call whose buffers do not fit the device (GpuSizeError), which alone goes to WASM.
  */
 export async function residentCall(model, fn) {
   const res = gpuOk(model)?.resident;
@@ -233,15 +247,16 @@ export async function residentCall(model, fn) {
   try {
     return await fn(res);
   } catch (err) {
-    gpuFailed(model, err);
+    if (err?.name !== 'GpuSizeError') gpuFailed(model, err); // a call too large for the GPU runs on WASM; the GPU stays
     return undefined;
   }
 }
 
 /**
  * The split forward with the GPU backend: begin, layers on the GPU, then `end(idsPtr)`. On any GPU
- * failure the model falls back to WASM, `restore()` undoes partial state changes, and the
- * caller's WASM path runs instead (returns undefined; also when there is no GPU backend).
+ * failure the model falls back to WASM (for a GpuSizeError, this call only), `restore()` undoes
+ * partial state changes, and the caller's WASM path runs instead (returns undefined; also when
+ * there is no GPU backend).
  */
 export async function gpuRun(model, flat, B, L, statePtr, end, restore, adapter) {
   const gpu = gpuOk(model);
@@ -254,7 +269,7 @@ export async function gpuRun(model, flat, B, L, statePtr, end, restore, adapter)
     try {
       await gpu.layers(gpuPass(model, B, L, statePtr, adapter));
     } catch (err) {
-      gpuFailed(model, err);
+      if (err?.name !== 'GpuSizeError') gpuFailed(model, err); // as residentCall
       restore?.();
       return undefined;
     }

@@ -589,9 +589,16 @@ export class Mamba {
       }
       const history = Array.from(flat); // prompt + generated: what the repetition processors see
       let left = maxNewTokens;
-      if (!adapter && this._gpu?.resident) { // the resident WebGPU model: the state stays on the GPU
+      // where the ids come from: the resident WebGPU model (its state stays on the GPU) when there
+      // is one, then WASM, which goes on from the history if the GPU source ends (it failed)
+      const sources = [];
+      if (!adapter && this._gpu?.resident) {
         const greedy = (o.temperature ?? 0) === 0 && (o.repetitionPenalty ?? 1) === 1 && (o.noRepeatNgramSize ?? 0) === 0;
-        for await (const id of this._decodeResident(history, sample, greedy, res)) {
+        sources.push(() => this._decodeResident(history, sample, greedy, res));
+      }
+      sources.push(() => this._decodeWasm(history, sample, adapter, res));
+      for (const source of sources) {
+        for await (const id of source()) {
           await yieldToEventLoop();
           throwIfAborted(signal);
           this._alive();
@@ -604,29 +611,23 @@ export class Mamba {
           }
           yield id;
         }
-        res.state?.dispose(); // the GPU failed (the model is on WASM now): go on from the history
+        res.state?.dispose();
         res.state = null;
-      }
-      const state = new DecodeState(this, 1, adapter, { internal: true });
-      res.state = state;
-      let logits = await this._exclusive(() => this._prefill(state, Int32Array.from(history)), adapter);
-      for (;;) {
-        await yieldToEventLoop();
-        throwIfAborted(signal);
-        this._alive();
-        const id = sample(logits, history);
-        history.push(id);
-        left--;
-        if (stop.has(id) || left === 0) {
-          res.release(); // the last token: nothing stays held while the caller has it
-          yield id;
-          return;
-        }
-        yield id;
-        logits = await this._exclusive(() => state._run(Int32Array.of(id), 1, 1), adapter);
       }
     } finally {
       res.release();
+    }
+  }
+
+  /** Decoding in WASM: a decode state prefilled with `history`, then one step per id (as _decodeResident). */
+  async *_decodeWasm(history, sample, adapter, res) {
+    const state = new DecodeState(this, 1, adapter, { internal: true });
+    res.state = state;
+    let logits = await this._exclusive(() => this._prefill(state, Int32Array.from(history)), adapter);
+    for (;;) {
+      const id = sample(logits, history);
+      yield id;
+      logits = await this._exclusive(() => state._run(Int32Array.of(id), 1, 1), adapter);
     }
   }
 

@@ -189,3 +189,18 @@ test("generate on a 'webgpu' model decodes on the GPU (greedy and sampled) and e
   gpu.dispose();
   cpu.dispose();
 });
+
+test('a call past the device\'s buffer limit is a GpuSizeError: that call runs on WASM and the model keeps WebGPU', async (t) => {
+  if (!device) return t.skip(why);
+  const { GpuKernels, GpuSizeError } = await import('../web/webgpu.js');
+  const { residentCall } = await import('../bindings/gpu.js');
+  const k = await GpuKernels.create(device);
+  const limit = Math.min(device.limits.maxBufferSize, device.limits.maxStorageBufferBindingSize);
+  assert.throws(() => k.buffer(limit / 4 + 16), (e) => e instanceof GpuSizeError && /limit/.test(e.message));
+  const model = await Mamba.load(fixture('mamba-tiny'), { backend: 'webgpu' });
+  const got = await residentCall(model, () => model._gpu.resident.kernels.buffer(limit / 4 + 16));
+  assert.equal(got, undefined);
+  assert.equal(model.info.backend, 'webgpu', 'a size error does not give up the GPU');
+  assert.ok(model._gpu.resident, 'the resident model is still there');
+  model.dispose();
+});

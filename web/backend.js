@@ -21,7 +21,7 @@
 //   Heap views are valid until the next await: take fresh ones after it.
 // Options read by create: gpu, powerPreference (see web/webgpu.js requestDevice).
 // Deliberately not here: matmuls on the GPU (later), one-token decode steps (too small to pay).
-import { requestDevice, GpuKernels } from './webgpu.js';
+import { requestDevice, GpuKernels, ScratchPool } from './webgpu.js';
 
 /** Adapter descriptions of CPU implementations of WebGPU (correct, never faster than WASM). */
 export function isSoftwareAdapter(description) {
@@ -50,8 +50,7 @@ export class GpuBackend {
     this.software = isSoftwareAdapter(description);
     this.lost = false;
     this.lostReason = null;
-    this.buffers = {};
-    this.sizes = {};
+    this.scratch = null; // a ScratchPool, made with the kernels
     device.lost.then((info) => {
       this.lost = true;
       this.lostReason = info?.message || info?.reason || 'device lost';
@@ -69,12 +68,7 @@ export class GpuBackend {
 
   /** A reusable GPU buffer of at least n floats. */
   _buf(name, n) {
-    if (!this.buffers[name] || this.sizes[name] < n) {
-      this.buffers[name]?.destroy();
-      this.buffers[name] = this.kernels.buffer(n);
-      this.sizes[name] = n;
-    }
-    return this.buffers[name];
+    return (this.scratch ??= new ScratchPool(this.kernels)).get(name, n);
   }
 
   /** Layer l's middle stage on the GPU, from and into the WASM activations (and state). */
@@ -121,8 +115,7 @@ export class GpuBackend {
   destroy() {
     this.resident?.destroy();
     this.resident = null;
-    for (const b of Object.values(this.buffers)) b.destroy();
+    this.scratch?.destroy();
     for (const b of [...(this.A ?? []), ...(this.D ?? [])]) b.destroy();
-    this.buffers = {};
   }
 }

@@ -12,7 +12,7 @@
 // the GPU so that only the token ids come back. Not here yet: adapters (LoRA, LIM), q8 weights,
 // loading straight from the file (the source today reads the WASM model's weights), sampling
 // other than greedy.
-import { GpuKernels, packF16Rows } from './webgpu.js';
+import { GpuKernels, ScratchPool, packF16Rows } from './webgpu.js';
 
 /**
  * What GpuResident.create reads the model through.
@@ -32,13 +32,15 @@ const LAYER_TENSORS = ['norm', 'in_proj', 'in_proj_b', 'conv', 'conv_b', 'x_proj
 export class GpuResident {
   /**
    * Uploads every weight of `src` to `device`, one tensor at a time (the copy of one tensor is
-   * the most CPU memory held at once). onUpload(bytes) is called after each tensor.
+   * the most CPU memory held at once). onUpload(bytes) is called after each tensor; kernels: a
+   * GpuKernels of the device to use (compiled once) instead of a new one.
    * @param {GPUDevice} device
    * @param {WeightSource} src
    */
-  static async create(device, src, { onUpload } = {}) {
+  static async create(device, src, { onUpload, kernels } = {}) {
     const r = new GpuResident(device, src.config);
-    r.kernels = await GpuKernels.create(device);
+    r.kernels = kernels ?? (await GpuKernels.create(device)); // a GpuKernels of this device may be shared
+    r.scratch = new ScratchPool(r.kernels);
     const up = (name, layer) => {
       const t = src.tensor(name, layer);
       if (!t) return null;
@@ -62,8 +64,7 @@ export class GpuResident {
     this.w = {};
     this.layers = [];
     this.weightBytes = 0;
-    this.scratch = {};
-    this.sizes = {};
+    this.scratch = null; // a ScratchPool, made with the kernels
     this.lost = false;
     this.lostReason = null;
     device.lost.then((info) => {
@@ -74,12 +75,7 @@ export class GpuResident {
 
   /** A reusable activation buffer of at least n floats. */
   _buf(name, n) {
-    if (!this.scratch[name] || this.sizes[name] < n) {
-      this.scratch[name]?.destroy();
-      this.scratch[name] = this.kernels.buffer(n);
-      this.sizes[name] = n;
-    }
-    return this.scratch[name];
+    return this.scratch.get(name, n);
   }
 
   _matmul(enc, w, bias, io) {
@@ -207,10 +203,9 @@ export class GpuResident {
   }
 
   destroy() {
-    for (const b of Object.values(this.scratch)) b.destroy();
+    this.scratch?.destroy();
     const seen = new Set();
     for (const t of [this.w.embedding, this.w.norm_f, this.w.lm_head, ...this.layers.flatMap((lw) => Object.values(lw))])
       if (t && !seen.has(t.buf)) seen.add(t.buf), t.buf.destroy();
-    this.scratch = {};
   }
 }

@@ -39,7 +39,10 @@ export const GEMV_MAX_TOKENS = 8;
 export function packF16Rows(halves, rows, cols) {
   const words = Math.ceil(cols / 2);
   if (halves.length !== rows * cols) throw new Error(`packF16Rows: ${halves.length} halves for ${rows} x ${cols}`);
-  if (cols % 2 === 0) return new Uint32Array(halves.buffer.slice(halves.byteOffset, halves.byteOffset + halves.byteLength));
+  if (cols % 2 === 0) // the same bytes: a view where they are 4-byte aligned, else a copy
+    return halves.byteOffset % 4 === 0
+      ? new Uint32Array(halves.buffer, halves.byteOffset, halves.length / 2)
+      : new Uint32Array(halves.buffer.slice(halves.byteOffset, halves.byteOffset + halves.byteLength));
   const out = new Uint32Array(rows * words);
   for (let r = 0; r < rows; r++)
     for (let k = 0; k < words; k++) {
@@ -101,6 +104,40 @@ const STORAGE = 0x80 | 0x4 | 0x8; // STORAGE | COPY_SRC | COPY_DST
 const UNIFORM_CACHE = 4096; // distinct uniform contents kept (then all are dropped and made again)
 const BIND_GROUP_CACHE = 8192;
 
+/** A buffer the device cannot hold: the call does not fit this GPU, which is not a GPU failure. */
+export class GpuSizeError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'GpuSizeError';
+  }
+}
+
+/** Named activation buffers reused across calls, each grown (made again) when a call needs more. */
+export class ScratchPool {
+  constructor(kernels) {
+    this.kernels = kernels;
+    this.buffers = {};
+    this.sizes = {};
+  }
+
+  /** The buffer `name` of at least n 4-byte words. */
+  get(name, n) {
+    if (!this.buffers[name] || this.sizes[name] < n) {
+      this.buffers[name]?.destroy();
+      this.buffers[name] = null; // a failed make leaves no destroyed buffer behind
+      this.buffers[name] = this.kernels.buffer(n);
+      this.sizes[name] = n;
+    }
+    return this.buffers[name];
+  }
+
+  destroy() {
+    for (const b of Object.values(this.buffers)) b?.destroy();
+    this.buffers = {};
+    this.sizes = {};
+  }
+}
+
 /** The WGSL kernels on one device, with buffer helpers. */
 export class GpuKernels {
   static async create(device) {
@@ -144,10 +181,18 @@ export class GpuKernels {
     return p;
   }
 
-  /** A storage buffer holding `data` (a Float32Array, or a Uint32Array / Int32Array of words), or `n` zeros (4-byte words). */
+  /**
+   * A storage buffer holding `data` (a Float32Array, or a Uint32Array / Int32Array of words), or
+   * `n` zeros (4-byte words). A size past the device's buffer or binding limit throws a
+   * GpuSizeError (createBuffer would give an invalid buffer, and the kernels garbage).
+   */
   buffer(dataOrN) {
     const n = typeof dataOrN === 'number' ? dataOrN : dataOrN.length;
-    const buf = this.device.createBuffer({ size: Math.max(16, Math.ceil((n * 4) / 16) * 16), usage: STORAGE });
+    const size = Math.max(16, Math.ceil((n * 4) / 16) * 16);
+    const { maxBufferSize, maxStorageBufferBindingSize } = this.device.limits;
+    if (!Number.isSafeInteger(size) || size > Math.min(maxBufferSize, maxStorageBufferBindingSize))
+      throw new GpuSizeError(`a GPU buffer of ${size} bytes is past this device's limit (${Math.min(maxBufferSize, maxStorageBufferBindingSize)} bytes)`);
+    const buf = this.device.createBuffer({ size, usage: STORAGE });
     if (typeof dataOrN !== 'number') this.write(buf, dataOrN);
     return buf;
   }

@@ -403,13 +403,16 @@ async function readShards(source, indexBytes, readOpts) {
  *   'auto' (the most precise that fits, returned as sizeDtype);
  *   maxWeightBytes: the most weight bytes the engine can hold; a config or safetensors header
  *   that needs more is oom as soon as it is read, before any tensor data (headers are looked at as
- *   they arrive, see source.js peek)
+ *   they arrive, see source.js peek);
+ *   choose: (rawConfig, { dtype, maxWeightBytes }) => { dtype, maxWeightBytes }, called once
+ *   config.json is parsed, before any weight is read, to change those two (a GPU-only load reads
+ *   with no heap limit)
  * @returns {Promise<{config: ReturnType<typeof normalizeConfig>, rawConfig: object,
  *   tensors: Map<string, import('./safetensors.js').SafetensorsTensor>, tokenizerJson: object|null,
  *   plan: PlannedWeight[]}>}
  * @throws {MembaError} not_found, bad_format, shape_mismatch, unsupported, network, aborted, oom
  */
-export async function readCheckpoint(source, { signal, onProgress, maxWeightBytes, dtype = 'fp32' } = {}) {
+export async function readCheckpoint(source, { signal, onProgress, maxWeightBytes, dtype = 'fp32', choose } = {}) {
   if (!source || typeof source.read !== 'function') throw new MembaError(ErrorCodes.INVALID_ARGUMENT, 'readCheckpoint: source must come from openSource()');
   if (onProgress !== undefined && typeof onProgress !== 'function') throw new MembaError(ErrorCodes.INVALID_ARGUMENT, 'onProgress must be a function');
   const chain = onProgress ? chainProgress(onProgress) : null;
@@ -419,6 +422,8 @@ export async function readCheckpoint(source, { signal, onProgress, maxWeightByte
 
   const meta = await source.read(['config.json', 'tokenizer.json'], opts(['tokenizer.json']));
   const rawConfig = parseJson(meta.get('config.json'), 'config.json');
+  // choose (Mamba.load's residency): given config.json, the dtype and heap limit to read with
+  if (choose) ({ dtype, maxWeightBytes } = choose(rawConfig, { dtype, maxWeightBytes }));
   // 'auto': the most precise dtype whose block fits (the loader may still pick fp16 for F16 files)
   if (dtype === 'auto') {
     const c0 = normalizeConfig(rawConfig);

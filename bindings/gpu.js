@@ -7,6 +7,7 @@
 import { MembaError, ErrorCodes } from './errors.js';
 import { Param, SplitBuf, DType } from './abi.js';
 import { LoadProgress } from './load-progress.js';
+import { tensorToFloat32, float32ToFloat16Bits } from './safetensors.js';
 
 /**
  * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
@@ -87,13 +88,14 @@ function tensorShapes(c) {
 }
 
 /**
- * Bytes a 'webgpu' load uploads: A and D of every layer (the split backend, web/backend.js) and,
+ * Bytes a 'webgpu' load uploads: A and D of every layer (the split backend, web/backend.js; not
+ * with split: false, a GPU-only model) and,
  * for fp32 and fp16 weights, every tensor of the resident forward (web/resident.js), f16 matrices
  * as halves packed two to a u32 (rows of ceil(cols / 2) words). The resident test checks this
  * against what is uploaded.
  */
-export function gpuUploadBytes(c, dtype) {
-  const split = c.nLayer * c.dInner * (c.dState + 1) * 4;
+export function gpuUploadBytes(c, dtype, { split: withSplit = true } = {}) {
+  const split = withSplit ? c.nLayer * c.dInner * (c.dState + 1) * 4 : 0;
   if (dtype !== 'fp32' && dtype !== 'fp16') return split;
   const shapes = tensorShapes(c);
   const absent = new Set([...(c.useBias ? [] : ['in_proj_b', 'out_proj_b']), ...(c.useConvBias ? [] : ['conv_b']), ...(c.tieEmbeddings ? ['lm_head'] : [])]);
@@ -129,6 +131,59 @@ export function weightSource(model) {
         return { dtype: 'f16', data: new Uint16Array(e._heap().buffer.slice(ptr, ptr + 2 * numel)), rows, cols };
       }
       throw new MembaError(ErrorCodes.UNSUPPORTED, `WebGPU residency takes fp32 and fp16 weights, not q8 (${name})`);
+    },
+  });
+}
+
+/* where each WeightSource tensor is in a checkpoint (checkpoint.js canonical names) */
+const FILE_NAMES = {
+  embedding: 'embeddings.weight', norm_f: 'norm_f.weight', lm_head: 'lm_head.weight', norm: 'norm.weight',
+  in_proj: 'mixer.in_proj.weight', in_proj_b: 'mixer.in_proj.bias', conv: 'mixer.conv1d.weight', conv_b: 'mixer.conv1d.bias',
+  x_proj: 'mixer.x_proj.weight', dt_proj: 'mixer.dt_proj.weight', dt_proj_b: 'mixer.dt_proj.bias', A: 'mixer.A_log',
+  D: 'mixer.D', out_proj: 'mixer.out_proj.weight', out_proj_b: 'mixer.out_proj.bias',
+};
+
+/** Index of the first half that is Inf or NaN (exponent all ones), or -1. */
+function firstNonFiniteHalf(h) {
+  for (let i = 0; i < h.length; i++) if ((h[i] & 0x7c00) === 0x7c00) return i;
+  return -1;
+}
+
+/**
+ * The WeightSource (web/resident.js) of a parsed checkpoint (checkpoint.js planWeights has
+ * checked names and shapes): each tensor converted from the file's bytes when asked for, so one
+ * tensor's copy is the most held at once besides the file. With dtype 'fp16' the matrices the C
+ * core would hold in fp16 are halves (an F16 file's own bits; F32 / BF16 rounded to nearest
+ * even), the rest float32, as a WASM load with that dtype holds them; A = -exp(A_log). A NaN or
+ * Inf (in the file, or an F32 value past the f16 range) is bad_format, as in a WASM load, unless
+ * allowNonFinite (fp32 only).
+ */
+export function checkpointWeightSource(config, tensors, dtype, { allowNonFinite = false } = {}) {
+  const shapes = tensorShapes(config);
+  const bad = (what, i, name) => new MembaError(ErrorCodes.BAD_FORMAT, `tensor ${name} has a non-finite value (${what} at element ${i})${dtype === 'fp32' ? '; pass allowNonFinite: true to load it anyway' : ''}`);
+  return Object.freeze({
+    config,
+    tensor(name, layer = 0) {
+      const key = MODEL_TENSORS.includes(name) ? FILE_NAMES[name] : `layers.${layer}.${FILE_NAMES[name]}`;
+      const t = tensors.get(key);
+      if (!t) return null; // absent: a bias the model has not, or a tied head
+      const [rows, cols] = shapes[name];
+      if (t.numel !== rows * cols) throw new MembaError(ErrorCodes.SHAPE_MISMATCH, `${t.name} has ${t.numel} values, the model expects ${rows} x ${cols}`);
+      if (dtype === 'fp16' && TYPED.has(name)) {
+        const data = t.dtype === 'F16'
+          ? (t.data.byteOffset % 2 === 0 ? new Uint16Array(t.data.buffer, t.data.byteOffset, t.numel) : new Uint16Array(t.data.slice().buffer))
+          : float32ToFloat16Bits(tensorToFloat32(t));
+        const i = firstNonFiniteHalf(data);
+        if (i >= 0) throw bad(t.dtype === 'F16' ? 'Inf or NaN' : 'past the f16 range, or Inf / NaN', i, t.name);
+        return { dtype: 'f16', data, rows, cols };
+      }
+      const data = tensorToFloat32(t);
+      if (name === 'A') for (let i = 0; i < data.length; i++) data[i] = -Math.exp(data[i]);
+      if (!allowNonFinite) {
+        const i = data.findIndex((v) => v - v !== 0);
+        if (i >= 0) throw bad(String(data[i]), i, t.name);
+      }
+      return { dtype: 'f32', data, rows, cols };
     },
   });
 }
@@ -181,6 +236,7 @@ export async function chooseBackend(model, backend, opts) {
 }
 
 async function pickBackend(model, backend, opts) {
+  if (model.info.residency === 'gpu') return gpuOnly(model, opts);
   if (backend === 'wasm') return;
   if (backend === 'auto' && model.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
   const { GpuBackend } = await import('../web/backend.js');
@@ -212,6 +268,31 @@ async function pickBackend(model, backend, opts) {
   model._setInfo({ backend: 'webgpu', adapter: r.backend.description, gpuWeightBytes: r.backend.resident?.weightBytes ?? 0 });
 }
 
+/**
+ * A model with no weights in WASM (load.js gpuOnlyModel): a device, and every weight uploaded
+ * from the checkpoint (model._gpuSource, dropped after). No device, or weights the GPU cannot
+ * hold, fail the load: there is nothing to fall back to.
+ */
+async function gpuOnly(model, opts) {
+  const src = model._gpuSource;
+  model._gpuSource = null; // the file's bytes are freed with it once uploaded
+  const { GpuBackend } = await import('../web/backend.js');
+  const r = await GpuBackend.create({ config: model.config }, { ...opts, split: false });
+  if (!r.backend) throw new MembaError(ErrorCodes.UNSUPPORTED, `residency 'gpu': ${r.reason}`);
+  const progress = LoadProgress.of(opts);
+  const { GpuResident } = await import('../web/resident.js');
+  try {
+    r.backend.resident = await GpuResident.create(r.backend.device, src, { onUpload: (n) => progress?.upload(n), kernels: r.backend.kernels });
+  } catch (err) {
+    r.backend.destroy();
+    if (err instanceof MembaError) throw err;
+    if (err?.name === 'GpuSizeError') throw new MembaError(ErrorCodes.OOM, `residency 'gpu': a weight does not fit this GPU (${err.message})`, { cause: err });
+    throw new MembaError(ErrorCodes.UNSUPPORTED, `residency 'gpu': the weights could not be uploaded (${err?.message ?? err})`, { cause: err });
+  }
+  model._gpu = r.backend;
+  model._setInfo({ backend: 'webgpu', adapter: r.backend.description, gpuWeightBytes: r.backend.resident.weightBytes });
+}
+
 /** The model's GPU backend if usable; a lost device switches the model to WASM for good. */
 function gpuOk(model) {
   if (model._gpu?.lost) gpuFailed(model, new Error(model._gpu.lostReason));
@@ -224,7 +305,9 @@ function gpuFailed(model, err) {
     model._gpu.destroy();
   } catch {}
   model._gpu = null;
-  model._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); running on WASM` });
+  // a GPU-only model has no weights to run on WASM: its calls are unsupported from now on (mamba.js _needWasm)
+  const gpuOnlyModel = model.info.residency === 'gpu';
+  model._setInfo({ backend: 'wasm', fallbackReason: `WebGPU failed (${err?.message ?? err}); ${gpuOnlyModel ? "this model's weights were on the GPU only: load it again" : 'running on WASM'}` });
 }
 
 /**
@@ -247,7 +330,11 @@ export async function residentCall(model, fn) {
   try {
     return await fn(res);
   } catch (err) {
-    if (err?.name !== 'GpuSizeError') gpuFailed(model, err); // a call too large for the GPU runs on WASM; the GPU stays
+    if (err?.name === 'GpuSizeError') { // a call too large for the GPU runs on WASM; the GPU stays
+      if (!model._handle) throw new MembaError(ErrorCodes.OOM, `this call does not fit the GPU, and the model's weights are on the GPU only (${err.message})`, { cause: err });
+      return undefined;
+    }
+    gpuFailed(model, err);
     return undefined;
   }
 }
@@ -260,7 +347,7 @@ export async function residentCall(model, fn) {
  */
 export async function gpuRun(model, flat, B, L, statePtr, end, restore, adapter) {
   const gpu = gpuOk(model);
-  if (!gpu) return undefined;
+  if (!gpu || !model._handle) return undefined; // the split needs the C model (not a GPU-only one)
   const e = model._engine;
   const idp = e.putIds(flat);
   try {

@@ -50,8 +50,10 @@ export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   /** aborts the load (rejects with an AbortError) */
   signal?: AbortSignal;
-  /** 'wasm'; 'webgpu' (each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WebGPU only where it pays (measured: not yet at any size, while matmuls run in WASM), else WASM. */
+  /** 'wasm'; 'webgpu' (the whole forward and greedy decode on WebGPU with the weights resident there, for fp32 / fp16 without an adapter; adapters and q8 run each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WASM (README "WebGPU" says why). */
   backend?: 'auto' | 'wasm' | 'webgpu';
+  /** Where the weights live (backend 'webgpu'): 'wasm' (in the WASM heap, with a copy on the GPU: everything works, and a lost device falls back to WASM); 'gpu' (on the GPU only: models past the WASM heap; adapters, training, decode states and hidden states are unsupported, and a lost device makes calls unsupported); 'auto' (default): 'gpu' where the weights in fp16 (fp32 when asked for) do not fit the WASM heap, else 'wasm'. */
+  residency?: 'auto' | 'wasm' | 'gpu';
   /** Hub base URL for hub ids (default https://huggingface.co). */
   hubBase?: string;
   /** Hub branch, tag or commit for hub ids (default 'main'). */
@@ -288,8 +290,8 @@ export class Mamba {
   /** dimensions are integers in [1, 2^24] (dConv <= 64); the weights (4 bytes per parameter) must fit the heap, else 'oom' */
   static createRandom(shape: { dModel: number; nLayer: number; vocabSize: number; dState?: number; dConv?: number; expand?: number; dtRank?: number }, options?: { seed?: number; dtype?: 'fp32' | 'fp16' | 'q8'; threads?: number } | null): Promise<Mamba>;
   readonly config: Readonly<MambaConfig>;
-  /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; gpuWeightBytes: weight bytes resident on the GPU (backend 'webgpu', fp32 / fp16); fallbackReason: why WebGPU was given up */
-  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; dtype: 'fp32' | 'fp16' | 'q8'; weightBytes: number; threads: number; threadsNote: string; adapter?: string; gpuWeightBytes?: number; fallbackReason?: string }>;
+  /** hubId: the hub repo a model came from (null otherwise); adapter: the WebGPU adapter in use; gpuWeightBytes: weight bytes resident on the GPU (backend 'webgpu', fp32 / fp16); residency: where the weights are ('gpu': on the GPU only, weightBytes 0); fallbackReason: why WebGPU was given up */
+  readonly info: Readonly<{ source: string; hubId?: string | null; layout: string; backend: 'wasm' | 'webgpu'; residency: 'wasm' | 'gpu'; dtype: 'fp32' | 'fp16' | 'q8'; weightBytes: number; threads: number; threadsNote: string; adapter?: string; gpuWeightBytes?: number; fallbackReason?: string }>;
   readonly hasTokenizer: boolean;
   /** at most 2^28 tokens; the logits (B * L * vocabSize * 4 bytes) must fit the 4 GB heap, else 'oom' */
   forward(ids: TokenIds | TokenIds[], options?: { outputHidden?: boolean } | null): Promise<Tensor & { hidden?: Tensor }>;

@@ -10,10 +10,10 @@ import { MembaError, ErrorCodes, throwIfAborted } from './errors.js';
 import { getEngine, MAX_WEIGHT_BYTES } from './engine.js';
 import { Param, Status } from './abi.js';
 import { openSource } from './source.js';
-import { readCheckpoint, planWeights, WEIGHT_DTYPES_IN_MEMORY, weightBlockBytes } from './checkpoint.js';
+import { readCheckpoint, planWeights, normalizeConfig, WEIGHT_DTYPES_IN_MEMORY, weightBlockBytes } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
 import { LoadProgress } from './load-progress.js';
-import { gpuUploadBytes } from './gpu.js';
+import { gpuUploadBytes, checkpointWeightSource } from './gpu.js';
 
 /** The parameter slot of each canonical tensor name (per-layer names without `layers.{l}.`). */
 const SLOT_OF = {
@@ -58,13 +58,18 @@ function bytesEqual(a, b) {
  * @returns {Promise<{ engine: import('./abi.js').Abi, handle: number, config: object, tokenizer: Tokenizer|null, info: object }>}
  */
 export async function loadModel(source, opts) {
-  const { signal, allowNonFinite = false } = opts;
+  const { signal, allowNonFinite = false, residency = 'auto' } = opts;
   if (typeof allowNonFinite !== 'boolean') throw invalid(`allowNonFinite must be true or false, got ${allowNonFinite}`);
   let dtype = weightDtype(opts.dtype ?? 'auto', true);
   // one progress in bytes over every phase (load-progress.js); gpu.js adds the upload and 'ready'
   const progress = LoadProgress.start(opts);
   const src = await openSource(source, opts);
-  const ckpt = await readCheckpoint(src, { signal, onProgress: progress?.onRead, maxWeightBytes: MAX_WEIGHT_BYTES, dtype });
+  let gpuOnly = false;
+  const choose = (rawConfig, cur) => {
+    gpuOnly = gpuResidency(rawConfig, residency, opts.backend, dtype);
+    return gpuOnly ? { dtype: (dtype = dtype === 'fp32' ? 'fp32' : 'fp16'), maxWeightBytes: undefined } : cur;
+  };
+  const ckpt = await readCheckpoint(src, { signal, onProgress: progress?.onRead, maxWeightBytes: MAX_WEIGHT_BYTES, dtype, choose });
   // an lm_head that is a byte-for-byte copy of the embedding (some exports save tied weights
   // twice) is used tied: it would cost a second [V, d] block for nothing
   const head = ckpt.tensors.get('lm_head.weight');
@@ -74,6 +79,7 @@ export async function loadModel(source, opts) {
     ckpt.config = { ...ckpt.config, tieEmbeddings: true };
   }
   const plan = planWeights(ckpt.config, ckpt.tensors);
+  if (gpuOnly) return gpuOnlyModel(src, ckpt, dtype, opts, progress);
   // 'auto': the most precise dtype that fits the heap (fp32 where it fits, as before; a model that
   // does not fit in fp32 loads in fp16 or q8 instead of failing)
   if (dtype === 'auto') dtype = ckpt.sizeDtype;
@@ -85,25 +91,59 @@ export async function loadModel(source, opts) {
   try {
     await writeWeights(engine, handle, plan, { signal, progress, allowNonFinite });
     engine.mb_model_finalize(handle, { what: 'finalize' });
-    const tokenizer = ckpt.tokenizerJson ? makeTokenizer(ckpt.tokenizerJson) : null;
-    const info = {
-      source: src.description,
-      // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
-      hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
-      layout: ckpt.config.layout,
-      backend: 'wasm',
-      dtype,
-      weightBytes: engine.mb_model_weight_bytes(handle),
-      threads: engine.threads,
-      threadsNote: engine.threadsNote,
-    };
-    const eos = ckpt.rawConfig?.eos_token_id;
-    const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
-    return { engine, handle, config, tokenizer, info };
+    return { engine, handle, ...loaded(src, ckpt, engine, { residency: 'wasm', dtype, weightBytes: engine.mb_model_weight_bytes(handle) }) };
   } catch (err) {
     engine.mb_model_free(handle); // whatever failed (a throwing onProgress too): nothing stays behind
     throw err;
   }
+}
+
+/**
+ * Whether a load keeps the weights on the GPU only (residency 'gpu'): asked for, or, with
+ * residency 'auto' and backend 'webgpu', when the weights in the GPU's dtype (fp32 when asked
+ * for, else fp16) do not fit the WASM heap. q8 has no GPU form: residency 'gpu' refuses it.
+ */
+export function gpuResidency(rawConfig, residency, backend, dtype) {
+  if (residency === 'wasm' || backend !== 'webgpu') return false;
+  if (dtype === 'q8') {
+    if (residency === 'gpu') throw new MembaError(ErrorCodes.UNSUPPORTED, "residency 'gpu' holds fp32 or fp16 weights; q8 has no WebGPU kernels yet");
+    return false;
+  }
+  if (residency === 'gpu') return true;
+  return weightBlockBytes(normalizeConfig(rawConfig), dtype === 'fp32' ? 'fp32' : 'fp16') > BigInt(MAX_WEIGHT_BYTES);
+}
+
+/**
+ * A model whose weights go from the checkpoint straight to the GPU (gpu.js chooseBackend uploads
+ * them from `gpuSource`, tensor by tensor): no C model, so the WASM heap holds none of them.
+ */
+async function gpuOnlyModel(src, ckpt, dtype, opts, progress) {
+  const { allowNonFinite = false } = opts;
+  if (allowNonFinite && dtype !== 'fp32') throw invalid(`allowNonFinite keeps NaN / Inf weights, which only dtype 'fp32' holds (this load: '${dtype}')`);
+  progress?.planned(0, gpuUploadBytes(ckpt.config, dtype, { split: false }));
+  const engine = await getEngine(opts); // the CPU side: sampling, tokenizer, nothing of the model
+  throwIfAborted(opts.signal);
+  // backend becomes 'webgpu' once the weights are uploaded (gpu.js)
+  const gpuSource = checkpointWeightSource(ckpt.config, ckpt.tensors, dtype, { allowNonFinite });
+  return { engine, handle: 0, gpuSource, ...loaded(src, ckpt, engine, { residency: 'gpu', dtype, weightBytes: 0 }) };
+}
+
+/** The config (with the EOS id), tokenizer and info of a loaded checkpoint; `patch`: residency, dtype, weightBytes. */
+function loaded(src, ckpt, engine, patch) {
+  const tokenizer = ckpt.tokenizerJson ? makeTokenizer(ckpt.tokenizerJson) : null;
+  const info = {
+    source: src.description,
+    // a hub id names the base model in saved adapters (PEFT's base_model_name_or_path)
+    hubId: src.kind === 'hub' ? /^hub repo (\S+)/.exec(src.description)?.[1] ?? null : null,
+    layout: ckpt.config.layout,
+    backend: 'wasm',
+    ...patch,
+    threads: engine.threads,
+    threadsNote: engine.threadsNote,
+  };
+  const eos = ckpt.rawConfig?.eos_token_id;
+  const config = { ...ckpt.config, eosTokenId: Number.isInteger(eos) ? eos : null };
+  return { config, tokenizer, info };
 }
 
 /**
@@ -165,7 +205,7 @@ export async function randomModel(shape, seed, dtype = 'fp32', engineOpts = {}) 
     engine.mb_model_free(handle);
     throw err;
   }
-  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', dtype, weightBytes: engine.mb_model_weight_bytes(handle), threads: engine.threads, threadsNote: engine.threadsNote };
+  const info = { source: `random (seed ${seed})`, layout: 'random', backend: 'wasm', residency: 'wasm', dtype, weightBytes: engine.mb_model_weight_bytes(handle), threads: engine.threads, threadsNote: engine.threadsNote };
   return { engine, handle, config, tokenizer: null, info };
 }
 

@@ -25,6 +25,7 @@ import { perplexity, evaluate } from './eval.js';
 import { modelCache } from './cache.js';
 
 const BACKENDS = new Set(['auto', 'wasm', 'webgpu']);
+const RESIDENCIES = new Set(['auto', 'wasm', 'gpu']);
 export { AUTO_WEBGPU_MIN_D_INNER } from './gpu.js';
 
 /** The largest model dimension the C core takes (src/core/weights.c). */
@@ -96,6 +97,8 @@ export class Mamba {
     this._adapter = null; // the active adapter (JS view)
     this._bound = null; // the adapter the C model currently has active
     this._gpu = null; // the WebGPU backend (web/backend.js), when in use
+    this._gpuSource = null; // a GPU-only model's weights until they are uploaded (gpu.js)
+    this._disposed = false;
     this._lock = Promise.resolve();
     this._busy = 0;
     /** Normalised configuration (dModel, nLayer, vocabSize, dState, dConv, expand, dInner, dtRank, ...). */
@@ -121,12 +124,15 @@ export class Mamba {
       const { loadInWorker } = await import('./remote.js');
       return loadInWorker(source, opts);
     }
-    const { onProgress, signal, backend = 'auto' } = opts;
+    const { onProgress, signal, backend = 'auto', residency = 'auto' } = opts;
     if (!BACKENDS.has(backend)) throw invalid(`backend must be 'auto', 'wasm' or 'webgpu', got ${describe(backend)}`);
+    if (!RESIDENCIES.has(residency)) throw invalid(`residency must be 'auto', 'wasm' or 'gpu', got ${describe(residency)}`);
+    if (residency === 'gpu' && backend !== 'webgpu') throw invalid(`residency 'gpu' needs backend 'webgpu', got backend ${describe(backend)}`);
     checkFunction(onProgress, 'onProgress');
     throwIfAborted(checkSignal(signal));
-    const { engine, handle, config, tokenizer, info } = await loadModel(source, opts);
+    const { engine, handle, config, tokenizer, info, gpuSource = null } = await loadModel(source, opts);
     const model = new Mamba(engine, handle, config, tokenizer, info);
+    model._gpuSource = gpuSource;
     try {
       await model._chooseBackend(backend, opts);
     } catch (err) {
@@ -202,7 +208,17 @@ export class Mamba {
   }
 
   _alive() {
-    if (!this._handle) throw new MembaError(ErrorCodes.DISPOSED, 'this model has been disposed');
+    if (this._disposed) throw new MembaError(ErrorCodes.DISPOSED, 'this model has been disposed');
+  }
+
+  /**
+   * Throws unsupported for a call that needs the weights in WASM on a model that holds them on
+   * the GPU only (residency 'gpu'): adapters, training, decode states, hidden states.
+   */
+  _needWasm(what) {
+    if (this._handle) return;
+    const why = this.info.fallbackReason ? ` (${this.info.fallbackReason})` : '';
+    throw new MembaError(ErrorCodes.UNSUPPORTED, `${what} needs the weights in WASM, and this model holds them on the GPU only (residency 'gpu')${why}`);
   }
 
   /** True when the model has a tokenizer (encode/decode work). */
@@ -242,6 +258,7 @@ export class Mamba {
   }
 
   _forwardWasm(flat, B, L, sizes, adapter) {
+    this._needWasm(sizes.hidden ? 'forward with outputHidden' : 'forward');
     const { vocabSize: V, dModel: d, nLayer } = this.config;
     const e = this._engine;
     const idp = e.putIds(flat);
@@ -280,12 +297,17 @@ export class Mamba {
     const e = this._engine;
     const bytes = heapBytes('score', B, L, 4);
     return this._exclusive(async () => {
+      if (!adapter && this._gpu?.resident) { // the resident forward, the log-softmax here
+        const r = await residentCall(this, (g) => this._scoreResident(g, flat, B, L, from, signal));
+        if (r) return r;
+      }
       const viaGpu = await gpuRun(this, flat, B, L, 0, (idp) =>
         e.withAlloc(bytes, (op) => {
           e.mb_split_end_score(this._handle, idp, from, op, { what: 'score' });
           return { data: copyOut(e.f32(op, B * L), 'score'), dims: [B, L] };
         }), null, adapter);
       if (viaGpu) return viaGpu;
+      this._needWasm('scoreTokens');
       // a long sequence: through the recurrent state, a chunk at a time (any length; the
       // activations of one chunk only), when the adapter decodes exactly token by token
       if (B === 1 && L > this._scoreChunk && (!adapter || adapter.causal)) return this._scoreLong(flat, L, from, adapter, signal);
@@ -300,6 +322,42 @@ export class Mamba {
         e.free(idp);
       }
     }, adapter);
+  }
+
+  /**
+   * scoreTokens on the resident GPU model `g`: forwards of chunks of the B sequences through a
+   * GPU decode state (each chunk continues from the last; at most 32 MB of logits come back at a
+   * time), the log-softmax of each position here in float64, as _scoreLong.
+   */
+  async _scoreResident(g, flat, B, L, from, signal) {
+    const V = this.config.vocabSize;
+    const chunk = Math.max(1, Math.min(L, Math.floor((32 << 20) / (4 * V * B))));
+    const out = new Float32Array(B * L);
+    const prev = new Float32Array(B * V); // logits of the position before the chunk
+    const st = g.createState(B);
+    try {
+      for (let t0 = 0; t0 < L; t0 += chunk) {
+        if (t0) {
+          await yieldToEventLoop();
+          throwIfAborted(signal);
+        }
+        const n = Math.min(chunk, L - t0);
+        const ids = new Int32Array(B * n);
+        for (let b = 0; b < B; b++) ids.set(flat.subarray(b * L + t0, b * L + t0 + n), b * n);
+        const logits = await g.forward(ids, B, n, { state: st });
+        for (let b = 0; b < B; b++) {
+          for (let i = 0; i < n; i++) {
+            const t = t0 + i;
+            const row = i ? logits.subarray((b * n + i - 1) * V, (b * n + i) * V) : prev.subarray(b * V, (b + 1) * V);
+            if (t >= from) out[b * L + t] = logProb(row, flat[b * L + t]);
+          }
+          prev.set(logits.subarray((b * n + n - 1) * V, (b * n + n) * V), b * V);
+        }
+      }
+    } finally {
+      g.destroyState(st);
+    }
+    return { data: out, dims: [B, L] };
   }
 
   /** Tokens per call above which scoreTokens of one sequence goes chunk by chunk (_scoreLong). */
@@ -407,6 +465,7 @@ export class Mamba {
    */
   createState(opts) {
     this._alive();
+    this._needWasm('createState (a WASM decode state)');
     const { batch = 1 } = options(opts, 'createState');
     checkInt(batch, 'batch', 1, MAX_BATCH);
     if (this._adapter && !this._adapter.causal)
@@ -430,6 +489,7 @@ export class Mamba {
 
   /** fromFile: the settings came from adapter files, so what the C core refuses is bad_format */
   _newAdapter(lora, lim, name, { fromFile = false } = {}) {
+    this._needWasm('an adapter');
     const e = this._engine;
     const codes = fromFile ? { [Status.ERR_INVALID_ARG]: ErrorCodes.BAD_FORMAT } : {};
     const handle = e.mb_adapter_new(this._handle, cAdapterConfig(lora, lim), { what: fromFile ? 'the adapter files give settings the engine refuses' : 'cannot create adapter', codes });
@@ -464,6 +524,7 @@ export class Mamba {
    */
   async loadAdapter(source, opts) {
     this._alive();
+    this._needWasm('loadAdapter');
     opts = options(opts, 'loadAdapter');
     const { signal, onProgress, name, allowNonFinite = false } = opts;
     checkFunction(onProgress, 'onProgress');
@@ -594,7 +655,7 @@ export class Mamba {
       const sources = [];
       if (!adapter && this._gpu?.resident) {
         const greedy = (o.temperature ?? 0) === 0 && (o.repetitionPenalty ?? 1) === 1 && (o.noRepeatNgramSize ?? 0) === 0;
-        sources.push(() => this._decodeResident(history, sample, greedy, res));
+        sources.push(() => this._decodeResident(history, sample, greedy, res, () => left));
       }
       sources.push(() => this._decodeWasm(history, sample, adapter, res));
       for (const source of sources) {
@@ -621,6 +682,7 @@ export class Mamba {
 
   /** Decoding in WASM: a decode state prefilled with `history`, then one step per id (as _decodeResident). */
   async *_decodeWasm(history, sample, adapter, res) {
+    this._needWasm('generate');
     const state = new DecodeState(this, 1, adapter, { internal: true });
     res.state = state;
     let logits = await this._exclusive(() => this._prefill(state, Int32Array.from(history)), adapter);
@@ -634,22 +696,35 @@ export class Mamba {
   /**
    * Decoding on the resident GPU model (gpu.js residentCall): yields each next id, with the GPU
    * state fed everything in `history` (the caller pushes each id before the next is asked for).
-   * Greedy takes the argmax on the GPU, so only the id comes back; otherwise the logits do and
+   * Greedy takes the argmax on the GPU and runs several steps per readback (resident.js
+   * decodeGreedy): 1, 2, 4, ... up to the resident model's decodeChunk, never more than
+   * `wanted()` (the ids the caller still takes), so the first ids come at once and long
+   * generations pay one round trip per chunk. Otherwise the logits come back every step and
    * `sample` picks. Ends (without an error) when the GPU fails: the model is then on WASM, and
    * the caller goes on from the history.
    */
-  async *_decodeResident(history, sample, greedy, res) {
+  async *_decodeResident(history, sample, greedy, res, wanted) {
     const gpu = this._gpu.resident;
     const st = gpu.createState(1);
     res.state = { dispose: () => gpu.destroyState(st) };
     let r = await this._exclusive(() => residentCall(this, (g) => g.forward(Int32Array.from(history), 1, history.length, { last: true, state: st })));
     if (!r) return;
     let id = sample(r, history);
+    let chunk = 1;
     for (;;) {
       yield id;
-      r = await this._exclusive(() => residentCall(this, (g) => g.step(st, Uint32Array.of(id), { greedy })));
+      if (greedy) {
+        const n = Math.max(1, Math.min(chunk, gpu.decodeChunk, wanted()));
+        const ids = await this._exclusive(() => residentCall(this, (g) => g.decodeGreedy(st, Uint32Array.of(id), n)));
+        if (!ids) return;
+        for (let i = 0; i + 1 < n; i++) yield ids[i];
+        id = ids[n - 1];
+        chunk *= 2;
+        continue;
+      }
+      r = await this._exclusive(() => residentCall(this, (g) => g.step(st, Uint32Array.of(id))));
       if (!r) return;
-      id = greedy ? r[0] : sample(r, history);
+      id = sample(r, history);
     }
   }
 
@@ -717,6 +792,7 @@ export class Mamba {
 
   /** Logits [V] of the last position of one sequence, from a full forward with `adapter`. */
   _lastLogits(flat, adapter) {
+    this._needWasm('generate');
     const e = this._engine;
     const V = this.config.vocabSize;
     const idp = e.putIds(flat);
@@ -783,6 +859,7 @@ export class Mamba {
   /** Bytes held in the WASM heap by weights, cached activations and live decode states. */
   memory() {
     this._alive();
+    if (!this._handle) return { weights: 0, activations: 0, states: 0 }; // residency 'gpu': nothing in WASM
     const e = this._engine;
     let states = 0;
     for (const s of this._states) states += s._bytes;
@@ -791,7 +868,9 @@ export class Mamba {
 
   /** Frees the model, its states and adapters; later calls throw 'disposed'. Safe to call twice. */
   dispose() {
-    if (!this._handle) return;
+    if (this._disposed) return;
+    this._disposed = true;
+    this._gpuSource = null;
     for (const s of Array.from(this._states)) s.dispose();
     for (const a of Array.from(this._adapters)) {
       a._disposed = true;
@@ -800,7 +879,7 @@ export class Mamba {
     this._adapter = null;
     this._gpu?.destroy();
     this._gpu = null;
-    this._engine.mb_model_free(this._handle);
+    if (this._handle) this._engine.mb_model_free(this._handle);
     this._handle = 0;
   }
 

@@ -125,6 +125,24 @@ test('resident decode: prefill into a GPU state, then steps, equal the WASM deco
       next = wantIds;
     }
     assert.equal(st.pos, P + 6);
+    // chained greedy steps (no readback between them), 5 then, after a forward that grows the
+    // scratch buffers the recorded steps use (so they are recorded again), 4 more
+    for (const n of [5, 4]) {
+      const got = await gpu.decodeGreedy(st, next, n);
+      const want = [];
+      let cur = Array.from(next);
+      for (let i = 0; i < n; i++) {
+        cur = cur.map((id, b) => argmax(cpu[b].step(id)));
+        want.push(...cur);
+      }
+      console.log(`${dtype} decodeGreedy x${n}: GPU ${Array.from(got).join(' ')} | WASM ${want.join(' ')}`);
+      assert.deepEqual(Array.from(got), want, `${dtype}: ${n} chained greedy steps`);
+      next = Uint32Array.from(want.slice(-B));
+      const gen = gpu.scratch.generation;
+      await gpu.forward(ids(B, 40, V), B, 40);
+      assert.ok(gpu.scratch.generation > gen || n === 4, 'the long forward grew the scratch buffers');
+    }
+    assert.equal(st.pos, P + 6 + 9);
     gpu.destroyState(st);
     cpu.forEach((s) => s.dispose());
     gpu.destroy();
@@ -164,24 +182,29 @@ test("generate on a 'webgpu' model decodes on the GPU (greedy and sampled) and e
   const gpu = await Mamba.load(src, { backend: 'webgpu' });
   const cpu = await Mamba.load(src, { backend: 'wasm' });
   const res = gpu._gpu.resident;
-  let steps = 0;
+  let steps = 0; // decode steps run on the GPU
+  let calls = 0; // readbacks they took
   const step = res.step.bind(res);
-  res.step = (...a) => (steps++, step(...a));
+  const chain = res.decodeGreedy.bind(res);
+  res.step = (st, ids, o) => (o?.greedy ? step(st, ids, o) : (steps++, calls++, step(st, ids, o)));
+  res.decodeGreedy = (st, ids, n) => ((steps += n), calls++, chain(st, ids, n));
   const prompt = gpu.encode('And the LORD said unto');
   for (const o of [{ maxNewTokens: 12, stopTokens: [] }, { maxNewTokens: 12, stopTokens: [], temperature: 0.8, topK: 20, seed: 5 }, { maxNewTokens: 8, stopTokens: [], repetitionPenalty: 1.3 }]) {
-    const before = steps;
+    const before = [steps, calls];
     const got = await gpu.generate(prompt, o);
     const want = await cpu.generate(prompt, o);
-    console.log(`generate ${JSON.stringify(o)}: webgpu ${got.join(' ')} | wasm ${want.join(' ')} (${steps - before} GPU steps)`);
+    console.log(`generate ${JSON.stringify(o)}: webgpu ${got.join(' ')} | wasm ${want.join(' ')} (${steps - before[0]} GPU steps, ${calls - before[1]} readbacks)`);
     assert.deepEqual(got, want);
     assert.ok(new Set(got).size > 2, 'the tokens vary');
-    assert.equal(steps - before, o.maxNewTokens - 1, 'every step ran on the GPU');
+    assert.equal(steps - before[0], o.maxNewTokens - 1, 'every step ran on the GPU, none past maxNewTokens');
+    // greedy runs steps in chunks of 1, 2, 4, 8 (capped by the tokens left): 11 steps in 4 readbacks
+    if (!o.temperature && !o.repetitionPenalty) assert.equal(calls - before[1], 4, 'greedy steps are chained');
   }
-  // the device is lost after the third token: the rest comes from WASM, from the history
+  // the device is lost at the third readback: the rest comes from WASM, from the history
   let n = 0;
-  res.step = async (...a) => {
+  res.decodeGreedy = async (...a) => {
     if (++n === 3) gpu._gpu.device.destroy();
-    return step(...a);
+    return chain(...a);
   };
   const got = await gpu.generate(prompt, { maxNewTokens: 10, stopTokens: [] });
   assert.equal(gpu.info.backend, 'wasm');
@@ -203,4 +226,67 @@ test('a call past the device\'s buffer limit is a GpuSizeError: that call runs o
   assert.equal(model.info.backend, 'webgpu', 'a size error does not give up the GPU');
   assert.ok(model._gpu.resident, 'the resident model is still there');
   model.dispose();
+});
+
+test("residency 'gpu': weights go from the file to the GPU only (none in WASM); forward, scoring and generation equal a WASM load; what needs WASM weights is unsupported, a lost device too", async (t) => {
+  if (!device) return t.skip(why);
+  const fs = await import('node:fs');
+  const { parseSafetensors, writeSafetensors, tensorToFloat32, float32ToFloat16Bits } = await import('../bindings/safetensors.js');
+  const { gpuUploadBytes } = await import('../bindings/gpu.js');
+  const dir = new URL('../models/default/', import.meta.url).pathname;
+  const files = (name) => fs.readFileSync(dir + name);
+  // the default model as an F16 file (in memory): its halves go to the GPU as they are
+  const f16 = new Map();
+  for (const [name, x] of parseSafetensors(files('model.safetensors')).tensors)
+    f16.set(name, { dtype: 'F16', shape: x.shape, data: float32ToFloat16Bits(tensorToFloat32(x)) });
+  const f16Files = { files: { 'config.json': files('config.json'), 'tokenizer.json': files('tokenizer.json'), 'model.safetensors': writeSafetensors(f16) } };
+  for (const [what, src, dtype] of [['F32 file, fp32', dir, 'fp32'], ['F16 file, fp16', f16Files, 'fp16']]) {
+    const events = [];
+    const gpu = await Mamba.load(src, { backend: 'webgpu', residency: 'gpu', dtype: dtype === 'fp16' ? 'auto' : dtype, onProgress: (e) => events.push(e) });
+    const cpu = await Mamba.load(src, { backend: 'wasm', dtype });
+    assert.equal(gpu.info.residency, 'gpu');
+    assert.equal(gpu.info.backend, 'webgpu');
+    assert.equal(gpu.info.dtype, dtype);
+    assert.equal(cpu.info.residency, 'wasm');
+    assert.equal(gpu.info.weightBytes, 0, 'no weight in WASM');
+    assert.deepEqual(gpu.memory(), { weights: 0, activations: 0, states: 0 });
+    assert.equal(gpu.info.gpuWeightBytes, gpuUploadBytes(gpu.config, dtype, { split: false }), 'planned upload == uploaded');
+    const done = events.find((e) => e.status === 'done');
+    assert.equal(done.loaded, done.total);
+    assert.ok(!events.some((e) => e.phase === 'convert'), 'nothing is converted into WASM');
+    const prompt = gpu.encode('And the LORD said unto Moses');
+    const got = await gpu.forward([prompt, prompt.map((x) => (x * 7) % gpu.config.vocabSize)]);
+    const want = await cpu.forward([prompt, prompt.map((x) => (x * 7) % gpu.config.vocabSize)]);
+    assertClose(`${what}: forward, residency gpu vs wasm`, got.data, want.data, 'logits_rel');
+    const sg = await gpu.scoreTokens(prompt, 2);
+    const sc = await cpu.scoreTokens(prompt, 2);
+    assertClose(`${what}: scoreTokens, residency gpu vs wasm`, sg.data, sc.data, 'logits_rel');
+    const o = { maxNewTokens: 10, stopTokens: [] };
+    const gen = await gpu.generate(prompt, o);
+    console.log(`${what}: generate ${gen.join(' ')}`);
+    assert.deepEqual(gen, await cpu.generate(prompt, o));
+    for (const [call, fn] of [['createAdapter', () => gpu.createAdapter({ r: 4 })], ['createState', () => gpu.createState()], ['outputHidden', () => gpu.forward(prompt, { outputHidden: true })]])
+      await assert.rejects(async () => fn(), (e) => e.code === 'unsupported' && /GPU only/.test(e.message), call);
+    if (dtype === 'fp16') {
+      gpu._gpu.device.destroy(); // lost: nothing to fall back to
+      await assert.rejects(() => gpu.forward(prompt), (e) => e.code === 'unsupported' && /GPU only/.test(e.message) && /load it again/.test(e.message));
+      await assert.rejects(() => gpu.generate(prompt, o), (e) => e.code === 'unsupported');
+    }
+    gpu.dispose();
+    gpu.dispose();
+    cpu.dispose();
+  }
+  // residency 'auto': on the GPU only where the weights would not fit the WASM heap
+  const { gpuResidency } = await import('../bindings/load.js');
+  const shape = (d, n) => ({ d_model: d, n_layer: n, vocab_size: 50280 });
+  assert.equal(gpuResidency(shape(768, 24), 'auto', 'webgpu', 'auto'), false, '130m fits');
+  assert.equal(gpuResidency(shape(2048, 48), 'auto', 'webgpu', 'auto'), false, '1.4b fits in fp16');
+  assert.equal(gpuResidency(shape(2048, 48), 'auto', 'webgpu', 'fp32'), true, '1.4b does not fit in fp32');
+  assert.equal(gpuResidency(shape(2560, 64), 'auto', 'webgpu', 'auto'), true, '2.8b does not fit in fp16');
+  assert.equal(gpuResidency(shape(2560, 64), 'auto', 'webgpu', 'q8'), false, 'q8 stays in WASM');
+  assert.equal(gpuResidency(shape(2560, 64), 'wasm', 'webgpu', 'auto'), false);
+  assert.equal(gpuResidency(shape(2560, 64), 'auto', 'wasm', 'auto'), false);
+  await assert.rejects(() => Mamba.load(dir, { backend: 'wasm', residency: 'gpu' }), (e) => e.code === 'invalid_argument' && /needs backend 'webgpu'/.test(e.message));
+  await assert.rejects(() => Mamba.load(dir, { backend: 'webgpu', residency: 'gpu', dtype: 'q8' }), (e) => e.code === 'unsupported' && /q8/.test(e.message));
+  await assert.rejects(() => Mamba.load(dir, { backend: 'webgpu', residency: 'vram' }), (e) => e.code === 'invalid_argument');
 });

@@ -68,7 +68,7 @@ function cref(fn, args) {
 
 const skip = () => (gpu ? false : `no WebGPU adapter: ${why}`);
 
-test('selective_scan_forward.wgsl == selective_scan_forward (C), chunked in time, from a carried state', async (t) => {
+test('selective_scan_forward.wgsl == selective_scan_forward (C), chunked in time, from a carried state; fused with softplus and the gate == the three C ops', async (t) => {
   if (skip()) return t.skip(skip());
   for (const [B, L, E, N] of [[2, 45, 37, 16], [1, 300, 20, 8], [1, 1, 70, 16]]) {
     const stride = 3 + 2 * N + 1;
@@ -94,6 +94,24 @@ test('selective_scan_forward.wgsl == selective_scan_forward (C), chunked in time
     gpu.selectiveScan(bufs, { B, L, E, N, bcStride: stride, bcOffset: off, chunk: 64 });
     check(`scan B=${B} L=${L} E=${E} N=${N} y`, await gpu.read(bufs.y, B * L * E), yWant);
     check(`scan B=${B} L=${L} E=${E} N=${N} final state`, await gpu.read(bufs.s, B * E * N), sWant);
+    // the fused form a resident forward runs: delta before softplus, y gated by silu(g) (rows of
+    // stride gs from column gOff), against the C ops in turn: softplus, the scan, the gate
+    const raw = rand(B * L * E, -4, 3);
+    const gs = E + 5;
+    const gOff = 2;
+    const g = rand(B * L * gs, -3, 3);
+    const [sp] = cref('mb_ref_softplus', [raw.slice(), B * L * E]);
+    const yFused = new Float32Array(B * L * E);
+    for (let b = 0; b < B; b++) {
+      const padded = new Float32Array(L * stride);
+      padded.set(bc.slice(b * L * stride + off, (b + 1) * L * stride));
+      const [y] = cref('mb_ref_selective_scan', [new Float32Array(L * E), s0.slice(b * E * N, (b + 1) * E * N), u.slice(b * L * E, (b + 1) * L * E), sp.slice(b * L * E, (b + 1) * L * E), padded, stride, A, D, L, E, N]);
+      yFused.set(y, b * L * E);
+    }
+    const [gated] = cref('mb_ref_gate', [yFused, g.slice(gOff), gs, B * L, E]);
+    const fb = { ...bufs, s: gpu.buffer(s0), delta: gpu.buffer(raw), g: gpu.buffer(g) };
+    gpu.selectiveScan(fb, { B, L, E, N, bcStride: stride, bcOffset: off, chunk: 64, softplus: true, gStride: gs, gOffset: gOff });
+    check(`scan + softplus + gate (fused) B=${B} L=${L} E=${E} N=${N} y`, await gpu.read(fb.y, B * L * E), gated);
   }
 });
 

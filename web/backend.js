@@ -32,14 +32,14 @@ export class GpuBackend {
   /**
    * A backend for a model, or { backend: null, reason } where WebGPU has no device.
    * @param {import('../bindings/gpu.js').GpuModel} model
-   * @param {{ gpu?: GPU, powerPreference?: string }} [opts]
+   * @param {{ gpu?: GPU, powerPreference?: string, split?: boolean }} [opts]
    */
   static async create(model, opts = {}) {
     const r = await requestDevice(opts);
     if (!r.device) return { backend: null, reason: r.reason };
     const b = new GpuBackend(model.config, r.device, r.description);
     b.kernels = await GpuKernels.create(r.device);
-    b._uploadWeights(model);
+    if (opts.split !== false) b._uploadWeights(model); // split: false, for a model with no weights in WASM (the resident forward only)
     return { backend: b };
   }
 

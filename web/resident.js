@@ -12,7 +12,12 @@
 // the GPU so that only the token ids come back. Not here yet: adapters (LoRA, LIM), q8 weights,
 // loading straight from the file (the source today reads the WASM model's weights), sampling
 // other than greedy.
-import { GpuKernels, ScratchPool, packF16Rows } from './webgpu.js';
+import { GpuKernels, ScratchPool, DispatchList, packF16Rows } from './webgpu.js';
+
+/** The most greedy steps one decodeGreedy call runs with no readback (the token log's length). */
+export const DECODE_CHUNK = 64;
+
+const toU32 = (ids) => (ids instanceof Uint32Array ? ids : Uint32Array.from(ids));
 
 /**
  * What GpuResident.create reads the model through.
@@ -64,6 +69,7 @@ export class GpuResident {
     this.w = {};
     this.layers = [];
     this.weightBytes = 0;
+    this.decodeChunk = DECODE_CHUNK; // the most steps of one decodeGreedy
     this.scratch = null; // a ScratchPool, made with the kernels
     this.lost = false;
     this.lostReason = null;
@@ -83,25 +89,31 @@ export class GpuResident {
   }
 
   /**
-   * A decode state on the GPU for B sequences: per layer the conv history [B, K-1, E] and the
-   * SSM state [B, E, N], zeros (a fresh sequence). Free it with destroyState.
+   * A decode state on the GPU for B sequences: per layer the conv history [B, K-1, E] (two of
+   * them, read and written in turn: hists[parity] is the current one) and the SSM state
+   * [B, E, N], zeros (a fresh sequence), plus the step's input ids and a token log for greedy
+   * decoding several tokens with no readback between them (decodeGreedy). Free it with destroyState.
    */
   createState(B) {
     const { dInner: E, dState: N, dConv: K, nLayer } = this.config;
     const k = this.kernels;
-    // hist and next: the conv history read by a step and the one it writes (swapped after it)
-    const st = { B, pos: 0, hist: [], next: [], s: [] };
+    const st = { B, pos: 0, parity: 0, hists: [[], []], s: [], plans: {}, planGen: -1 };
     for (let l = 0; l < nLayer; l++) {
-      st.hist.push(k.buffer(B * (K - 1) * E));
-      st.next.push(k.buffer(B * (K - 1) * E));
+      st.hists[0].push(k.buffer(B * (K - 1) * E));
+      st.hists[1].push(k.buffer(B * (K - 1) * E));
       st.s.push(k.buffer(B * E * N));
     }
+    st.cur = k.buffer(B); // the ids the next step reads (u32): written by the host, or by the step's argmax
+    st.log = k.buffer(1 + DECODE_CHUNK * B); // [count, ids...] (argmax_forward.wgsl append)
     return st;
   }
 
   destroyState(st) {
-    for (const b of [...st.hist, ...st.next, ...st.s]) b.destroy();
-    st.hist = st.next = st.s = [];
+    for (const b of [...st.hists[0], ...st.hists[1], ...st.s, st.cur, st.log]) b?.destroy();
+    st.hists = [[], []];
+    st.s = [];
+    st.cur = st.log = null;
+    st.plans = {};
   }
 
   /**
@@ -111,8 +123,39 @@ export class GpuResident {
    * With argmaxInto, the argmax of each row of logits goes into that buffer (u32) as well.
    */
   _record(enc, ids, B, L, { last = false, state = null, argmaxInto = null } = {}) {
-    const { dModel: d, dInner: E, dState: N, dtRank: R, dConv: K, eps, vocabSize: V } = this.config;
+    const { dInner: E, dConv: K } = this.config;
     if (state && state.B !== B) throw new Error(`resident.js: a state of ${state.B} sequences for ${B}`);
+    const T = B * L;
+    const idb = this._buf('ids', T);
+    this.kernels.write(idb, ids instanceof Uint32Array ? ids : new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
+    let st = null;
+    if (state) {
+      st = { hist: state.hists[state.parity], next: state.hists[state.parity ^ 1], s: state.s };
+    } else { // fresh states, cleared before the pass; a fresh sequence keeps no history
+      const hist = this._buf('hist', B * (K - 1) * E);
+      st = { hist: this.layers.map(() => hist), next: null, s: this.layers.map((_, l) => this._buf(`s${l}`, B * this.config.dInner * this.config.dState)) };
+      enc.clearBuffer(hist);
+      for (const b of st.s) enc.clearBuffer(b);
+    }
+    // every op in one compute pass: no per-op pass, no copies (the conv history is double-buffered)
+    const pass = enc.beginComputePass();
+    const out = this._encode(pass, idb, B, L, { last, st, argmaxInto });
+    pass.end();
+    if (state) {
+      state.parity ^= 1;
+      state.pos += L;
+    }
+    return out;
+  }
+
+  /**
+   * The dispatches of one forward into `pass` (an open compute pass, or a DispatchList): ids
+   * from the buffer idb (u32), per layer the conv history st.hist[l] (and st.next[l] to write the
+   * next one, or null) and the SSM state st.s[l]. After the logits: their argmax into argmaxInto,
+   * and with logInto that argmax appended to a token log.
+   */
+  _encode(pass, idb, B, L, { last, st, argmaxInto = null, logInto = null }) {
+    const { dModel: d, dInner: E, dState: N, dtRank: R, dConv: K, eps, vocabSize: V } = this.config;
     const T = B * L;
     const DBC = R + 2 * N;
     const k = this.kernels;
@@ -123,43 +166,73 @@ export class GpuResident {
     const dbc = this._buf('dbc', T * DBC);
     const delta = this._buf('delta', T * E);
     const y = this._buf('y', T * E);
-    const hist0 = state ? null : this._buf('hist', B * (K - 1) * E);
-    const histOut = state ? null : this._buf('hist_out', B * (K - 1) * E); // unread: a fresh sequence keeps no history
-    const s0 = state ? null : this.layers.map((_, l) => this._buf(`s${l}`, B * E * N)); // fresh SSM states, one per layer
-    const idb = this._buf('ids', T);
-    k.write(idb, ids instanceof Uint32Array ? ids : new Uint32Array(ids.buffer, ids.byteOffset, ids.length));
-    if (hist0) enc.clearBuffer(hist0);
-    if (s0) for (const b of s0) enc.clearBuffer(b);
-    // every op in one compute pass: no per-op pass, no copies (the conv history is double-buffered)
-    const pass = enc.beginComputePass();
+    const histOut = st.next ? null : this._buf('hist_out', B * (K - 1) * E); // bound, unwritten
+    const rows = last ? B : T;
+    const logits = this._buf('logits', rows * V);
     k.embedding({ out: h, ids: idb, w: this.w.embedding.buf }, { n: T, C: d, V, f16: this.w.embedding.f16 }, pass);
     this.layers.forEach((lw, l) => {
-      const hist = state ? state.hist[l] : hist0;
-      const s = state ? state.s[l] : s0[l];
       k.rmsnorm({ out: a, inp: h, weight: lw.norm.buf }, { T, C: d, eps }, pass);
       this._matmul(pass, lw.in_proj, lw.in_proj_b, { out: xz, inp: a, dims: { T } });
-      const bufs = { u, histOut: state ? state.next[l] : histOut, hist, x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf };
-      k.conv1dSilu(bufs, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!state }, pass);
+      const bufs = { u, histOut: st.next ? st.next[l] : histOut, hist: st.hist[l], x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf };
+      k.conv1dSilu(bufs, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!st.next }, pass);
       this._matmul(pass, lw.x_proj, null, { out: dbc, inp: u, dims: { T } });
       this._matmul(pass, lw.dt_proj, lw.dt_proj_b, { out: delta, inp: dbc, dims: { T, ldi: DBC } });
-      k.softplus({ x: delta }, { n: T * E }, pass);
-      k.selectiveScan({ y, s, u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf }, { B, L, E, N, bcStride: DBC, bcOffset: R }, pass);
-      k.gate({ y, g: xz }, { T, E, gStride: 2 * E, gOffset: E }, pass);
+      // softplus of delta and the gate y * silu(z) run inside the scan (one dispatch, not three)
+      k.selectiveScan({ y, s: st.s[l], u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf, g: xz }, { B, L, E, N, bcStride: DBC, bcOffset: R, softplus: true, gStride: 2 * E, gOffset: E }, pass);
       this._matmul(pass, lw.out_proj, lw.out_proj_b, { out: h, inp: y, dims: { T, acc: true } });
     });
-    const rows = last ? B : T;
     // the last position of sequence b is row b * L + L - 1: rows of stride L * d from (L - 1) * d
     const norm = last ? { ldi: L * d, ioff: (L - 1) * d } : {};
     k.rmsnorm({ out: a, inp: h, weight: this.w.norm_f.buf }, { T: rows, C: d, eps, ...norm }, pass);
-    const logits = this._buf('logits', rows * V);
     this._matmul(pass, this.w.lm_head, null, { out: logits, inp: a, dims: { T: rows } });
     if (argmaxInto) k.argmax({ out: argmaxInto, x: logits }, { R: rows, n: V }, pass);
-    pass.end();
-    if (state) {
-      [state.hist, state.next] = [state.next, state.hist];
-      state.pos += L;
-    }
+    if (logInto) k.argmaxAppend({ log: logInto, ids: argmaxInto }, { R: rows }, pass);
     return { logits, rows };
+  }
+
+  /**
+   * The recorded dispatches of one decode step of `state` (kind 'greedy': the argmax into
+   * state.cur and appended to state.log; 'logits': the logits only), for the state's current
+   * parity. Made once and replayed every token; made again when a scratch buffer was (a larger
+   * call grew it).
+   */
+  _stepPlan(state, kind) {
+    if (state.planGen !== this.scratch.generation) {
+      state.plans = {};
+      state.planGen = this.scratch.generation;
+    }
+    const key = `${kind}${state.parity}`;
+    if (!state.plans[key]) {
+      const list = new DispatchList();
+      const st = { hist: state.hists[state.parity], next: state.hists[state.parity ^ 1], s: state.s };
+      const greedy = kind === 'greedy';
+      this._encode(list, state.cur, state.B, 1, { last: true, st, argmaxInto: greedy ? state.cur : null, logInto: greedy ? state.log : null });
+      // _encode may have grown a scratch buffer (the first step after a smaller call): then the
+      // plans made before are stale, this one is not
+      if (state.planGen !== this.scratch.generation) {
+        state.plans = {};
+        state.planGen = this.scratch.generation;
+      }
+      state.plans[key] = list;
+    }
+    return state.plans[key];
+  }
+
+  /**
+   * Submits one decode step of `state` from the ids in state.cur (its own command buffer).
+   * passDesc: the compute pass descriptor (a benchmark's timestampWrites); after(enc): more
+   * commands for the same command buffer (resolving those timestamps).
+   */
+  _submitStep(state, kind, passDesc = undefined, after = null) {
+    const plan = this._stepPlan(state, kind);
+    const enc = this.device.createCommandEncoder();
+    const pass = enc.beginComputePass(passDesc);
+    this.kernels.replay(pass, plan);
+    pass.end();
+    after?.(enc);
+    this.device.queue.submit([enc.finish()]);
+    state.parity ^= 1;
+    state.pos += 1;
   }
 
   _check() {
@@ -186,20 +259,30 @@ export class GpuResident {
    * otherwise the logits [B, V].
    */
   async step(state, ids, { greedy = false } = {}) {
-    const B = state.B;
-    const enc = this.device.createCommandEncoder();
-    const next = greedy ? this._buf('next', B) : null;
-    const { logits } = this._record(enc, ids, B, 1, { state, argmaxInto: next });
-    if (!greedy) {
-      this.device.queue.submit([enc.finish()]);
-      const out = await this.kernels.read(logits, B * this.config.vocabSize);
-      this._check();
-      return out;
-    }
-    this.device.queue.submit([enc.finish()]);
-    const out = await this.kernels.readU32(next, B);
+    if (greedy) return this.decodeGreedy(state, ids, 1);
+    this.kernels.write(state.cur, toU32(ids));
+    this._submitStep(state, 'logits');
+    const out = await this.kernels.read(this._buf('logits', state.B * this.config.vocabSize), state.B * this.config.vocabSize);
     this._check();
     return out;
+  }
+
+  /**
+   * n greedy decode steps of every sequence of `state` from the ids `ids` (B of them), with no
+   * readback between steps: each step reads the ids the previous one's argmax wrote, and every
+   * step is submitted as soon as it is recorded; the n * B ids (step-major) come back at the end.
+   * n is at most DECODE_CHUNK.
+   */
+  async decodeGreedy(state, ids, n) {
+    const B = state.B;
+    if (!(n >= 1 && n <= DECODE_CHUNK)) throw new Error(`resident.js: decodeGreedy of ${n} steps (1 to ${DECODE_CHUNK})`);
+    this.kernels.write(state.cur, toU32(ids));
+    this.kernels.write(state.log, new Uint32Array(1)); // count = 0
+    for (let i = 0; i < n; i++) this._submitStep(state, 'greedy');
+    const log = await this.kernels.readU32(state.log, 1 + n * B);
+    this._check();
+    if (log[0] !== n) throw new Error(`resident.js: the token log holds ${log[0]} steps, not ${n}`);
+    return log.subarray(1);
   }
 
   destroy() {

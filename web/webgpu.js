@@ -23,10 +23,23 @@ const KERNELS = Object.keys(KERNEL_URLS);
 /* Kernels with several entry points get an explicit layout (an 'auto' layout would drop the
  * bindings an entry point does not use); the others use 'auto'. */
 const LAYOUTS = {
+  selective_scan_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform', 'read-only-storage'],
   conv1d_silu_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
   matmul_forward: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
   embedding_forward: ['storage', 'read-only-storage', 'read-only-storage', 'uniform'],
 };
+
+/**
+ * selective_scan_forward.wgsl's tiles for d_state N: WG_E channels per workgroup (WG_E x N <= 128
+ * invocations, at most 16 channels) and TC tokens per chunk, as many (up to 16) as its workgroup
+ * memory, 4 * TC * (WG_E * N + 2 * WG_E + 2 * N) bytes, allows within `maxBytes`.
+ */
+export function scanTiles(N, maxBytes = 16384) {
+  const wgE = Math.max(1, Math.min(16, Math.floor(128 / N)));
+  const perToken = 4 * (wgE * N + 2 * wgE + 2 * N);
+  const tc = Math.max(1, Math.min(16, Math.floor(maxBytes / perToken)));
+  return { wgE, tc };
+}
 
 /** Token counts up to this run matmul_forward.wgsl's gemv (decode), more its tiled gemm. */
 export const GEMV_MAX_TOKENS = 8;
@@ -112,12 +125,28 @@ export class GpuSizeError extends Error {
   }
 }
 
+/**
+ * Dispatches recorded once and replayed many times (GpuKernels.replay): what a decode step
+ * records is the same every token, so its pipelines, bind groups and uniforms are looked up once.
+ * Pass one as the `enc` of any GpuKernels op to record into it.
+ */
+export class DispatchList {
+  constructor() {
+    this.ops = []; // pipeline, bind group, workgroup counts, for each dispatch
+  }
+
+  get length() {
+    return this.ops.length / 3;
+  }
+}
+
 /** Named activation buffers reused across calls, each grown (made again) when a call needs more. */
 export class ScratchPool {
   constructor(kernels) {
     this.kernels = kernels;
     this.buffers = {};
     this.sizes = {};
+    this.generation = 0; // grows whenever a buffer is made again: what recorded the old one is stale
   }
 
   /** The buffer `name` of at least n 4-byte words. */
@@ -127,6 +156,7 @@ export class ScratchPool {
       this.buffers[name] = null; // a failed make leaves no destroyed buffer behind
       this.buffers[name] = this.kernels.buffer(n);
       this.sizes[name] = n;
+      this.generation++;
     }
     return this.buffers[name];
   }
@@ -266,6 +296,10 @@ export class GpuKernels {
       });
       this.bindGroups.set(key, bind);
     }
+    if (enc instanceof DispatchList) {
+      enc.ops.push(pipeline, bind, groups);
+      return;
+    }
     if (enc && typeof enc.dispatchWorkgroups === 'function') { // an open compute pass: one more dispatch in it
       enc.setPipeline(pipeline);
       enc.setBindGroup(0, bind);
@@ -282,15 +316,31 @@ export class GpuKernels {
     if (own) this.device.queue.submit([enc.finish()]);
   }
 
-  /** selective_scan_forward over tokens [t0, t0 + nt), in time chunks of `chunk` tokens. */
-  selectiveScan({ y, s, u, delta, bc, A, D }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256 }, enc) {
+  /** Records the dispatches of a DispatchList into an open compute pass. */
+  replay(pass, list) {
+    const ops = list.ops;
+    let last = null;
+    for (let i = 0; i < ops.length; i += 3) {
+      if (ops[i] !== last) pass.setPipeline((last = ops[i]));
+      pass.setBindGroup(0, ops[i + 1]);
+      const g = ops[i + 2];
+      pass.dispatchWorkgroups(g[0], g[1], g[2]);
+    }
+  }
+
+  /**
+   * selective_scan_forward over tokens [t0, t0 + nt), in time chunks of `chunk` tokens. With
+   * softplus, delta is taken before softplus (applied in the kernel); with g, y is gated by
+   * silu(g) (rows of stride gStride from column gOffset), as gate_forward would.
+   */
+  selectiveScan({ y, s, u, delta, bc, A, D, g = null }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256, softplus = false, gStride = 0, gOffset = 0 }, enc) {
     if (N > 256) throw new Error(`selective_scan_forward.wgsl holds at most 256 states per channel, got d_state ${N}`);
-    const wgE = Math.max(1, Math.floor(64 / N));
-    const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N });
+    const { wgE, tc } = scanTiles(N, this.device.limits.maxComputeWorkgroupStorageSize);
+    const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N, TC: tc, SOFTPLUS: softplus ? 1 : 0, GATE: g ? 1 : 0 });
     for (let c0 = t0; c0 < t0 + nt; c0 += chunk) {
       const n = Math.min(chunk, t0 + nt - c0);
-      const dims = this.uniform([B, L, E, bcStride, bcOffset, c0, n, 0]);
-      this.dispatch(p, [y, s, u, delta, bc, A, D, dims], [Math.ceil(E / wgE), B, 1], enc);
+      const dims = this.uniform([B, L, E, bcStride, bcOffset, c0, n, gStride, gOffset, 0, 0, 0]);
+      this.dispatch(p, [y, s, u, delta, bc, A, D, dims, g ?? u], [Math.ceil(E / wgE), B, 1], enc);
     }
   }
 
@@ -298,8 +348,7 @@ export class GpuKernels {
   conv1dSilu({ u, histOut, hist, x, w, bias }, { B, L, E, K, xStride, xOffset = 0, updateHist = false }, enc) {
     const dims = this.uniform([B, L, E, xStride, xOffset, bias ? 1 : 0, 0, 0]);
     const bufs = [u, histOut, hist, x, w, bias ?? w, dims];
-    this.dispatch(this.pipeline('conv1d_silu_forward', 'main', { K }), bufs, [Math.ceil(E / 64), L, B], enc);
-    if (updateHist) this.dispatch(this.pipeline('conv1d_silu_forward', 'update_hist', { K }), bufs, [Math.ceil(E / 64), K - 1, B], enc);
+    this.dispatch(this.pipeline('conv1d_silu_forward', 'main', { K, UPDATE_HIST: updateHist ? 1 : 0 }), bufs, [Math.ceil(E / 64), L, B], enc);
   }
 
   softplus({ x }, { n }, enc) {
@@ -348,6 +397,11 @@ export class GpuKernels {
   /** argmax_forward: out[r] (u32) = the first index of the largest of n values of row r (rows of stride ld). */
   argmax({ out, x }, { R, n, ld = n }, enc) {
     this.dispatch(this.pipeline('argmax_forward'), [out, x, this.uniform([R, n, ld, 0])], [R, 1, 1], enc);
+  }
+
+  /** argmax_forward's append: the R ids (u32) of `ids` appended to the token log `log` ([count, ids...]). */
+  argmaxAppend({ log, ids }, { R }, enc) {
+    this.dispatch(this.pipeline('argmax_forward', 'append'), [log, ids, this.uniform([R, 0, 0, 0])], [1, 1, 1], enc);
   }
 
   /** Copies n u32 words of a buffer back. */

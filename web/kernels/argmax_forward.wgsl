@@ -57,3 +57,21 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) li: 
     out[r] = select(bi[0], 0u, bi[0] == NONE || is_nan(x0));
   }
 }
+
+// Appends the ids of one decode step to a token log, for decoding several tokens with no
+// readback between them: out = [count, ids of step 0 (R of them), ids of step 1, ...]; x holds
+// the step's R ids (u32 bits, what `main` wrote). One workgroup; the count grows by one step.
+@compute @workgroup_size(64)
+fn append(@builtin(local_invocation_index) li: u32) {
+  let k = out[0];
+  let base = 1u + k * dims.R;
+  for (var r = li; r < dims.R; r += 64u) {
+    if (base + r < arrayLength(&out)) {
+      out[base + r] = bitcast<u32>(x[r]);
+    }
+  }
+  storageBarrier(); // every invocation has read the count before it changes
+  if (li == 0u) {
+    out[0] = k + 1u;
+  }
+}

@@ -1,8 +1,11 @@
 // conv1d_silu_forward.wgsl: mirrors conv1d_silu_forward (src/ops/conv1d.c) for B sequences: the
 // causal depthwise conv of x (rows of stride x_stride, starting at column x_offset) plus bias, then
 // SiLU; positions before t = 0 come from hist [B, K-1, E] (the decode state; zeros for a fresh
-// sequence). Entry `main` writes u; entry `update_hist` writes the next history to hist_out.
+// sequence). It writes u, and with UPDATE_HIST the next history to hist_out (the last K-1 times,
+// written by the invocations of the last position, which read them anyway: hist_out must not be
+// hist, so the caller double-buffers it).
 override K: u32 = 4u;
+override UPDATE_HIST: bool = false;
 
 struct Dims { B: u32, L: u32, E: u32, x_stride: u32, x_offset: u32, has_bias: u32, pad0: u32, pad1: u32 }
 
@@ -37,16 +40,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
     acc += w[e * K + k] * x_at(b, i32(t) - i32(K - 1u) + i32(k), e);
   }
   u[(b * dims.L + t) * dims.E + e] = acc / (1.0 + exp(-acc));
-}
-
-@compute @workgroup_size(64)
-fn update_hist(@builtin(global_invocation_id) gid: vec3u) {
-  let e = gid.x;
-  let j = gid.y;
-  let b = gid.z;
-  if (e >= dims.E || j >= K - 1u) {
-    return;
+  if (UPDATE_HIST && t + 1u == dims.L) {
+    // new row j holds time s = L - (K-1) + j
+    for (var j = 0u; j + 1u < K; j++) {
+      hist_out[(b * (K - 1u) + j) * dims.E + e] = x_at(b, i32(dims.L) - i32(K - 1u) + i32(j), e);
+    }
   }
-  // new row j holds time s = L - (K-1) + j
-  hist_out[(b * (K - 1u) + j) * dims.E + e] = x_at(b, i32(dims.L) - i32(K - 1u) + i32(j), e);
 }

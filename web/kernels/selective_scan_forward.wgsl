@@ -2,12 +2,23 @@
 //   s_t = exp(delta_t * A) * s_{t-1} + delta_t * B_t * u_t ;  y_t = s_t . C_t + D * u_t
 // over tokens [t0, t0 + nt) of sequences of length L, from the state s [B, E, N] (in/out), so the
 // host runs long sequences in time chunks (one dispatch each) and the decode step is nt = 1.
-// Parallel over channels and states: a workgroup holds WG_E channels x N states; y sums over N in
-// workgroup memory. Bindings in the C argument order: outputs, inputs, weights, dims.
-override WG_E: u32 = 4u;
+// Parallel over channels and states: a workgroup holds WG_E channels x N states. Time goes in
+// chunks of TC tokens: the workgroup loads the chunk's delta and u (its channels) and B and C
+// into workgroup memory together, each invocation runs its state through the TC tokens from
+// there, leaving s_t . C_t terms in workgroup memory, and then y of the chunk's TC x WG_E
+// (token, channel) pairs is summed over N (in n order) by the workgroup in parallel: three
+// barriers per chunk instead of two per token, and no global load inside the recurrence. Bindings in the C argument order: outputs, inputs, weights, dims.
+// Fused neighbours (overrides), so that a decode step is one dispatch instead of three:
+//   SOFTPLUS  delta is read before softplus and softplus_forward's function applied here;
+//   GATE      y is multiplied by silu(g) (gate_forward: g rows of stride g_stride from column
+//             g_offset) as it is written.
+override WG_E: u32 = 8u;
 override N: u32 = 16u;
+override TC: u32 = 16u;
+override SOFTPLUS: bool = false;
+override GATE: bool = false;
 
-struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, nt: u32, pad: u32 }
+struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, nt: u32, g_stride: u32, g_offset: u32, pad0: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;      // [B, L, E]
 @group(0) @binding(1) var<storage, read_write> s: array<f32>;      // [B, E, N]
@@ -17,14 +28,30 @@ struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, n
 @group(0) @binding(5) var<storage, read> A: array<f32>;            // [E, N] (= -exp(A_log))
 @group(0) @binding(6) var<storage, read> D: array<f32>;            // [E]
 @group(0) @binding(7) var<uniform> dims: Dims;
+@group(0) @binding(8) var<storage, read> g: array<f32>;            // the gate input (with GATE; rows [B*L, g_stride])
 
-var<workgroup> part: array<f32, 256>;                              // WG_E * N <= 256
+// softplus_forward.wgsl's function (PyTorch's threshold 20; log1p's series for tiny exp(v))
+fn softplus(v: f32) -> f32 {
+  if (v > 20.0) {
+    return v;
+  }
+  let q = exp(v);
+  return select(log(1.0 + q), q - 0.5 * q * q, q < 1e-4);
+}
+
+var<workgroup> part: array<f32, TC * WG_E * N>; // s_t . C_t terms: [token][channel][state]
+var<workgroup> dts: array<f32, TC * WG_E>;      // [token][channel]
+var<workgroup> us: array<f32, TC * WG_E>;
+var<workgroup> bs: array<f32, TC * N>;          // [token][state]
+var<workgroup> cs: array<f32, TC * N>;
 
 @compute @workgroup_size(WG_E * N)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let WG = WG_E * N;
   let le = li / N;
   let n = li % N;
-  let e = wg.x * WG_E + le;
+  let e0 = wg.x * WG_E;
+  let e = e0 + le;
   let b = wg.y;
   let live = e < dims.E;
   var st = 0.0;
@@ -34,27 +61,64 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     st = s[si];
     a = A[e * N + n];
   }
-  for (var t = dims.t0; t < dims.t0 + dims.nt; t++) {
-    let row = b * dims.L + t;
-    var contrib = 0.0;
-    var ut = 0.0;
-    if (live) {
-      let dt = delta[row * dims.E + e];
-      ut = u[row * dims.E + e];
-      let r = row * dims.bc_stride + dims.bc_offset;
-      st = exp(dt * a) * st + dt * bc[r + n] * ut;
-      contrib = st * bc[r + N + n];
-    }
-    part[li] = contrib;
-    workgroupBarrier();
-    if (live && n == 0u) {
-      var acc = 0.0;
-      for (var k = 0u; k < N; k++) {
-        acc += part[le * N + k];
+  let end = dims.t0 + dims.nt;
+  for (var c0 = dims.t0; c0 < end; c0 += TC) {
+    let tc = min(TC, end - c0);
+    for (var i = li; i < TC * WG_E; i += WG) {
+      let tt = i / WG_E;
+      let ee = e0 + i % WG_E;
+      var dv = 0.0;
+      var uv = 0.0;
+      if (tt < tc && ee < dims.E) {
+        let row = b * dims.L + c0 + tt;
+        dv = delta[row * dims.E + ee];
+        if (SOFTPLUS) {
+          dv = softplus(dv);
+        }
+        uv = u[row * dims.E + ee];
       }
-      y[row * dims.E + e] = acc + D[e] * ut;
+      dts[i] = dv;
+      us[i] = uv;
+    }
+    for (var i = li; i < TC * N; i += WG) {
+      let tt = i / N;
+      let nn = i % N;
+      var bv = 0.0;
+      var cv = 0.0;
+      if (tt < tc) {
+        let r = (b * dims.L + c0 + tt) * dims.bc_stride + dims.bc_offset;
+        bv = bc[r + nn];
+        cv = bc[r + N + nn];
+      }
+      bs[i] = bv;
+      cs[i] = cv;
     }
     workgroupBarrier();
+    for (var tt = 0u; tt < tc; tt++) {
+      let dt = dts[tt * WG_E + le];
+      st = exp(dt * a) * st + dt * bs[tt * N + n] * us[tt * WG_E + le];
+      part[tt * WG + li] = st * cs[tt * N + n];
+    }
+    workgroupBarrier();
+    for (var i = li; i < tc * WG_E; i += WG) {
+      let tt = i / WG_E;
+      let l2 = i % WG_E;
+      let ee = e0 + l2;
+      if (ee < dims.E) {
+        var acc = 0.0;
+        for (var k = 0u; k < N; k++) {
+          acc += part[tt * WG + l2 * N + k];
+        }
+        let row = b * dims.L + c0 + tt;
+        var yv = acc + D[ee] * us[tt * WG_E + l2];
+        if (GATE) {
+          let gv = g[row * dims.g_stride + dims.g_offset + ee];
+          yv *= gv / (1.0 + exp(-gv));
+        }
+        y[row * dims.E + ee] = yv;
+      }
+    }
+    workgroupBarrier(); // the next chunk overwrites workgroup memory
   }
   if (live) {
     s[si] = st;

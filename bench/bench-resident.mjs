@@ -179,12 +179,39 @@ for (const name of cases) {
     spanTokS = n / (span / 1e9); // first step's start to the last one's end, on the GPU
   }
   const dispatches = res._stepPlan(st, 'greedy').length;
+  // where a step's GPU time goes: each dispatch of one step in a pass of its own, timed,
+  // summed by kernel (entry point and overrides)
+  let profile = null;
+  if (device.features.has('timestamp-query')) {
+    const ops = res._stepPlan(st, 'greedy').ops;
+    const { each } = await timedPasses(device, ops.length / 3, (desc, after, i) => {
+      const enc = device.createCommandEncoder();
+      const pass = enc.beginComputePass(desc);
+      pass.setPipeline(ops[3 * i]);
+      pass.setBindGroup(0, ops[3 * i + 1]);
+      pass.dispatchWorkgroups(...ops[3 * i + 2]);
+      pass.end();
+      after?.(enc);
+      device.queue.submit([enc.finish()]);
+    });
+    st.parity ^= 1; // that was one whole step
+    st.pos++;
+    const by = new Map();
+    each.forEach((ns, i) => {
+      const key = ops[3 * i].label || 'unlabelled';
+      const e = by.get(key) ?? { us: 0, n: 0 };
+      e.us += ns / 1000;
+      e.n++;
+      by.set(key, e);
+    });
+    profile = [...by].sort((a, b) => b[1].us - a[1].us).map(([k, v]) => ({ kernel: k, us: +v.us.toFixed(1), n: v.n }));
+  }
   res.destroyState(st);
   const bound = copy.bytesPerS / res.weightBytes;
   const row = {
     case: name, dtype: model.info.dtype, L, gpuWeightMB: res.weightBytes / 1e6, makeS, loadS,
     gpuPrefillTokS: L / (best / 1000), generateTokS, stepTokS, chainTokS, gpuStepUs, recordUs, spanTokS,
-    boundTokS: bound, boundPct: (100 * generateTokS) / bound, dispatchesPerStep: dispatches,
+    boundTokS: bound, profile, boundPct: (100 * generateTokS) / bound, dispatchesPerStep: dispatches,
   };
   model.dispose();
   // WASM, one thread, the same shape (createRandom), where it fits the heap in fp16
@@ -243,6 +270,8 @@ md += `WebGPU adapter: ${adapterName}; CPU: ${os.cpus()[0]?.model ?? 'unknown cp
 md += '| shape | dtype | GPU weights MB | load s | prefill tok/s | WASM prefill tok/s | generate tok/s | % of bound (tok/s) | readback per step tok/s | 64-step chain tok/s | GPU us / step | JS us / step | dispatches / step | WASM decode tok/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n';
 for (const x of rows)
   md += `| ${x.case} | ${x.dtype} | ${x.gpuWeightMB.toFixed(0)} | ${x.loadS.toFixed(1)} | ${f(x.gpuPrefillTokS)} | ${f(x.wasmPrefillTokS)} | ${f(x.generateTokS)} | ${x.boundPct.toFixed(0)}% (${x.boundTokS.toFixed(0)}) | ${f(x.stepTokS)} | ${f(x.chainTokS)} | ${f(x.gpuStepUs, 0)} | ${f(x.recordUs, 0)} | ${x.dispatchesPerStep} | ${f(x.wasmDecodeTokS)} |\n`;
+for (const x of rows.filter((r) => r.profile))
+  md += `\nOne ${x.case} decode step, each dispatch in its own timed pass (GPU us, summed by kernel; count): ${x.profile.map((p) => `${p.kernel} ${p.us} (${p.n})`).join('; ')}\n`;
 md += '\n| scan (fused softplus and gate, B=1, N=16) | L | GPU ms | GB/s | % of copy |\n|---|---|---|---|---|\n';
 for (const x of scanRows) md += `| ${x.name} (E=${x.E}) | ${x.L} | ${x.ms.toFixed(3)} | ${x.GBs.toFixed(0)} | ${x.pctCopy.toFixed(1)}% |\n`;
 console.log(md);

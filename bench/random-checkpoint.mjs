@@ -22,10 +22,10 @@ function uniformHalves(n, a, s) {
 }
 
 /**
- * { files: { 'config.json', 'model.safetensors' } } of a tied-embedding Mamba of `shape`
+ * { files: { 'config.json', 'model.safetensors' or an index and shards } } of a tied-embedding Mamba of `shape`
  * ({ dModel, nLayer, vocabSize, dState = 16, dConv = 4 }), matrices in F16, the rest F32.
  */
-export function randomCheckpoint({ dModel: d, nLayer, vocabSize: V, dState: N = 16, dConv: K = 4 }, seed = 1234) {
+export function randomCheckpoint({ dModel: d, nLayer, vocabSize: V, dState: N = 16, dConv: K = 4 }, seed = 1234, shardBytes = 2 ** 31) {
   const E = 2 * d;
   const R = Math.ceil(d / 16);
   const s = { x: seed | 1 };
@@ -62,5 +62,28 @@ export function randomCheckpoint({ dModel: d, nLayer, vocabSize: V, dState: N = 
     vocab_size: V, state_size: N, conv_kernel: K, expand: 2, time_step_rank: R, layer_norm_epsilon: 1e-5, use_bias: false,
     use_conv_bias: true, tie_word_embeddings: true, eos_token_id: 0,
   };
-  return { files: { 'config.json': new TextEncoder().encode(JSON.stringify(config)), 'model.safetensors': writeSafetensors(t) } };
+  const files = { 'config.json': new TextEncoder().encode(JSON.stringify(config)) };
+  // shards of at most 2 GB, as HF saves large models (one typed array holds at most 4 GB in Node 20)
+  const shards = [[]];
+  let bytes = 0;
+  for (const [name, x] of t) {
+    if (bytes + x.data.byteLength > shardBytes && shards.at(-1).length) {
+      shards.push([]);
+      bytes = 0;
+    }
+    shards.at(-1).push([name, x]);
+    bytes += x.data.byteLength;
+  }
+  if (shards.length === 1) {
+    files['model.safetensors'] = writeSafetensors(t);
+    return { files };
+  }
+  const weightMap = {};
+  shards.forEach((list, i) => {
+    const file = `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`;
+    files[file] = writeSafetensors(new Map(list));
+    for (const [name] of list) weightMap[name] = file;
+  });
+  files['model.safetensors.index.json'] = new TextEncoder().encode(JSON.stringify({ weight_map: weightMap }));
+  return { files };
 }

@@ -10,11 +10,18 @@ import { LoadProgress } from './load-progress.js';
 import { tensorToFloat32, float32ToFloat16Bits } from './safetensors.js';
 
 /**
- * 'auto' takes WebGPU (on a hardware adapter) from this d_inner up. Measured (bench/results.md, H100):
- * with the matmuls still in WASM the GPU scan does not pay at any released size (prefill 0.83-1.10x),
- * so 'auto' means WASM until the matmuls move to WebGPU; then this is the one number to lower.
+ * 'auto' takes WebGPU (on a hardware adapter, for fp32 / fp16 weights) from this d_inner up, for
+ * the resident forward and decode only. Measured (bench/results.md, 2026-12-03, an H200 through
+ * Dawn): at mamba-130m (d_inner 1536), the smallest shape measured, greedy decode ran 28x and
+ * prefill 230x one WASM thread. The split path (adapters: each layer's scan on the GPU, the
+ * matmuls in WASM) measured 0.83-1.10x, so under 'auto' calls with an adapter run in WASM.
  */
-export const AUTO_WEBGPU_MIN_D_INNER = Infinity;
+export const AUTO_WEBGPU_MIN_D_INNER = 1536;
+
+/** Whether backend 'auto' tries WebGPU for a model (then only on a hardware adapter). */
+export function autoWantsGpu(config, dtype) {
+  return config.dInner >= AUTO_WEBGPU_MIN_D_INNER && (dtype === 'fp32' || dtype === 'fp16');
+}
 
 /**
  * What GpuBackend.create(gpuModel, opts) gets: the model's shape and the weights its kernels read.
@@ -225,9 +232,10 @@ function gpuPass(model, B, L, statePtr, adapter) {
 }
 
 /**
- * 'wasm': the WASM engine only. 'webgpu': each layer's scan runs on WebGPU (an error where there
- * is no adapter). 'auto': WebGPU where a hardware adapter exists and the model is large enough
- * for it to pay (d_inner >= AUTO_WEBGPU_MIN_D_INNER: today never, see there), else WASM.
+ * 'wasm': the WASM engine only. 'webgpu': the resident model (fp32 / fp16) and the split path
+ * (adapters, q8) on WebGPU (an error where there is no adapter). 'auto': the resident model on
+ * WebGPU where a hardware adapter exists and the model is large enough for it to pay
+ * (autoWantsGpu, AUTO_WEBGPU_MIN_D_INNER), else WASM; no split path.
  * Options read: gpu, powerPreference (web/webgpu.js requestDevice).
  */
 export async function chooseBackend(model, backend, opts) {
@@ -238,9 +246,10 @@ export async function chooseBackend(model, backend, opts) {
 async function pickBackend(model, backend, opts) {
   if (model.info.residency === 'gpu') return gpuOnly(model, opts);
   if (backend === 'wasm') return;
-  if (backend === 'auto' && model.config.dInner < AUTO_WEBGPU_MIN_D_INNER) return;
+  if (backend === 'auto' && !autoWantsGpu(model.config, model.info.dtype)) return;
+  const split = backend === 'webgpu'; // the split path only where asked for: it does not pay
   const { GpuBackend } = await import('../web/backend.js');
-  const r = await GpuBackend.create(gpuModel(model), opts);
+  const r = await GpuBackend.create(gpuModel(model), { ...opts, split });
   if (!r.backend) {
     if (backend === 'webgpu') throw new MembaError(ErrorCodes.UNSUPPORTED, `backend 'webgpu': ${r.reason}`);
     return;
@@ -251,7 +260,7 @@ async function pickBackend(model, backend, opts) {
   }
   const progress = LoadProgress.of(opts);
   const { nLayer, dInner, dState } = model.config;
-  progress?.upload(nLayer * dInner * (dState + 1) * 4); // A and D of every layer
+  if (split) progress?.upload(nLayer * dInner * (dState + 1) * 4); // A and D of every layer
   // the resident forward (web/resident.js): every weight on the GPU, for forward() without an
   // adapter; the split path above serves adapters, decode states and scoring
   if (model.info.dtype === 'fp32' || model.info.dtype === 'fp16') {
@@ -347,7 +356,7 @@ export async function residentCall(model, fn) {
  */
 export async function gpuRun(model, flat, B, L, statePtr, end, restore, adapter) {
   const gpu = gpuOk(model);
-  if (!gpu || !model._handle) return undefined; // the split needs the C model (not a GPU-only one)
+  if (!gpu || !model._handle || !gpu.split) return undefined; // the split needs the C model (not a GPU-only one) and the split backend
   const e = model._engine;
   const idp = e.putIds(flat);
   try {

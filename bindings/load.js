@@ -13,7 +13,14 @@ import { openSource } from './source.js';
 import { readCheckpoint, planWeights, normalizeConfig, WEIGHT_DTYPES_IN_MEMORY, weightBlockBytes } from './checkpoint.js';
 import { invalid, yieldToEventLoop } from './ids.js';
 import { LoadProgress } from './load-progress.js';
-import { gpuUploadBytes, checkpointWeightSource } from './gpu.js';
+import { gpuUploadBytes, checkpointWeightSource, autoWantsGpu } from './gpu.js';
+
+/** Bytes the backend choice may upload (gpu.js pickBackend); what it does not is dropped at 'ready'. */
+function plannedUpload(config, dtype, backend) {
+  if (backend === 'webgpu') return gpuUploadBytes(config, dtype);
+  if ((backend ?? 'auto') === 'auto' && autoWantsGpu(config, dtype)) return gpuUploadBytes(config, dtype, { split: false });
+  return 0;
+}
 
 /** The parameter slot of each canonical tensor name (per-layer names without `layers.{l}.`). */
 const SLOT_OF = {
@@ -84,7 +91,7 @@ export async function loadModel(source, opts) {
   // does not fit in fp32 loads in fp16 or q8 instead of failing)
   if (dtype === 'auto') dtype = ckpt.sizeDtype;
   if (allowNonFinite && dtype !== 'fp32') throw invalid(`allowNonFinite keeps NaN / Inf weights, which only dtype 'fp32' holds (this load: '${dtype}')`);
-  progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), opts.backend === 'webgpu' ? gpuUploadBytes(ckpt.config, dtype) : 0);
+  progress?.planned(plan.reduce((n, p) => n + p.tensor.data.length, 0), plannedUpload(ckpt.config, dtype, opts.backend));
   const engine = await getEngine(opts);
   throwIfAborted(signal);
   const handle = createModel(engine, ckpt.config, ckpt.tensors.has('lm_head.weight'), dtype);

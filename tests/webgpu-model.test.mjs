@@ -71,6 +71,59 @@ test("backend 'auto' keeps WASM for small models and on software adapters", asyn
   const m = await Mamba.load(fixture('mamba-tiny'));
   assert.equal(m.info.backend, 'wasm');
   m.dispose();
+  // large enough, but this adapter is a CPU implementation of WebGPU (lavapipe on CI)
+  const { randomCheckpoint } = await import('../bench/random-checkpoint.mjs');
+  const { isSoftwareAdapter } = await import('../web/backend.js');
+  const r = await requestDevice();
+  const software = isSoftwareAdapter(r.description);
+  r.device.destroy();
+  const big = await Mamba.load(randomCheckpoint({ dModel: 768, nLayer: 1, vocabSize: 512 }, 5), { dtype: 'fp16' });
+  assert.equal(big.info.backend, software ? 'wasm' : 'webgpu', r.description);
+  big.dispose();
+});
+
+test("backend 'auto' on a hardware adapter: the resident model from d_inner 1536 (fp32 / fp16), never the split path (an adapter runs in WASM); smaller models and q8 stay WASM", async (t) => {
+  if (why) return t.skip(why);
+  const { autoWantsGpu } = await import('../bindings/gpu.js');
+  assert.equal(autoWantsGpu({ dInner: 1536 }, 'fp16'), true);
+  assert.equal(autoWantsGpu({ dInner: 1536 }, 'fp32'), true);
+  assert.equal(autoWantsGpu({ dInner: 1536 }, 'q8'), false);
+  assert.equal(autoWantsGpu({ dInner: 1535 }, 'fp16'), false);
+  // lavapipe described as a hardware adapter: what 'auto' does on a real GPU
+  const webgpu = await import('webgpu');
+  const dawn = webgpu.create([]);
+  const gpu = {
+    async requestAdapter(o) {
+      const a = await dawn.requestAdapter(o);
+      return new Proxy(a, { get: (tg, k) => (k === 'info' ? { vendor: 'test', description: 'a hardware adapter (test)' } : typeof tg[k] === 'function' ? tg[k].bind(tg) : tg[k]) });
+    },
+  };
+  const { randomCheckpoint } = await import('../bench/random-checkpoint.mjs');
+  const big = randomCheckpoint({ dModel: 768, nLayer: 1, vocabSize: 512 }, 5);
+  const events = [];
+  const m = await Mamba.load(big, { gpu, dtype: 'fp16', onProgress: (e) => events.push(e) });
+  const cpu = await Mamba.load(big, { backend: 'wasm', dtype: 'fp16' });
+  assert.equal(m.info.backend, 'webgpu');
+  assert.ok(m._gpu.resident && !m._gpu.split, 'resident, no split backend');
+  const done = events.find((e) => e.status === 'done');
+  assert.equal(done.loaded, done.total);
+  const ids = [[1, 2, 3, 4, 5, 6, 7]];
+  let calls = 0;
+  const orig = m._gpu.resident.forward.bind(m._gpu.resident);
+  m._gpu.resident.forward = (...a) => (calls++, orig(...a));
+  assertClose("auto, resident forward vs wasm", (await m.forward(ids)).data, (await cpu.forward(ids)).data, 'logits_rel');
+  assert.equal(calls, 1);
+  m.createAdapter({ lora: { r: 2 }, lim: true, seed: 1 });
+  cpu.createAdapter({ lora: { r: 2 }, lim: true, seed: 1 });
+  assert.equal(maxDiff((await m.forward(ids)).data, (await cpu.forward(ids)).data), 0, 'an adapter runs in WASM: the same bits');
+  assert.equal(calls, 1);
+  m.dispose();
+  cpu.dispose();
+  for (const [what, src, dtype] of [['a small model', fixture('mamba-tiny'), 'fp32'], ['q8', big, 'q8']]) {
+    const s = await Mamba.load(src, { gpu, dtype });
+    assert.equal(s.info.backend, 'wasm', what);
+    s.dispose();
+  }
 });
 
 test('concurrent calls on a WebGPU model are serialised; a synchronous call during one is a busy error', async (t) => {

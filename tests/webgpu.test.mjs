@@ -5,7 +5,7 @@
 // only where there is none.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { requestDevice, GpuKernels, packF16Rows, GEMV_MAX_TOKENS } from '../web/webgpu.js';
+import { requestDevice, GpuKernels, packF16Rows, GEMV_MAX_TOKENS, matmulTakesNorm } from '../web/webgpu.js';
 import { getEngine } from '../bindings/engine.js';
 import { TOL } from './helpers.mjs';
 
@@ -198,14 +198,15 @@ function randHalves(n) {
 test('matmul_forward.wgsl == matmul_forward (C): gemv and gemm, f32 and f16 weights, bias, strides, offsets, accumulate', async (t) => {
   if (skip()) return t.skip(skip());
   // [T, C, OC]: decode sizes (T <= GEMV_MAX_TOKENS), prefill sizes past the 64 x 64 tiles, odd C (f16 rows end in half a word)
-  const shapes = [[1, 768, 37], [1, 101, 70], [3, 101, 70], [GEMV_MAX_TOKENS, 64, 9], [GEMV_MAX_TOKENS + 1, 48, 130], [70, 101, 65], [130, 33, 7]];
+  const shapes = [[1, 768, 37], [1, 2056, 300], [1, 101, 70], [3, 101, 70], [GEMV_MAX_TOKENS, 64, 9], [GEMV_MAX_TOKENS + 1, 48, 130], [70, 101, 65], [130, 33, 7]];
   for (const [T, C, OC] of shapes)
     for (const f16 of [false, true])
       for (const variant of ['plain', 'bias+acc+strides']) {
         const extended = variant !== 'plain';
         const ldi = extended ? C + 5 : C;
         const ldo = extended ? OC + 3 : OC;
-        const ioff = extended ? 7 : 0;
+        const vec = T === 1 && matmulTakesNorm(C, f16, 8); // gemv1v (whole vec4 rows), with ioff 8 rather than 7
+        const ioff = extended ? (vec ? 8 : 7) : 0;
         const ooff = extended ? 2 : 0;
         const inp = rand(ioff + T * ldi, -1, 1);
         const { bits, vals } = f16 ? randHalves(OC * C) : { bits: null, vals: rand(OC * C, -0.5, 0.5) };
@@ -223,8 +224,29 @@ test('matmul_forward.wgsl == matmul_forward (C): gemv and gemm, f32 and f16 weig
         gpu.matmul({ out: outb, inp: gpu.buffer(inp), w, bias: bias ? gpu.buffer(bias) : null }, { T, C, OC, f16, acc: extended, ldi, ldo, ioff, ooff });
         const got = await gpu.read(outb, out0.length);
         if (!extended) for (let i = 0; i < ooff; i++) got[i] = want[i];
-        check(`matmul ${T === 1 ? 'gemv1' : T <= GEMV_MAX_TOKENS ? 'gemv' : 'gemm'} T=${T} C=${C} OC=${OC} ${f16 ? 'f16' : 'f32'} ${variant}`, got, want);
+        check(`matmul ${vec ? 'gemv1v' : T === 1 ? 'gemv1' : T <= GEMV_MAX_TOKENS ? 'gemv' : 'gemm'} T=${T} C=${C} OC=${OC} ${f16 ? 'f16' : 'f32'} ${variant}`, got, want);
       }
+});
+
+test('matmul_forward.wgsl gemv1v with the rmsnorm fused in front == rmsnorm_forward then matmul_forward (C), f32 and f16, bias, offsets, accumulate', async (t) => {
+  if (skip()) return t.skip(skip());
+  for (const [C, OC, ioff] of [[768, 37, 0], [2056, 300, 8], [64, 1000, 4]])
+    for (const f16 of [false, true]) {
+      if (!matmulTakesNorm(C, f16, ioff)) continue;
+      const inp = rand(ioff + C, -3, 3);
+      const nw = rand(C, 0.5, 1.5);
+      const { bits, vals } = f16 ? randHalves(OC * C) : { bits: null, vals: rand(OC * C, -0.5, 0.5) };
+      const bias = rand(OC, -0.2, 0.2);
+      const out0 = rand(OC, -1, 1);
+      const [normed] = cref('mb_ref_rmsnorm', [new Float32Array(C), inp.slice(ioff), nw, 1, C, 1e-5]);
+      const [ref] = cref('mb_ref_matmul', [new Float32Array(OC), normed, vals, bias, 1, C, OC]);
+      const want = Float32Array.from(ref, (v, o) => v + out0[o]);
+      const outb = gpu.buffer(out0);
+      const w = gpu.buffer(f16 ? packF16Rows(bits, OC, C) : vals);
+      gpu.matmul({ out: outb, inp: gpu.buffer(inp), w, bias: gpu.buffer(bias), norm: gpu.buffer(nw) }, { T: 1, C, OC, f16, acc: true, ioff, eps: 1e-5 });
+      check(`rmsnorm + matmul gemv1v C=${C} OC=${OC} ioff=${ioff} ${f16 ? 'f16' : 'f32'}`, await gpu.read(outb, OC), want);
+    }
+  assert.throws(() => gpu.matmul({ out: gpu.buffer(8), inp: gpu.buffer(8), w: gpu.buffer(8), bias: null, norm: gpu.buffer(8) }, { T: 1, C: 7, OC: 1 }), /fused norm/);
 });
 
 test('rmsnorm_forward.wgsl == rmsnorm_forward (C), rows with strides and offsets', async (t) => {

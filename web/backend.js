@@ -39,7 +39,8 @@ export class GpuBackend {
     if (!r.device) return { backend: null, reason: r.reason };
     const b = new GpuBackend(model.config, r.device, r.description);
     b.kernels = await GpuKernels.create(r.device);
-    if (opts.split !== false) b._uploadWeights(model); // split: false, for a model with no weights in WASM (the resident forward only)
+    b.split = opts.split !== false; // split: false: no split forward (a GPU-only model, or backend 'auto'), the resident one only
+    if (b.split) b._uploadWeights(model);
     return { backend: b };
   }
 

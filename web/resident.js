@@ -12,7 +12,7 @@
 // the GPU so that only the token ids come back. Not here yet: adapters (LoRA, LIM), q8 weights,
 // loading straight from the file (the source today reads the WASM model's weights), sampling
 // other than greedy.
-import { GpuKernels, ScratchPool, DispatchList, packF16Rows } from './webgpu.js';
+import { GpuKernels, ScratchPool, DispatchList, packF16Rows, matmulTakesNorm } from './webgpu.js';
 
 /** The most greedy steps one decodeGreedy call runs with no readback (the token log's length). */
 export const DECODE_CHUNK = 64;
@@ -85,7 +85,7 @@ export class GpuResident {
   }
 
   _matmul(enc, w, bias, io) {
-    this.kernels.matmul({ out: io.out, inp: io.inp, w: w.buf, bias: bias?.buf ?? null }, { ...io.dims, C: w.cols, OC: w.rows, f16: w.f16 }, enc);
+    this.kernels.matmul({ out: io.out, inp: io.inp, w: w.buf, bias: bias?.buf ?? null, norm: io.norm ?? null }, { ...io.dims, C: w.cols, OC: w.rows, f16: w.f16 }, enc);
   }
 
   /**
@@ -170,9 +170,15 @@ export class GpuResident {
     const rows = last ? B : T;
     const logits = this._buf('logits', rows * V);
     k.embedding({ out: h, ids: idb, w: this.w.embedding.buf }, { n: T, C: d, V, f16: this.w.embedding.f16 }, pass);
+    // one token (a decode step): each rmsnorm runs inside the matmul after it (gemv1v)
+    const fuseNorm = (w) => T === 1 && matmulTakesNorm(d, w.f16);
     this.layers.forEach((lw, l) => {
-      k.rmsnorm({ out: a, inp: h, weight: lw.norm.buf }, { T, C: d, eps }, pass);
-      this._matmul(pass, lw.in_proj, lw.in_proj_b, { out: xz, inp: a, dims: { T } });
+      if (fuseNorm(lw.in_proj)) {
+        this._matmul(pass, lw.in_proj, lw.in_proj_b, { out: xz, inp: h, norm: lw.norm.buf, dims: { T, eps } });
+      } else {
+        k.rmsnorm({ out: a, inp: h, weight: lw.norm.buf }, { T, C: d, eps }, pass);
+        this._matmul(pass, lw.in_proj, lw.in_proj_b, { out: xz, inp: a, dims: { T } });
+      }
       const bufs = { u, histOut: st.next ? st.next[l] : histOut, hist: st.hist[l], x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf };
       k.conv1dSilu(bufs, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!st.next }, pass);
       this._matmul(pass, lw.x_proj, null, { out: dbc, inp: u, dims: { T } });
@@ -183,8 +189,12 @@ export class GpuResident {
     });
     // the last position of sequence b is row b * L + L - 1: rows of stride L * d from (L - 1) * d
     const norm = last ? { ldi: L * d, ioff: (L - 1) * d } : {};
-    k.rmsnorm({ out: a, inp: h, weight: this.w.norm_f.buf }, { T: rows, C: d, eps, ...norm }, pass);
-    this._matmul(pass, this.w.lm_head, null, { out: logits, inp: a, dims: { T: rows } });
+    if (rows === 1 && matmulTakesNorm(d, this.w.lm_head.f16, norm.ioff ?? 0)) {
+      this._matmul(pass, this.w.lm_head, null, { out: logits, inp: h, norm: this.w.norm_f.buf, dims: { T: 1, eps, ioff: norm.ioff ?? 0 } });
+    } else {
+      k.rmsnorm({ out: a, inp: h, weight: this.w.norm_f.buf }, { T: rows, C: d, eps, ...norm }, pass);
+      this._matmul(pass, this.w.lm_head, null, { out: logits, inp: a, dims: { T: rows } });
+    }
     if (argmaxInto) k.argmax({ out: argmaxInto, x: logits }, { R: rows, n: V }, pass);
     if (logInto) k.argmaxAppend({ log: logInto, ids: argmaxInto }, { R: rows }, pass);
     return { logits, rows };

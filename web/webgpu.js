@@ -25,7 +25,7 @@ const KERNELS = Object.keys(KERNEL_URLS);
 const LAYOUTS = {
   selective_scan_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform', 'read-only-storage'],
   conv1d_silu_forward: ['storage', 'storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
-  matmul_forward: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform'],
+  matmul_forward: ['storage', 'read-only-storage', 'read-only-storage', 'read-only-storage', 'uniform', 'read-only-storage', 'read-only-storage'],
   embedding_forward: ['storage', 'read-only-storage', 'read-only-storage', 'uniform'],
 };
 
@@ -39,6 +39,11 @@ export function scanTiles(N, maxBytes = 16384) {
   const perToken = 4 * (wgE * N + 2 * wgE + 2 * N);
   const tc = Math.max(1, Math.min(16, Math.floor(maxBytes / perToken)));
   return { wgE, tc };
+}
+
+/** Whether matmul_forward.wgsl's gemv1v (and so a fused rmsnorm) takes one token of this shape. */
+export function matmulTakesNorm(C, f16, ioff = 0) {
+  return C % (f16 ? 8 : 4) === 0 && ioff % 4 === 0;
 }
 
 /** Token counts up to this run matmul_forward.wgsl's gemv (decode), more its tiled gemm. */
@@ -364,13 +369,22 @@ export class GpuKernels {
   /**
    * matmul_forward: out[t, o] (+)= sum_c inp[t, c] * w[o, c] (+ bias[o]); w float32 [OC, C], or
    * with f16 the words of packF16Rows. Rows of inp / out have strides ldi / ldo (default C / OC)
-   * from element offsets ioff / ooff; acc adds into out (the residual add).
+   * from element offsets ioff / ooff; acc adds into out (the residual add). norm (a buffer of C
+   * floats, with eps): the rmsnorm of inp in front, inp / sqrt(mean(inp^2) + eps) * norm, for
+   * one token whose shape gemv1v takes (matmulTakesNorm).
    */
-  matmul({ out, inp, w, bias }, { T, C, OC, f16 = false, acc = false, ldi = C, ldo = OC, ioff = 0, ooff = 0 }, enc) {
-    const dims = this.uniform([T, C, OC, ldi, ldo, ioff, ooff, 0]);
+  matmul({ out, inp, w, bias, norm = null }, { T, C, OC, f16 = false, acc = false, ldi = C, ldo = OC, ioff = 0, ooff = 0, eps = 0 }, enc) {
+    const vec = T === 1 && matmulTakesNorm(C, f16, ioff);
+    if (norm && !vec) throw new Error(`matmul_forward.wgsl: a fused norm needs one token, C % ${f16 ? 8 : 4} == 0 and ioff % 4 == 0 (T ${T}, C ${C}, ioff ${ioff})`);
+    const dims = this.uniform([T, C, OC, ldi, ldo, ioff, ooff, { f: eps }]);
     const constants = { F16: f16 ? 1 : 0, ACC: acc ? 1 : 0, HAS_BIAS: bias ? 1 : 0 };
-    const bufs = [out, inp, w, bias ?? inp, dims];
-    if (T <= GEMV_MAX_TOKENS) {
+    if (vec) constants.NORM = norm ? 1 : 0;
+    const bufs = [out, inp, w, bias ?? inp, dims, inp, norm ?? inp];
+    if (vec) {
+      const groups = Math.ceil(OC / 32);
+      const gx = Math.min(groups, 65535);
+      this.dispatch(this.pipeline('matmul_forward', 'gemv1v', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);
+    } else if (T <= GEMV_MAX_TOKENS) {
       const groups = Math.ceil(OC / 8);
       const gx = Math.min(groups, 65535);
       this.dispatch(this.pipeline('matmul_forward', T === 1 ? 'gemv1' : 'gemv', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);

@@ -5,7 +5,11 @@
 // Rows of inp and out have strides ldi and ldo and start at element offsets ioff and ooff, so a
 // call can read or write part of a wider buffer (the in_proj's x half, the residual stream).
 // Entry points:
-//   gemv1 one token (decode): as gemv, its sum in a register.
+//   gemv1v one token (decode) where rows are whole vec4s of words (C % 8 == 0 for F16, C % 4
+//         == 0 for f32) and ioff % 4 == 0: 32 rows per workgroup, 8 invocations per row, each
+//         reading 16 bytes of its row (and the matching floats of inp as vec4s) per step, two
+//         steps at a time; optionally the token's rmsnorm fused in front (NORM).
+//   gemv1 one token, any shape: as gemv, its sum in a register.
 //   gemv  few tokens: 8 rows per workgroup, 32 invocations per row, each summing a strided
 //         part of the row for every token (up to 8), then a tree reduction in workgroup memory.
 //   gemm  many tokens (prefill): 64 x 64 tiles of out, 16 x 16 invocations of 4 x 4 each, the
@@ -15,14 +19,24 @@
 override F16: bool = false;
 override ACC: bool = false;
 override HAS_BIAS: bool = false;
+// gemv1v: the rmsnorm of the token fused in front (inp / sqrt(mean(inp^2) + eps) * nw, eps the
+// f32 bits of dims.pad): one dispatch for norm + in_proj, and for norm_f + lm_head
+override NORM: bool = false;
 
-struct Dims { T: u32, C: u32, OC: u32, ldi: u32, ldo: u32, ioff: u32, ooff: u32, pad: u32 }
+struct Dims { T: u32, C: u32, OC: u32, ldi: u32, ldo: u32, ioff: u32, ooff: u32, pad: u32 } // pad: eps (NORM)
 
 @group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @group(0) @binding(1) var<storage, read> inp: array<f32>;
-@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>; // words, four to an element (the buffer is padded to 16 bytes)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<uniform> dims: Dims;
+@group(0) @binding(5) var<storage, read> inp4: array<vec4<f32>>;   // inp again, four floats to an element (gemv1v)
+@group(0) @binding(6) var<storage, read> nw: array<vec4<f32>>;     // the rmsnorm weight [C] (gemv1v with NORM)
+
+// word i of the weights
+fn word(i: u32) -> u32 {
+  return w[i >> 2u][i & 3u];
+}
 
 fn row_words() -> u32 {
   return select(dims.C, (dims.C + 1u) / 2u, F16);
@@ -31,10 +45,10 @@ fn row_words() -> u32 {
 // W[o, c] as f32 (c < C)
 fn weight(o: u32, c: u32) -> f32 {
   if (F16) {
-    let v = unpack2x16float(w[o * row_words() + c / 2u]);
+    let v = unpack2x16float(word(o * row_words() + c / 2u));
     return select(v.x, v.y, (c & 1u) == 1u);
   }
-  return bitcast<f32>(w[o * dims.C + c]);
+  return bitcast<f32>(word(o * dims.C + c));
 }
 
 fn store(t: u32, o: u32, v: f32) {
@@ -64,7 +78,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
     if (F16) { // a word (two columns) per step: consecutive lanes read consecutive words
       let words = row_words();
       for (var k = lane; k < words; k += GEMV_LANES) {
-        let v = unpack2x16float(w[o * words + k]);
+        let v = unpack2x16float(word(o * words + k));
         let c = 2u * k;
         let has_hi = c + 1u < dims.C;
         for (var t = 0u; t < dims.T; t++) {
@@ -78,7 +92,7 @@ fn gemv(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
       }
     } else {
       for (var c = lane; c < dims.C; c += GEMV_LANES) {
-        let v = bitcast<f32>(w[o * dims.C + c]);
+        let v = bitcast<f32>(word(o * dims.C + c));
         for (var t = 0u; t < dims.T; t++) {
           acc[t] += v * inp[dims.ioff + t * dims.ldi + c];
         }
@@ -115,16 +129,16 @@ fn gemv1(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
       let full = dims.C / 2u; // words with both halves in the row
       let base = o * words;
       for (var k = lane; k < full; k += GEMV_LANES) {
-        let v = unpack2x16float(w[base + k]);
+        let v = unpack2x16float(word(base + k));
         acc += v.x * inp[x0 + 2u * k] + v.y * inp[x0 + 2u * k + 1u];
       }
       if (lane == 0u && full < words) {
-        acc += unpack2x16float(w[base + full]).x * inp[x0 + 2u * full];
+        acc += unpack2x16float(word(base + full)).x * inp[x0 + 2u * full];
       }
     } else {
       let base = o * dims.C;
       for (var c = lane; c < dims.C; c += GEMV_LANES) {
-        acc += bitcast<f32>(w[base + c]) * inp[x0 + c];
+        acc += bitcast<f32>(word(base + c)) * inp[x0 + c];
       }
     }
   }
@@ -138,6 +152,75 @@ fn gemv1(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
   if (o < dims.OC && lane == 0u) {
     store(0u, o, part[li]);
+  }
+}
+
+const V_ROWS: u32 = 32u;
+const V_LANES: u32 = 8u;
+var<workgroup> part2: array<f32, 256>;
+
+// (the dot product of weight vec4 v with the columns of vec4 index cj of inp, scaled by nw with
+// NORM; the sum of squares of those inp values)
+fn dotv(v: vec4<u32>, cj: u32) -> vec2<f32> {
+  let x0 = dims.ioff / 4u;
+  if (F16) {
+    var xa = inp4[x0 + cj];
+    var xb = inp4[x0 + cj + 1u];
+    let ss = dot(xa, xa) + dot(xb, xb);
+    if (NORM) {
+      xa *= nw[cj];
+      xb *= nw[cj + 1u];
+    }
+    let wa = vec4f(unpack2x16float(v.x), unpack2x16float(v.y));
+    let wb = vec4f(unpack2x16float(v.z), unpack2x16float(v.w));
+    return vec2f(dot(wa, xa) + dot(wb, xb), ss);
+  }
+  var x = inp4[x0 + cj];
+  let ss = dot(x, x);
+  if (NORM) {
+    x *= nw[cj];
+  }
+  return vec2f(dot(bitcast<vec4f>(v), x), ss);
+}
+
+@compute @workgroup_size(256)
+fn gemv1v(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let lane = li % V_LANES;
+  let o = (wid.x + wid.y * nwg.x) * V_ROWS + li / V_LANES;
+  let step = select(1u, 2u, F16); // inp vec4s per weight vec4
+  var acc = vec2f(0.0);
+  var acc2 = vec2f(0.0);
+  if (o < dims.OC) {
+    let q = row_words() / 4u; // weight vec4s per row
+    let base = o * q;
+    var k = lane;
+    for (; k + V_LANES < q; k += 2u * V_LANES) {
+      let va = w[base + k];
+      let vb = w[base + k + V_LANES];
+      acc += dotv(va, k * step);
+      acc2 += dotv(vb, (k + V_LANES) * step);
+    }
+    if (k < q) {
+      acc += dotv(w[base + k], k * step);
+    }
+  }
+  acc += acc2;
+  part[li] = acc.x;
+  part2[li] = acc.y;
+  workgroupBarrier();
+  for (var s = V_LANES / 2u; s > 0u; s /= 2u) {
+    if (lane < s) {
+      part[li] += part[li + s];
+      part2[li] += part2[li + s];
+    }
+    workgroupBarrier();
+  }
+  if (o < dims.OC && lane == 0u) {
+    var r = part[li];
+    if (NORM) {
+      r *= inverseSqrt(part2[li] / f32(dims.C) + bitcast<f32>(dims.pad));
+    }
+    store(0u, o, r);
   }
 }
 

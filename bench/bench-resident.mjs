@@ -118,7 +118,44 @@ async function copyBandwidth(device) {
   return { bytesPerS: (2 * bytes) / (median(each) / 1e9), best: (2 * bytes) / (Math.min(...each) / 1e9) };
 }
 
+/**
+ * gemv1v on decode shapes (2.8b and 1.4b in_proj, out_proj, x_proj, lm_head; f16), for each
+ * V_LANES and unroll: GPU time of 32 dispatches in one pass (as a decode step runs them), TB/s of
+ * weights read. What the default gemvLanes should pick.
+ */
+async function tuneGemv(device) {
+  const { GpuKernels } = await import('../web/webgpu.js');
+  const k = await GpuKernels.create(device);
+  const out = [];
+  const shapes = quick ? [['quick', 256, 128]] : [['2.8b in_proj', 10240, 2560], ['2.8b out_proj', 2560, 5120], ['2.8b x_proj', 192, 5120], ['1.4b in_proj', 8192, 2048], ['1.4b out_proj', 2048, 4096], ['lm_head', 50280, 2560]];
+  for (const [name, OC, C] of shapes) {
+    const w = k.buffer((OC * C) / 2);
+    const inp = k.buffer(C);
+    const o = k.buffer(OC);
+    for (const lanes of [8, 16, 32, 64])
+      for (const unroll4 of [false, true]) {
+        k.gemvTuning = () => ({ lanes, unroll4 });
+        const run = (desc, after) => {
+          const enc = device.createCommandEncoder();
+          const pass = enc.beginComputePass(desc);
+          for (let i = 0; i < 32; i++) k.matmul({ out: o, inp, w, bias: null }, { T: 1, C, OC, f16: true }, pass);
+          pass.end();
+          after?.(enc);
+          device.queue.submit([enc.finish()]);
+        };
+        for (let i = 0; i < (quick ? 1 : 20); i++) run();
+        const { each } = await timedPasses(device, quick ? 1 : 5, run);
+        const t = median(each) / 32 / 1e9;
+        out.push({ name, lanes, unroll4, us: +(t * 1e6).toFixed(2), TBs: +((OC * C * 2) / t / 1e12).toFixed(2) });
+      }
+    [w, inp, o].forEach((b) => b.destroy());
+  }
+  k.gemvTuning = null;
+  return out;
+}
+
 let copy = null;
+let tuning = null;
 let adapterName = '';
 const rows = [];
 for (const name of cases) {
@@ -134,6 +171,10 @@ for (const name of cases) {
   const device = res.device;
   adapterName = model.info.adapter;
   copy ??= await copyBandwidth(device);
+  if (args.includes('--tune-gemv') && !tuning) {
+    tuning = await tuneGemv(device);
+    console.log(JSON.stringify(tuning));
+  }
   const V = shape.vocabSize;
   const ids = Int32Array.from({ length: L }, (_, i) => (i * 7919) % V);
   await res.forward(ids, 1, L, { last: true }); // warm-up: pipelines, buffers
@@ -253,7 +294,11 @@ const scanRows = [];
         after?.(enc);
         r.device.queue.submit([enc.finish()]);
       };
-      for (let i = 0; i < 5; i++) run();
+      const w0 = performance.now();
+      while (performance.now() - w0 < 400) { // the clocks up again after the setup
+        for (let i = 0; i < 5; i++) run();
+        await r.device.queue.onSubmittedWorkDone();
+      }
       const { each } = await timedPasses(r.device, 10, run);
       const t = median(each) / 1e9;
       const bytes = 4 * (4 * Ls * E + 2 * N * Ls);
@@ -272,6 +317,13 @@ for (const x of rows)
   md += `| ${x.case} | ${x.dtype} | ${x.gpuWeightMB.toFixed(0)} | ${x.loadS.toFixed(1)} | ${f(x.gpuPrefillTokS)} | ${f(x.wasmPrefillTokS)} | ${f(x.generateTokS)} | ${x.boundPct.toFixed(0)}% (${x.boundTokS.toFixed(0)}) | ${f(x.stepTokS)} | ${f(x.chainTokS)} | ${f(x.gpuStepUs, 0)} | ${f(x.recordUs, 0)} | ${x.dispatchesPerStep} | ${f(x.wasmDecodeTokS)} |\n`;
 for (const x of rows.filter((r) => r.profile))
   md += `\nOne ${x.case} decode step, each dispatch in its own timed pass (GPU us, summed by kernel; count): ${x.profile.map((p) => `${p.kernel} ${p.us} (${p.n})`).join('; ')}\n`;
+if (tuning) {
+  md += '\n| gemv1v, f16, 32 dispatches in a pass | lanes | unroll 2: us (TB/s) | unroll 4: us (TB/s) |\n|---|---|---|---|\n';
+  for (const x of tuning.filter((t) => !t.unroll4)) {
+    const y = tuning.find((t) => t.name === x.name && t.lanes === x.lanes && t.unroll4);
+    md += `| ${x.name} | ${x.lanes} | ${x.us} (${x.TBs}) | ${y.us} (${y.TBs}) |\n`;
+  }
+}
 md += '\n| scan (fused softplus and gate, B=1, N=16) | L | GPU ms | GB/s | % of copy |\n|---|---|---|---|---|\n';
 for (const x of scanRows) md += `| ${x.name} (E=${x.E}) | ${x.L} | ${x.ms.toFixed(3)} | ${x.GBs.toFixed(0)} | ${x.pctCopy.toFixed(1)}% |\n`;
 console.log(md);

@@ -241,10 +241,15 @@ test('matmul_forward.wgsl gemv1v with the rmsnorm fused in front == rmsnorm_forw
       const [normed] = cref('mb_ref_rmsnorm', [new Float32Array(C), inp.slice(ioff), nw, 1, C, 1e-5]);
       const [ref] = cref('mb_ref_matmul', [new Float32Array(OC), normed, vals, bias, 1, C, OC]);
       const want = Float32Array.from(ref, (v, o) => v + out0[o]);
-      const outb = gpu.buffer(out0);
       const w = gpu.buffer(f16 ? packF16Rows(bits, OC, C) : vals);
-      gpu.matmul({ out: outb, inp: gpu.buffer(inp), w, bias: gpu.buffer(bias), norm: gpu.buffer(nw) }, { T: 1, C, OC, f16, acc: true, ioff, eps: 1e-5 });
-      check(`rmsnorm + matmul gemv1v C=${C} OC=${OC} ioff=${ioff} ${f16 ? 'f16' : 'f32'}`, await gpu.read(outb, OC), want);
+      // the default tiles, then others (a benchmark's tuning): few and many lanes, four loads at a time
+      for (const tune of [null, { lanes: 8, unroll4: true }, { lanes: 64, unroll4: true }, { lanes: 16, unroll4: false }]) {
+        gpu.gemvTuning = tune && (() => tune);
+        const outb = gpu.buffer(out0);
+        gpu.matmul({ out: outb, inp: gpu.buffer(inp), w, bias: gpu.buffer(bias), norm: gpu.buffer(nw) }, { T: 1, C, OC, f16, acc: true, ioff, eps: 1e-5 });
+        check(`rmsnorm + matmul gemv1v C=${C} OC=${OC} ioff=${ioff} ${f16 ? 'f16' : 'f32'} ${tune ? JSON.stringify(tune) : 'default tiles'}`, await gpu.read(outb, OC), want);
+      }
+      gpu.gemvTuning = null;
     }
   assert.throws(() => gpu.matmul({ out: gpu.buffer(8), inp: gpu.buffer(8), w: gpu.buffer(8), bias: null, norm: gpu.buffer(8) }, { T: 1, C: 7, OC: 1 }), /fused norm/);
 });

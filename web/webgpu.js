@@ -46,6 +46,14 @@ export function matmulTakesNorm(C, f16, ioff = 0) {
   return C % (f16 ? 8 : 4) === 0 && ioff % 4 === 0;
 }
 
+/** gemv1v's invocations per row: about 8 vec4s of the row each, 8 to 64 (a power of two). */
+export function gemvLanes(C, f16) {
+  const q = C / (f16 ? 8 : 4); // vec4s of words per row
+  let lanes = 8;
+  while (lanes < 64 && lanes * 8 < q) lanes *= 2;
+  return lanes;
+}
+
 /** Token counts up to this run matmul_forward.wgsl's gemv (decode), more its tiled gemm. */
 export const GEMV_MAX_TOKENS = 8;
 
@@ -196,6 +204,7 @@ export class GpuKernels {
     this.bindGroups = new Map(); // pipeline and buffer ids -> bind group
     this.ids = new WeakMap();
     this.nextId = 1;
+    this.gemvTuning = null; // (C, OC, f16) => { lanes, unroll4 }: a benchmark's override of gemvLanes
   }
 
   pipeline(name, entryPoint = 'main', constants = {}) {
@@ -381,7 +390,10 @@ export class GpuKernels {
     if (vec) constants.NORM = norm ? 1 : 0;
     const bufs = [out, inp, w, bias ?? inp, dims, inp, norm ?? inp];
     if (vec) {
-      const groups = Math.ceil(OC / 32);
+      const tune = this.gemvTuning?.(C, OC, f16) ?? {};
+      constants.V_LANES = tune.lanes ?? gemvLanes(C, f16);
+      constants.V_UNROLL4 = tune.unroll4 ? 1 : 0;
+      const groups = Math.ceil(OC / (256 / constants.V_LANES));
       const gx = Math.min(groups, 65535);
       this.dispatch(this.pipeline('matmul_forward', 'gemv1v', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);
     } else if (T <= GEMV_MAX_TOKENS) {

@@ -6,9 +6,9 @@
 // call can read or write part of a wider buffer (the in_proj's x half, the residual stream).
 // Entry points:
 //   gemv1v one token (decode) where rows are whole vec4s of words (C % 8 == 0 for F16, C % 4
-//         == 0 for f32) and ioff % 4 == 0: 32 rows per workgroup, 8 invocations per row, each
-//         reading 16 bytes of its row (and the matching floats of inp as vec4s) per step, two
-//         steps at a time; optionally the token's rmsnorm fused in front (NORM).
+//         == 0 for f32) and ioff % 4 == 0: V_LANES invocations per row, each reading 16 bytes
+//         of its row (and the matching floats of inp as vec4s) per step, two steps at a time;
+//         optionally the token's rmsnorm fused in front (NORM).
 //   gemv1 one token, any shape: as gemv, its sum in a register.
 //   gemv  few tokens: 8 rows per workgroup, 32 invocations per row, each summing a strided
 //         part of the row for every token (up to 8), then a tree reduction in workgroup memory.
@@ -155,8 +155,10 @@ fn gemv1(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 }
 
-const V_ROWS: u32 = 32u;
-const V_LANES: u32 = 8u;
+// gemv1v: invocations per row (8 to 64, a power of two; 256 / V_LANES rows per workgroup), chosen
+// by the host so that each reads about 8 vec4s of its row and the grid fills the GPU
+override V_LANES: u32 = 32u;
+override V_UNROLL4: bool = false; // four steps at a time rather than two
 var<workgroup> part2: array<f32, 256>;
 
 // (the dot product of weight vec4 v with the columns of vec4 index cj of inp, scaled by nw with
@@ -186,7 +188,7 @@ fn dotv(v: vec4<u32>, cj: u32) -> vec2<f32> {
 @compute @workgroup_size(256)
 fn gemv1v(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let lane = li % V_LANES;
-  let o = (wid.x + wid.y * nwg.x) * V_ROWS + li / V_LANES;
+  let o = (wid.x + wid.y * nwg.x) * (256u / V_LANES) + li / V_LANES;
   let step = select(1u, 2u, F16); // inp vec4s per weight vec4
   var acc = vec2f(0.0);
   var acc2 = vec2f(0.0);
@@ -194,6 +196,16 @@ fn gemv1v(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u
     let q = row_words() / 4u; // weight vec4s per row
     let base = o * q;
     var k = lane;
+    if (V_UNROLL4) { // four loads in flight
+      for (; k + 3u * V_LANES < q; k += 4u * V_LANES) {
+        let va = w[base + k];
+        let vb = w[base + k + V_LANES];
+        let vc = w[base + k + 2u * V_LANES];
+        let vd = w[base + k + 3u * V_LANES];
+        acc += dotv(va, k * step) + dotv(vc, (k + 2u * V_LANES) * step);
+        acc2 += dotv(vb, (k + V_LANES) * step) + dotv(vd, (k + 3u * V_LANES) * step);
+      }
+    }
     for (; k + V_LANES < q; k += 2u * V_LANES) {
       let va = w[base + k];
       let vb = w[base + k + V_LANES];

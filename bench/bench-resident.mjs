@@ -121,7 +121,7 @@ async function copyBandwidth(device) {
 /**
  * gemv1v on decode shapes (2.8b and 1.4b in_proj, out_proj, x_proj, lm_head; f16), for each
  * V_LANES and unroll: GPU time of 32 dispatches in one pass (as a decode step runs them), TB/s of
- * weights read. What the default gemvLanes should pick.
+ * weights read: what the default gemvTiles (web/webgpu.js) picks from.
  */
 async function tuneGemv(device) {
   const { GpuKernels } = await import('../web/webgpu.js');

@@ -46,12 +46,19 @@ export function matmulTakesNorm(C, f16, ioff = 0) {
   return C % (f16 ? 8 : 4) === 0 && ioff % 4 === 0;
 }
 
-/** gemv1v's invocations per row: about 8 vec4s of the row each, 8 to 64 (a power of two). */
-export function gemvLanes(C, f16) {
+/**
+ * gemv1v's tiles for a matrix of OC rows of C values: { lanes (invocations per row, 8 to 64),
+ * unroll4 }. Measured on an H200 (bench/results.md 2026-12-03 16:08, bench-resident --tune-gemv):
+ * tall matrices (in_proj, lm_head: OC >= 8192) ran best with 16 lanes and four loads in flight
+ * (3.5-3.9 TB/s), short ones (out_proj, x_proj) with 64 lanes (more invocations for few rows).
+ * Never more lanes than vec4s in a row.
+ */
+export function gemvTiles(C, OC, f16) {
   const q = C / (f16 ? 8 : 4); // vec4s of words per row
-  let lanes = 8;
-  while (lanes < 64 && lanes * 8 < q) lanes *= 2;
-  return lanes;
+  let cap = 8;
+  while (cap < 64 && cap * 2 <= q) cap *= 2;
+  if (OC >= 8192) return { lanes: Math.min(16, cap), unroll4: q >= 64 };
+  return { lanes: cap, unroll4: false };
 }
 
 /** Token counts up to this run matmul_forward.wgsl's gemv (decode), more its tiled gemm. */
@@ -204,7 +211,7 @@ export class GpuKernels {
     this.bindGroups = new Map(); // pipeline and buffer ids -> bind group
     this.ids = new WeakMap();
     this.nextId = 1;
-    this.gemvTuning = null; // (C, OC, f16) => { lanes, unroll4 }: a benchmark's override of gemvLanes
+    this.gemvTuning = null; // (C, OC, f16) => { lanes, unroll4 }: a benchmark's override of gemvTiles
   }
 
   pipeline(name, entryPoint = 'main', constants = {}) {
@@ -390,9 +397,9 @@ export class GpuKernels {
     if (vec) constants.NORM = norm ? 1 : 0;
     const bufs = [out, inp, w, bias ?? inp, dims, inp, norm ?? inp];
     if (vec) {
-      const tune = this.gemvTuning?.(C, OC, f16) ?? {};
-      constants.V_LANES = tune.lanes ?? gemvLanes(C, f16);
-      constants.V_UNROLL4 = tune.unroll4 ? 1 : 0;
+      const tiles = this.gemvTuning?.(C, OC, f16) ?? gemvTiles(C, OC, f16);
+      constants.V_LANES = tiles.lanes;
+      constants.V_UNROLL4 = tiles.unroll4 ? 1 : 0;
       const groups = Math.ceil(OC / (256 / constants.V_LANES));
       const gx = Math.min(groups, 65535);
       this.dispatch(this.pipeline('matmul_forward', 'gemv1v', constants), bufs, [gx, Math.ceil(groups / gx), 1], enc);

@@ -50,7 +50,7 @@ export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   /** aborts the load (rejects with an AbortError) */
   signal?: AbortSignal;
-  /** 'wasm'; 'webgpu' (the whole forward and greedy decode on WebGPU with the weights resident there, for fp32 / fp16 without an adapter; adapters and q8 run each layer's scan on WebGPU; an error without an adapter); 'auto' (default): WASM (README "WebGPU" says why). */
+  /** 'wasm'; 'webgpu' (the whole forward and greedy decode on WebGPU with the weights resident there, for fp32 / fp16 without an adapter; adapters and q8 run each layer's scan on WebGPU; an error without an adapter); 'auto' (default): the resident WebGPU path on a hardware adapter for fp32 / fp16 models from d_inner 1536 up (calls with an adapter then run in WASM), else WASM (README "WebGPU"). */
   backend?: 'auto' | 'wasm' | 'webgpu';
   /** Where the weights live (backend 'webgpu'): 'wasm' (in the WASM heap, with a copy on the GPU: everything works, and a lost device falls back to WASM); 'gpu' (on the GPU only: models past the WASM heap; adapters, training, decode states and hidden states are unsupported, and a lost device makes calls unsupported); 'auto' (default): 'gpu' where the weights in fp16 (fp32 when asked for) do not fit the WASM heap, else 'wasm'. */
   residency?: 'auto' | 'wasm' | 'gpu';

@@ -3,7 +3,7 @@
 //   read      bytes read from disk, memory or a cache (status 'read', or 'cache' for the browser's
 //             Cache API and the Hugging Face cache)
 //   convert   tensor bytes converted to float32 into the engine (status 'convert')
-//   upload    bytes copied to the GPU (backend 'webgpu' only; status 'upload')
+//   upload    bytes copied to the GPU (a model on WebGPU only; status 'upload')
 //   ready     the end: status 'done' (loaded === total) and then status 'ready'
 // `loaded` only grows. `total` is undefined until the size of every weight file is known; from then
 // on it counts the bytes to read plus an estimate of the bytes to convert (the size of the files
@@ -66,7 +66,7 @@ export class LoadProgress {
     this._emit(e.status === 'download' ? 'download' : 'read', e.status, e.file);
   }
 
-  /** The checkpoint is parsed: the exact bytes to convert, and to upload (backend 'webgpu'). */
+  /** The checkpoint is parsed: the exact bytes to convert, and to upload (a model on WebGPU). */
   planned(convertBytes, uploadBytes = 0) {
     this.convertTotal = convertBytes;
     this.uploadTotal = uploadBytes;

@@ -1,17 +1,17 @@
 // resident.js: the whole Mamba forward on WebGPU with every weight resident in GPU buffers (issue
-// 15): embedding, per layer rmsnorm, in_proj, conv+SiLU, x_proj, dt_proj, softplus, the scan, the
-// gate and out_proj added into the residual stream, then the final norm and the head, recorded
-// into one command encoder with no readback until the logits. Each step is a kernel of
-// web/kernels/ mirroring a C op (web/webgpu.js GpuKernels), in the order of src/core/block.c.
+// 15): embedding, per layer rmsnorm, in_proj, conv+SiLU, x_proj, dt_proj, the scan (with softplus
+// and the gate inside), out_proj added into the residual stream, then the final norm and the
+// head, recorded into one compute pass with no readback until the logits. Each step is a kernel
+// of web/kernels/ mirroring a C op (web/webgpu.js GpuKernels), in the order of src/core/block.c.
 //
 // Weights come from a WeightSource (below), tensor by tensor: float32 tensors stay float32, f16
 // matrices are uploaded as halves packed two to a u32 (webgpu.js packF16Rows) and converted in
-// the kernels. The whole forward is one compute pass. Decode: a state of per-layer conv histories
-// (double-buffered) and SSM states on the GPU
-// (createState), prefilled by forward and advanced by step, which can take the greedy argmax on
-// the GPU so that only the token ids come back. Not here yet: adapters (LoRA, LIM), q8 weights,
-// loading straight from the file (the source today reads the WASM model's weights), sampling
-// other than greedy.
+// the kernels. The source is the WASM model's tensors or the checkpoint itself (bindings/gpu.js;
+// the latter for residency 'gpu', with no weights in WASM). Decode: a state of per-layer conv
+// histories (double-buffered) and SSM states on the GPU (createState), prefilled by forward and
+// advanced by steps recorded once and replayed (one-token matmuls with the rmsnorm fused in);
+// greedy steps chain on the GPU through a token log and come back once per chain
+// (decodeGreedy). Not here yet: adapters (LoRA, LIM), q8 weights, sampling other than greedy.
 import { GpuKernels, ScratchPool, DispatchList, packF16Rows, matmulTakesNorm } from './webgpu.js';
 
 /** The most greedy steps one decodeGreedy call runs with no readback (the token log's length). */

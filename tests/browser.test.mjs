@@ -226,7 +226,7 @@ test('demo in headless Chromium: data picker, fine-tune with validation (chart),
   }
 });
 
-test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy tokens match golden and WASM, with a Memba adapter', { skip: CHROMIUM ? false : 'no Chromium found', timeout: 180_000 }, async (t) => {
+test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy tokens match golden and WASM, with a Memba adapter, and with residency gpu', { skip: CHROMIUM ? false : 'no Chromium found', timeout: 180_000 }, async (t) => {
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: [...FLAGS, '--enable-unsafe-webgpu'] });
   try {
@@ -241,16 +241,18 @@ test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy t
       const P = c.greedy_prompt_len;
       const got = await page.evaluate(async ({ name, ids, P, G }) => {
         const { Mamba } = await import('/bindings/index.js');
-        const run = async (backend) => {
-          const m = await Mamba.load(`/tests/fixtures/${name}/`, { backend });
+        const run = async (backend, residency = 'auto') => {
+          // residency 'gpu' holds fp16 unless fp32 is asked for; these goldens are fp32
+          const m = await Mamba.load(`/tests/fixtures/${name}/`, { backend, residency, dtype: residency === 'gpu' ? 'fp32' : 'auto' });
           if (name.startsWith('memba')) await m.loadAdapter(`/tests/fixtures/${name}/`);
           const out = await m.forward(ids);
           const greedy = await m.generate(ids[0].slice(0, P), { maxNewTokens: G, stopTokens: [] });
           const info = m.info;
           m.dispose();
-          return { logits: Array.from(out.data), greedy, backend: info.backend, adapter: info.adapter ?? null };
+          return { logits: Array.from(out.data), greedy, backend: info.backend, adapter: info.adapter ?? null, residency: info.residency };
         };
-        return { gpu: await run('webgpu'), wasm: await run('wasm') };
+        // without an adapter, also with the weights on the GPU only (straight from the file)
+        return { gpu: await run('webgpu'), wasm: await run('wasm'), gpuOnly: name.startsWith('memba') ? null : await run('webgpu', 'gpu') };
       }, { name, ids: c.ids, P, G: readExpected(name).get('greedy').shape[1] });
       assert.equal(got.gpu.backend, 'webgpu');
       console.log(`${name}: Chromium WebGPU adapter ${got.gpu.adapter}`);
@@ -259,11 +261,16 @@ test('WebGPU in headless Chromium (SwiftShader): whole-model logits and greedy t
       assertClose(`${name} Chromium webgpu vs wasm logits`, got.gpu.logits, got.wasm.logits, 'logits_rel');
       const G = exp.get('greedy').shape[1];
       assert.deepEqual(got.gpu.greedy, Array.from(exp.get('greedy').subarray(0, G)));
+      if (got.gpuOnly) {
+        assert.equal(got.gpuOnly.residency, 'gpu');
+        assertClose(`${name} Chromium webgpu, residency gpu, logits vs golden`, got.gpuOnly.logits, exp.get('logits'), 'logits_rel');
+        assert.deepEqual(got.gpuOnly.greedy, Array.from(exp.get('greedy').subarray(0, G)));
+      }
     }
-    // each model was loaded twice (webgpu, then wasm): the second load came from the Cache API
+    // each model was loaded two or three times: the loads after the first came from the Cache API
     const cacheNames = await page.evaluate(() => caches.keys());
     assert.ok(cacheNames.includes('memba-wasm-v1'), `caches: ${cacheNames}`);
-    assert.equal(weightRequests.length, 2, `weights fetched ${weightRequests.length} times for 4 loads: ${weightRequests}`);
+    assert.equal(weightRequests.length, 2, `weights fetched ${weightRequests.length} times for 5 loads: ${weightRequests}`);
   } finally {
     await browser.close();
   }

@@ -696,10 +696,10 @@ export class Mamba {
   /**
    * Decoding on the resident GPU model (gpu.js residentCall): yields each next id, with the GPU
    * state fed everything in `history` (the caller pushes each id before the next is asked for).
-   * Greedy takes the argmax on the GPU and runs several steps per readback (resident.js
-   * decodeGreedy): 1, 2, 4, ... up to the resident model's decodeChunk, never more than
-   * `wanted()` (the ids the caller still takes), so the first ids come at once and long
-   * generations pay one round trip per chunk. Otherwise the logits come back every step and
+   * Greedy takes the argmax on the GPU and runs chains of steps with one readback each
+   * (resident.js submitGreedy): 1, 2, 4, ... up to the resident model's decodeChunk, never past
+   * `wanted()` (the ids the caller still takes), each chain submitted before the one before it is
+   * read back, so the GPU never waits for the host. Otherwise the logits come back every step and
    * `sample` picks. Ends (without an error) when the GPU fails: the model is then on WASM, and
    * the caller goes on from the history.
    */
@@ -710,21 +710,35 @@ export class Mamba {
     let r = await this._exclusive(() => residentCall(this, (g) => g.forward(Int32Array.from(history), 1, history.length, { last: true, state: st })));
     if (!r) return;
     let id = sample(r, history);
-    let chunk = 1;
-    for (;;) {
-      yield id;
-      if (greedy) {
-        const n = Math.max(1, Math.min(chunk, gpu.decodeChunk, wanted()));
-        const ids = await this._exclusive(() => residentCall(this, (g) => g.decodeGreedy(st, Uint32Array.of(id), n)));
-        if (!ids) return;
-        for (let i = 0; i + 1 < n; i++) yield ids[i];
-        id = ids[n - 1];
+    yield id;
+    if (greedy) {
+      let chunk = 1;
+      let first = Uint32Array.of(id); // the first chain starts from this id, the others from the GPU
+      let inFlight = null; // { n, ids: Promise } submitted, not yet read back
+      const submit = (g, n) => {
+        const ids = g.submitGreedy(st, n, first);
+        ids.catch(() => {}); // a chain abandoned with the generation (or after a failure) rejects unseen
+        first = null;
         chunk *= 2;
-        continue;
+        return { n, ids };
+      };
+      for (;;) {
+        const out = await this._exclusive(() => residentCall(this, async (g) => {
+          const cur = inFlight ?? submit(g, Math.max(1, Math.min(chunk, g.decodeChunk, wanted())));
+          const more = wanted() - cur.n; // ids still wanted after this chain's
+          const next = more > 0 ? submit(g, Math.min(chunk, g.decodeChunk, more)) : null;
+          return { ids: await cur.ids, next };
+        }));
+        if (!out) return;
+        inFlight = out.next;
+        for (const x of out.ids) yield x;
       }
+    }
+    for (;;) {
       r = await this._exclusive(() => residentCall(this, (g) => g.step(st, Uint32Array.of(id))));
       if (!r) return;
       id = sample(r, history);
+      yield id;
     }
   }
 

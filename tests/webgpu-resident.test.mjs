@@ -185,9 +185,9 @@ test("generate on a 'webgpu' model decodes on the GPU (greedy and sampled) and e
   let steps = 0; // decode steps run on the GPU
   let calls = 0; // readbacks they took
   const step = res.step.bind(res);
-  const chain = res.decodeGreedy.bind(res);
+  const chain = res.submitGreedy.bind(res);
   res.step = (st, ids, o) => (o?.greedy ? step(st, ids, o) : (steps++, calls++, step(st, ids, o)));
-  res.decodeGreedy = (st, ids, n) => ((steps += n), calls++, chain(st, ids, n));
+  res.submitGreedy = (st, n, ids) => ((steps += n), calls++, chain(st, n, ids));
   const prompt = gpu.encode('And the LORD said unto');
   for (const o of [{ maxNewTokens: 12, stopTokens: [] }, { maxNewTokens: 12, stopTokens: [], temperature: 0.8, topK: 20, seed: 5 }, { maxNewTokens: 8, stopTokens: [], repetitionPenalty: 1.3 }]) {
     const before = [steps, calls];
@@ -197,12 +197,21 @@ test("generate on a 'webgpu' model decodes on the GPU (greedy and sampled) and e
     assert.deepEqual(got, want);
     assert.ok(new Set(got).size > 2, 'the tokens vary');
     assert.equal(steps - before[0], o.maxNewTokens - 1, 'every step ran on the GPU, none past maxNewTokens');
-    // greedy runs steps in chunks of 1, 2, 4, 8 (capped by the tokens left): 11 steps in 4 readbacks
+    // greedy runs chains of 1, 2, 4, then 4 (capped by the tokens left): 11 steps in 4 readbacks
     if (!o.temperature && !o.repetitionPenalty) assert.equal(calls - before[1], 4, 'greedy steps are chained');
+  }
+  // a stop token inside a chain ends the generation there, with the next chain in flight and then
+  // dropped (its state freed): the same tokens as WASM, and the model goes on working
+  {
+    const o = { maxNewTokens: 30, stopTokens: [1718] };
+    const got = await gpu.generate(prompt, o);
+    assert.deepEqual(got, await cpu.generate(prompt, o));
+    assert.equal(got.at(-1), 1718);
+    assert.deepEqual(await gpu.generate(prompt, { maxNewTokens: 5, stopTokens: [] }), await cpu.generate(prompt, { maxNewTokens: 5, stopTokens: [] }));
   }
   // the device is lost at the third readback: the rest comes from WASM, from the history
   let n = 0;
-  res.decodeGreedy = async (...a) => {
+  res.submitGreedy = (...a) => {
     if (++n === 3) gpu._gpu.device.destroy();
     return chain(...a);
   };

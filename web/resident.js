@@ -104,15 +104,19 @@ export class GpuResident {
       st.s.push(k.buffer(B * E * N));
     }
     st.cur = k.buffer(B); // the ids the next step reads (u32): written by the host, or by the step's argmax
-    st.log = k.buffer(1 + DECODE_CHUNK * B); // [count, ids...] (argmax_forward.wgsl append)
+    // two token logs [count, ids...] (argmax_forward.wgsl append), used in turn, so that a chain
+    // can run while the one before it is read back
+    st.logs = [k.buffer(1 + DECODE_CHUNK * B), k.buffer(1 + DECODE_CHUNK * B)];
+    st.logTurn = 0;
     return st;
   }
 
   destroyState(st) {
-    for (const b of [...st.hists[0], ...st.hists[1], ...st.s, st.cur, st.log]) b?.destroy();
+    for (const b of [...st.hists[0], ...st.hists[1], ...st.s, st.cur, ...st.logs]) b?.destroy();
     st.hists = [[], []];
     st.s = [];
-    st.cur = st.log = null;
+    st.cur = null;
+    st.logs = [];
     st.plans = {};
   }
 
@@ -202,21 +206,21 @@ export class GpuResident {
 
   /**
    * The recorded dispatches of one decode step of `state` (kind 'greedy': the argmax into
-   * state.cur and appended to state.log; 'logits': the logits only), for the state's current
+   * state.cur and appended to token log state.logs[log]; 'logits': the logits only), for the state's current
    * parity. Made once and replayed every token; made again when a scratch buffer was (a larger
    * call grew it).
    */
-  _stepPlan(state, kind) {
+  _stepPlan(state, kind, log = 0) {
     if (state.planGen !== this.scratch.generation) {
       state.plans = {};
       state.planGen = this.scratch.generation;
     }
-    const key = `${kind}${state.parity}`;
+    const key = `${kind}${state.parity}${kind === 'greedy' ? log : ''}`;
     if (!state.plans[key]) {
       const list = new DispatchList();
       const st = { hist: state.hists[state.parity], next: state.hists[state.parity ^ 1], s: state.s };
       const greedy = kind === 'greedy';
-      this._encode(list, state.cur, state.B, 1, { last: true, st, argmaxInto: greedy ? state.cur : null, logInto: greedy ? state.log : null });
+      this._encode(list, state.cur, state.B, 1, { last: true, st, argmaxInto: greedy ? state.cur : null, logInto: greedy ? state.logs[log] : null });
       // _encode may have grown a scratch buffer (the first step after a smaller call): then the
       // plans made before are stale, this one is not
       if (state.planGen !== this.scratch.generation) {
@@ -233,8 +237,8 @@ export class GpuResident {
    * passDesc: the compute pass descriptor (a benchmark's timestampWrites); after(enc): more
    * commands for the same command buffer (resolving those timestamps).
    */
-  _submitStep(state, kind, passDesc = undefined, after = null) {
-    const plan = this._stepPlan(state, kind);
+  _submitStep(state, kind, passDesc = undefined, after = null, log = 0) {
+    const plan = this._stepPlan(state, kind, log);
     const enc = this.device.createCommandEncoder();
     const pass = enc.beginComputePass(passDesc);
     this.kernels.replay(pass, plan);
@@ -283,16 +287,30 @@ export class GpuResident {
    * step is submitted as soon as it is recorded; the n * B ids (step-major) come back at the end.
    * n is at most DECODE_CHUNK.
    */
-  async decodeGreedy(state, ids, n) {
+  decodeGreedy(state, ids, n) {
+    return this.submitGreedy(state, n, ids);
+  }
+
+  /**
+   * Submits n greedy steps (as decodeGreedy) and returns a promise of their n * B ids, without
+   * waiting: from `ids`, or, when null, from the ids the last step already submitted left on the
+   * GPU. So the next chain can be submitted before this one's ids are awaited, and the GPU does
+   * not wait for the host between chains (the two token logs are used in turn: at most two chains
+   * may be in flight).
+   */
+  submitGreedy(state, n, ids = null) {
     const B = state.B;
-    if (!(n >= 1 && n <= DECODE_CHUNK)) throw new Error(`resident.js: decodeGreedy of ${n} steps (1 to ${DECODE_CHUNK})`);
-    this.kernels.write(state.cur, toU32(ids));
-    this.kernels.write(state.log, new Uint32Array(1)); // count = 0
-    for (let i = 0; i < n; i++) this._submitStep(state, 'greedy');
-    const log = await this.kernels.readU32(state.log, 1 + n * B);
-    this._check();
-    if (log[0] !== n) throw new Error(`resident.js: the token log holds ${log[0]} steps, not ${n}`);
-    return log.subarray(1);
+    if (!(n >= 1 && n <= DECODE_CHUNK)) throw new Error(`resident.js: a chain of ${n} greedy steps (1 to ${DECODE_CHUNK})`);
+    if (ids) this.kernels.write(state.cur, toU32(ids));
+    const li = state.logTurn;
+    state.logTurn ^= 1;
+    this.kernels.write(state.logs[li], new Uint32Array(1)); // count = 0
+    for (let i = 0; i < n; i++) this._submitStep(state, 'greedy', undefined, null, li);
+    return this.kernels.readU32(state.logs[li], 1 + n * B).then((log) => {
+      this._check();
+      if (log[0] !== n) throw new Error(`resident.js: the token log holds ${log[0]} steps, not ${n}`);
+      return log.subarray(1);
+    });
   }
 
   destroy() {

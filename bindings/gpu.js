@@ -12,8 +12,8 @@ import { tensorToFloat32, float32ToFloat16Bits } from './safetensors.js';
 /**
  * 'auto' takes WebGPU (on a hardware adapter, for fp32 / fp16 weights) from this d_inner up, for
  * the resident forward and decode only. Measured (bench/results.md, 2026-12-03, an H200 through
- * Dawn): at mamba-130m (d_inner 1536), the smallest shape measured, greedy decode ran 47x and
- * prefill 236x one WASM thread. The split path (adapters: each layer's scan on the GPU, the
+ * Dawn): at mamba-130m (d_inner 1536), the smallest shape measured, greedy decode ran 45-47x and
+ * prefill 236-302x one WASM thread. The split path (adapters: each layer's scan on the GPU, the
  * matmuls in WASM) measured 0.83-1.10x, so under 'auto' calls with an adapter run in WASM.
  */
 export const AUTO_WEBGPU_MIN_D_INNER = 1536;

@@ -270,6 +270,13 @@ test("residency 'gpu': weights go from the file to the GPU only (none in WASM); 
     const sg = await gpu.scoreTokens(prompt, 2);
     const sc = await cpu.scoreTokens(prompt, 2);
     assertClose(`${what}: scoreTokens, residency gpu vs wasm`, sg.data, sc.data, 'logits_rel');
+    // an abort between chunks of a long score is the caller's, not a GPU failure: the GPU stays
+    const long = Int32Array.from({ length: 5000 }, (_, i) => (i * 7919 + 3) % gpu.config.vocabSize);
+    const ac = new AbortController();
+    const scoring = gpu.scoreTokens(long, 1, { signal: ac.signal });
+    ac.abort();
+    await assert.rejects(scoring, (e) => e.code === 'aborted');
+    assert.equal(gpu.info.backend, 'webgpu', 'an abort keeps the GPU');
     const o = { maxNewTokens: 10, stopTokens: [] };
     const gen = await gpu.generate(prompt, o);
     console.log(`${what}: generate ${gen.join(' ')}`);

@@ -4,7 +4,7 @@
 // forward (typedefs below). web/ sees no handle, no engine and no private field of Mamba; the
 // split-forward stages, buffers and state pointers stay on this side (abi.js wrappers).
 // Deliberately not here: GPU kernels and buffers (web/), the WASM paths (mamba.js).
-import { MembaError, ErrorCodes, isAbortError } from './errors.js';
+import { MembaError, ErrorCodes } from './errors.js';
 import { Param, SplitBuf, DType } from './abi.js';
 import { LoadProgress } from './load-progress.js';
 import { tensorToFloat32, float32ToFloat16Bits } from './safetensors.js';
@@ -339,7 +339,9 @@ export async function residentCall(model, fn) {
   try {
     return await fn(res);
   } catch (err) {
-    if (isAbortError(err)) throw err; // the caller's abort, not a GPU failure: the GPU stays
+    // the caller's abort (ours: code 'aborted'), not a GPU failure: the GPU stays. A mapAsync
+    // that a lost device aborts is a DOMException named AbortError: that one is a GPU failure
+    if (err instanceof MembaError && err.code === ErrorCodes.ABORTED) throw err;
     if (err?.name === 'GpuSizeError') { // a call too large for the GPU runs on WASM; the GPU stays
       if (!model._handle) throw new MembaError(ErrorCodes.OOM, `this call does not fit the GPU, and the model's weights are on the GPU only (${err.message})`, { cause: err });
       return undefined;

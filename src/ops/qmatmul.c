@@ -241,7 +241,7 @@ static float row_chunk_simd(const uint8_t *row, size_t C, int b0, int nb, const 
   return v_hsum(acc);
 }
 
-/* N rows at a time against one token (N a constant: 4 for several tokens, 2 for decode): the x
+/* N rows at a time against one token (N a constant, at most 4): the x
  * vectors loaded once per block for the N rows; each row keeps its own lanes, so every output has
  * row_chunk_scalar's arithmetic */
 static inline __attribute__((always_inline)) void rowsN_chunk_simd(int N, float *dst, const uint8_t *row, size_t stride, size_t C, int b0, int nb, const int16_t *qx, const float *dx) {
@@ -281,23 +281,24 @@ void q8_matmul_rows(float *out, size_t ld, const float *inp, const uint8_t *W, c
         quantize_x(g_qx + i * Q8_CHUNK, g_dx + i * (Q8_CHUNK / Q8_BLOCK), inp + (size_t)(t0 + i) * C + c0, n);
       int o = 0;
       /* several tokens: 4 rows at a time (independent sums, x loaded once; the rows are read once
-       * per token, from cache after the first). One token (decode): two rows at a time, half the
-       * matrix apart so each stream stays sequential (as f16_matvec_rows); they share the x loads. */
+       * per token, from cache after the first). One token (decode): four rows at a time, a quarter
+       * of the matrix apart, so each of the four streams stays sequential (two streams, half apart,
+       * ran 0.94x: bench/results.md 2026-12-03 18:15); they share the x loads. */
       for (; simd && nt > 1 && o + 4 <= OC; o += 4) {
         const uint8_t *row = W + (size_t)o * rb;
         for (int i = 0; i < nt; i++)
           rowsN_chunk_simd(4, out + (size_t)(t0 + i) * ld + o, row, rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx + i * Q8_CHUNK,
                            g_dx + i * (Q8_CHUNK / Q8_BLOCK));
       }
-      if (simd && nt == 1) { /* decode: row i with row i + OC / 2 */
-        int half = OC / 2;
-        float pair[2];
-        for (int i = 0; i < half; i++) {
-          pair[0] = out[(size_t)t0 * ld + i], pair[1] = out[(size_t)t0 * ld + i + half];
-          rowsN_chunk_simd(2, pair, W + (size_t)i * rb, (size_t)half * rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
-          out[(size_t)t0 * ld + i] = pair[0], out[(size_t)t0 * ld + i + half] = pair[1];
+      if (simd && nt == 1) { /* decode: rows i, i + OC / 4, i + OC / 2, i + 3 OC / 4 */
+        int q4 = OC / 4;
+        float quad[4];
+        for (int i = 0; i < q4; i++) {
+          for (int r = 0; r < 4; r++) quad[r] = out[(size_t)t0 * ld + i + r * q4];
+          rowsN_chunk_simd(4, quad, W + (size_t)i * rb, (size_t)q4 * rb, (size_t)C, c0 / Q8_BLOCK, nb, g_qx, g_dx);
+          for (int r = 0; r < 4; r++) out[(size_t)t0 * ld + i + r * q4] = quad[r];
         }
-        o = 2 * half;
+        o = 4 * q4;
       }
       for (; o < OC; o++) {
         const uint8_t *row = W + (size_t)o * rb;

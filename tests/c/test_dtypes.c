@@ -89,7 +89,7 @@ static void test_q8_format(void) {
 /* typed linear_forward / backward against the float32 kernels on the decoded weights */
 static void test_typed_matmul(mb_dtype dt, const char *name) {
   printf(" %s matmul\n", name);
-  const int shapes[][3] = {{1, 768, 64}, {1, 100, 37}, {1, 101, 37}, {1, 20000, 5}, {3, 48, 130}, {9, 768, 43}, {70, 100, 37}, {2, 20000, 5}};
+  const int shapes[][3] = {{1, 768, 64}, {1, 100, 37}, {1, 100, 3}, {1, 101, 37}, {1, 20000, 5}, {3, 48, 130}, {9, 768, 43}, {70, 100, 37}, {2, 20000, 5}};
   for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
     int T = shapes[k][0], C = shapes[k][1], OC = shapes[k][2];
     size_t rb = dtype_row_bytes(dt, C);

@@ -98,7 +98,8 @@ function tensorShapes(c) {
  * Bytes a 'webgpu' load uploads: A and D of every layer (the split backend, web/backend.js; not
  * with split: false, a GPU-only model) and,
  * for fp32 and fp16 weights, every tensor of the resident forward (web/resident.js), f16 matrices
- * as halves packed two to a u32 (rows of ceil(cols / 2) words). The resident test checks this
+ * as halves packed two to a u32 (rows of ceil(cols / 2) words), plus per layer D and dt_proj's
+ * bias side by side (the decode scan's, [2, d_inner] floats). The resident test checks this
  * against what is uploaded.
  */
 export function gpuUploadBytes(c, dtype, { split: withSplit = true } = {}) {
@@ -110,7 +111,7 @@ export function gpuUploadBytes(c, dtype, { split: withSplit = true } = {}) {
     const [rows, cols] = shapes[n];
     return sum + (dtype === 'fp16' && TYPED.has(n) ? rows * Math.ceil(cols / 2) * 4 : rows * cols * 4);
   }, 0);
-  return split + bytes(MODEL_TENSORS) + c.nLayer * bytes(LAYER_TENSORS);
+  return split + bytes(MODEL_TENSORS) + c.nLayer * (bytes(LAYER_TENSORS) + 2 * c.dInner * 4);
 }
 
 /**

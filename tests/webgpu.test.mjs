@@ -112,6 +112,36 @@ test('selective_scan_forward.wgsl == selective_scan_forward (C), chunked in time
     const fb = { ...bufs, s: gpu.buffer(s0), delta: gpu.buffer(raw), g: gpu.buffer(g) };
     gpu.selectiveScan(fb, { B, L, E, N, bcStride: stride, bcOffset: off, chunk: 64, softplus: true, gStride: gs, gOffset: gOff });
     check(`scan + softplus + gate (fused) B=${B} L=${L} E=${E} N=${N} y`, await gpu.read(fb.y, B * L * E), gated);
+    // and dt_proj made inside (the decode step's DT override): delta = dt_proj(bc[:, :R]) + bias,
+    // against the C matmul, then softplus, the scan and the gate in turn; weights in float32 and
+    // in f16 words (the C side gets the halves' values); R = off (3) and an odd, longer rank
+    for (const R of [off, 37]) {
+      const st2 = R + 2 * N;
+      const bc2 = rand(B * L * st2, -1, 1);
+      const wdt = rand(E * R, -0.5, 0.5);
+      const halves = randHalves(E * R);
+      const bdt = rand(E, -1, 0.5);
+      for (const f16 of [false, true]) {
+        const wv = f16 ? halves.vals : wdt;
+        const dense = new Float32Array(B * L * R);
+        for (let i = 0; i < B * L; i++) dense.set(bc2.subarray(i * st2, i * st2 + R), i * R);
+        const [dl] = cref('mb_ref_matmul', [new Float32Array(B * L * E), dense, wv, bdt, B * L, R, E]);
+        const [sp2] = cref('mb_ref_softplus', [dl, B * L * E]);
+        const yd = new Float32Array(B * L * E);
+        for (let b = 0; b < B; b++) {
+          const [y] = cref('mb_ref_selective_scan', [new Float32Array(L * E), s0.slice(b * E * N, (b + 1) * E * N), u.slice(b * L * E, (b + 1) * L * E), sp2.slice(b * L * E, (b + 1) * L * E), bc2.slice(b * L * st2 + R, (b + 1) * L * st2 + R), st2, A, D, L, E, N]);
+          yd.set(y, b * L * E);
+        }
+        const [gd] = cref('mb_ref_gate', [yd, g.slice(gOff), gs, B * L, E]);
+        const Dbias = new Float32Array(2 * E);
+        Dbias.set(D);
+        Dbias.set(bdt, E);
+        const w = gpu.buffer(f16 ? packF16Rows(halves.bits, E, R) : wdt);
+        const db = { y: gpu.buffer(B * L * E), s: gpu.buffer(s0), u: bufs.u, bc: gpu.buffer(bc2), A: bufs.A, D: gpu.buffer(Dbias), g: fb.g };
+        gpu.selectiveScan(db, { B, L, E, N, bcStride: st2, bcOffset: R, chunk: 64, softplus: true, gStride: gs, gOffset: gOff, dt: { w, f16, R } });
+        check(`scan + dt_proj (R=${R}, ${f16 ? 'f16' : 'f32'}) + softplus + gate (fused) B=${B} L=${L} E=${E} N=${N} y`, await gpu.read(db.y, B * L * E), gd);
+      }
+    }
   }
 });
 

@@ -46,11 +46,13 @@ export class GpuResident {
     const r = new GpuResident(device, src.config);
     r.kernels = kernels ?? (await GpuKernels.create(device)); // a GpuKernels of this device may be shared
     r.scratch = new ScratchPool(r.kernels);
+    const kept = {}; // D and dt_proj's bias of the layer being uploaded (for Dbias)
     const up = (name, layer) => {
       const t = src.tensor(name, layer);
       if (!t) return null;
       if (t.dtype === 'f16' && !MATRICES.has(name)) throw new Error(`resident.js: ${name} in f16 (only the matrices may be)`);
       const data = t.dtype === 'f16' ? packF16Rows(t.data, t.rows, t.cols) : t.data;
+      if (name === 'D' || name === 'dt_proj_b') kept[name] = data;
       const buf = r.kernels.buffer(data);
       r.weightBytes += data.byteLength;
       onUpload?.(data.byteLength);
@@ -59,7 +61,19 @@ export class GpuResident {
     r.w.embedding = up('embedding');
     r.w.norm_f = up('norm_f');
     r.w.lm_head = up('lm_head') ?? r.w.embedding; // tied
-    for (let l = 0; l < src.config.nLayer; l++) r.layers.push(Object.fromEntries(LAYER_TENSORS.map((n) => [n, up(n, l)])));
+    const E = src.config.dInner;
+    for (let l = 0; l < src.config.nLayer; l++) {
+      kept.D = kept.dt_proj_b = null;
+      const lw = Object.fromEntries(LAYER_TENSORS.map((n) => [n, up(n, l)]));
+      // D then dt_proj's bias, [2, E]: the decode step's scan makes delta itself (its DT override)
+      const db = new Float32Array(2 * E);
+      db.set(kept.D);
+      if (kept.dt_proj_b) db.set(kept.dt_proj_b, E);
+      lw.Dbias = { buf: r.kernels.buffer(db), f16: false, rows: 2, cols: E };
+      r.weightBytes += db.byteLength;
+      onUpload?.(db.byteLength);
+      r.layers.push(lw);
+    }
     return r;
   }
 
@@ -168,7 +182,7 @@ export class GpuResident {
     const xz = this._buf('xz', T * 2 * E);
     const u = this._buf('u', T * E);
     const dbc = this._buf('dbc', T * DBC);
-    const delta = this._buf('delta', T * E);
+    const delta = L === 1 ? null : this._buf('delta', T * E); // a decode step's scan makes its own
     const y = this._buf('y', T * E);
     const histOut = st.next ? null : this._buf('hist_out', B * (K - 1) * E); // bound, unwritten
     const rows = last ? B : T;
@@ -186,9 +200,15 @@ export class GpuResident {
       const bufs = { u, histOut: st.next ? st.next[l] : histOut, hist: st.hist[l], x: xz, w: lw.conv.buf, bias: lw.conv_b?.buf };
       k.conv1dSilu(bufs, { B, L, E, K, xStride: 2 * E, xOffset: 0, updateHist: !!st.next }, pass);
       this._matmul(pass, lw.x_proj, null, { out: dbc, inp: u, dims: { T } });
-      this._matmul(pass, lw.dt_proj, lw.dt_proj_b, { out: delta, inp: dbc, dims: { T, ldi: DBC } });
-      // softplus of delta and the gate y * silu(z) run inside the scan (one dispatch, not three)
-      k.selectiveScan({ y, s: st.s[l], u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf, g: xz }, { B, L, E, N, bcStride: DBC, bcOffset: R, softplus: true, gStride: 2 * E, gOffset: E }, pass);
+      // softplus of delta and the gate y * silu(z) run inside the scan (one dispatch, not three);
+      // a decode step's dt_proj too (L = 1: a dot of R per channel; longer runs take the GEMM)
+      const scanIo = { B, L, E, N, bcStride: DBC, bcOffset: R, softplus: true, gStride: 2 * E, gOffset: E };
+      if (L === 1) {
+        k.selectiveScan({ y, s: st.s[l], u, bc: dbc, A: lw.A.buf, D: lw.Dbias.buf, g: xz }, { ...scanIo, dt: { w: lw.dt_proj.buf, f16: lw.dt_proj.f16, R } }, pass);
+      } else {
+        this._matmul(pass, lw.dt_proj, lw.dt_proj_b, { out: delta, inp: dbc, dims: { T, ldi: DBC } });
+        k.selectiveScan({ y, s: st.s[l], u, delta, bc: dbc, A: lw.A.buf, D: lw.D.buf, g: xz }, scanIo, pass);
+      }
       this._matmul(pass, lw.out_proj, lw.out_proj_b, { out: h, inp: y, dims: { T, acc: true } });
     });
     // the last position of sequence b is row b * L + L - 1: rows of stride L * d from (L - 1) * d

@@ -352,16 +352,19 @@ export class GpuKernels {
   /**
    * selective_scan_forward over tokens [t0, t0 + nt), in time chunks of `chunk` tokens. With
    * softplus, delta is taken before softplus (applied in the kernel); with g, y is gated by
-   * silu(g) (rows of stride gStride from column gOffset), as gate_forward would.
+   * silu(g) (rows of stride gStride from column gOffset), as gate_forward would. With dt
+   * ({ w, f16, R }: dt_proj's weights, float32 or packF16Rows words, and its rank), delta is made
+   * in the kernel as dt_proj of columns [0, R) of the bc rows plus its bias (`delta` is not read),
+   * and D must hold D then dt_proj's bias ([2, E]).
    */
-  selectiveScan({ y, s, u, delta, bc, A, D, g = null }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256, softplus = false, gStride = 0, gOffset = 0 }, enc) {
+  selectiveScan({ y, s, u, delta, bc, A, D, g = null }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256, softplus = false, gStride = 0, gOffset = 0, dt = null }, enc) {
     if (N > 256) throw new Error(`selective_scan_forward.wgsl holds at most 256 states per channel, got d_state ${N}`);
     const { wgE, tc } = scanTiles(N, this.device.limits.maxComputeWorkgroupStorageSize);
-    const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N, TC: tc, SOFTPLUS: softplus ? 1 : 0, GATE: g ? 1 : 0 });
+    const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N, TC: tc, SOFTPLUS: softplus ? 1 : 0, GATE: g ? 1 : 0, DT: dt ? 1 : 0, DT_F16: dt?.f16 ? 1 : 0 });
     for (let c0 = t0; c0 < t0 + nt; c0 += chunk) {
       const n = Math.min(chunk, t0 + nt - c0);
-      const dims = this.uniform([B, L, E, bcStride, bcOffset, c0, n, gStride, gOffset, 0, 0, 0]);
-      this.dispatch(p, [y, s, u, delta, bc, A, D, dims, g ?? u], [Math.ceil(E / wgE), B, 1], enc);
+      const dims = this.uniform([B, L, E, bcStride, bcOffset, c0, n, gStride, gOffset, dt ? dt.R : 0, 0, 0]);
+      this.dispatch(p, [y, s, u, dt ? dt.w : delta, bc, A, D, dims, g ?? u], [Math.ceil(E / wgE), B, 1], enc);
     }
   }
 

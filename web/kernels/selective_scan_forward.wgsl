@@ -11,22 +11,30 @@
 // Fused neighbours (overrides), so that a decode step is one dispatch instead of three:
 //   SOFTPLUS  delta is read before softplus and softplus_forward's function applied here;
 //   GATE      y is multiplied by silu(g) (gate_forward: g rows of stride g_stride from column
-//             g_offset) as it is written.
+//             g_offset) as it is written;
+//   DT        delta is dt_proj's output, made here (the decode step's dt_proj dispatch): binding 3
+//             holds dt_proj's weights [E, R] (float32, or with DT_F16 halves packed two to a u32,
+//             rows of ceil(R / 2) words: webgpu.js packF16Rows) and binding 6 holds D then dt_proj's
+//             bias ([2, E]); the input is columns [0, R) of the bc rows (x_proj's output). Each
+//             (token, channel) dot is split over the channel's N invocations (columns r = n mod N)
+//             and summed in workgroup memory in n order, then the bias is added.
 override WG_E: u32 = 8u;
 override N: u32 = 16u;
 override TC: u32 = 16u;
 override SOFTPLUS: bool = false;
 override GATE: bool = false;
+override DT: bool = false;
+override DT_F16: bool = false;
 
-struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, nt: u32, g_stride: u32, g_offset: u32, pad0: u32, pad1: u32, pad2: u32 }
+struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, nt: u32, g_stride: u32, g_offset: u32, R: u32, pad1: u32, pad2: u32 }
 
 @group(0) @binding(0) var<storage, read_write> y: array<f32>;      // [B, L, E]
 @group(0) @binding(1) var<storage, read_write> s: array<f32>;      // [B, E, N]
 @group(0) @binding(2) var<storage, read> u: array<f32>;            // [B, L, E]
-@group(0) @binding(3) var<storage, read> delta: array<f32>;        // [B, L, E]
+@group(0) @binding(3) var<storage, read> delta: array<u32>;        // [B, L, E] float32 bits (with DT: dt_proj's weights)
 @group(0) @binding(4) var<storage, read> bc: array<f32>;           // rows [B*L, bc_stride]: B at bc_offset, C at bc_offset + N
 @group(0) @binding(5) var<storage, read> A: array<f32>;            // [E, N] (= -exp(A_log))
-@group(0) @binding(6) var<storage, read> D: array<f32>;            // [E]
+@group(0) @binding(6) var<storage, read> D: array<f32>;            // [E] (with DT: [2, E], D then dt_proj's bias)
 @group(0) @binding(7) var<uniform> dims: Dims;
 @group(0) @binding(8) var<storage, read> g: array<f32>;            // the gate input (with GATE; rows [B*L, g_stride])
 
@@ -37,6 +45,14 @@ fn softplus(v: f32) -> f32 {
   }
   let q = exp(v);
   return select(log(1.0 + q), q - 0.5 * q * q, q < 1e-4);
+}
+
+// dt_proj's weight [e, r] (with DT)
+fn wdt(e: u32, r: u32) -> f32 {
+  if (DT_F16) {
+    return unpack2x16float(delta[e * ((dims.R + 1u) / 2u) + r / 2u])[r & 1u];
+  }
+  return bitcast<f32>(delta[e * dims.R + r]);
 }
 
 var<workgroup> part: array<f32, TC * WG_E * N>; // s_t . C_t terms: [token][channel][state]
@@ -64,6 +80,19 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let end = dims.t0 + dims.nt;
   for (var c0 = dims.t0; c0 < end; c0 += TC) {
     let tc = min(TC, end - c0);
+    if (DT) { // this invocation's share of dt_proj's dot for channel e, every token of the chunk
+      for (var tt = 0u; tt < tc; tt++) {
+        var p = 0.0;
+        if (live) {
+          let r0 = (b * dims.L + c0 + tt) * dims.bc_stride;
+          for (var r = n; r < dims.R; r += N) {
+            p += wdt(e, r) * bc[r0 + r];
+          }
+        }
+        part[tt * WG + li] = p;
+      }
+      workgroupBarrier();
+    }
     for (var i = li; i < TC * WG_E; i += WG) {
       let tt = i / WG_E;
       let ee = e0 + i % WG_E;
@@ -71,7 +100,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
       var uv = 0.0;
       if (tt < tc && ee < dims.E) {
         let row = b * dims.L + c0 + tt;
-        dv = delta[row * dims.E + ee];
+        if (DT) {
+          var acc = 0.0;
+          for (var k = 0u; k < N; k++) {
+            acc += part[tt * WG + (i % WG_E) * N + k];
+          }
+          dv = acc + D[dims.E + ee];
+        } else {
+          dv = bitcast<f32>(delta[row * dims.E + ee]);
+        }
         if (SOFTPLUS) {
           dv = softplus(dv);
         }

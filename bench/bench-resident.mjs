@@ -132,7 +132,7 @@ async function tuneGemv(device) {
     const w = k.buffer((OC * C) / 2);
     const inp = k.buffer(C);
     const o = k.buffer(OC);
-    for (const lanes of [8, 16, 32, 64])
+    for (const lanes of [8, 16, 32, 64, 128, 256])
       for (const unroll4 of [false, true]) {
         k.gemvTuning = () => ({ lanes, unroll4 });
         const run = (desc, after) => {

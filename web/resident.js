@@ -9,7 +9,8 @@
 // the kernels. The source is the WASM model's tensors or the checkpoint itself (bindings/gpu.js;
 // the latter for residency 'gpu', with no weights in WASM). Decode: a state of per-layer conv
 // histories (double-buffered) and SSM states on the GPU (createState), prefilled by forward and
-// advanced by steps recorded once and replayed (one-token matmuls with the rmsnorm fused in);
+// advanced by steps recorded once and replayed (one-token matmuls with the rmsnorm fused in,
+// dt_proj inside the scan: its weights and, per layer, D and dt_proj's bias in one buffer, Dbias);
 // greedy steps chain on the GPU through a token log and come back once per chain
 // (decodeGreedy). Not here yet: adapters (LoRA, LIM), q8 weights, sampling other than greedy.
 import { GpuKernels, ScratchPool, DispatchList, packF16Rows, matmulTakesNorm } from './webgpu.js';

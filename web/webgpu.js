@@ -47,10 +47,10 @@ export function matmulTakesNorm(C, f16, ioff = 0) {
 }
 
 /**
- * gemv1v's tiles for a matrix of OC rows of C values: { lanes (invocations per row, 8 to 64),
- * unroll4 }. Measured on an H200 (bench/results.md 2026-12-03 16:08, bench-resident --tune-gemv):
- * tall matrices (in_proj, lm_head: OC >= 8192) ran best with 16 lanes and four loads in flight
- * (3.5-3.9 TB/s), short ones (out_proj, x_proj) with 64 lanes (more invocations for few rows).
+ * gemv1v's tiles for a matrix of OC rows of C values: { lanes (invocations per row, 8 to 256),
+ * unroll4 }. Measured on an H200 (bench/results.md 2026-12-03 16:08 and 18:40, bench-resident
+ * --tune-gemv): tall matrices (in_proj, lm_head: OC >= 8192) ran best with 16 lanes and four loads
+ * in flight (3.5-3.9 TB/s), short ones (out_proj) with 64 lanes, x_proj (192 rows) with 128-256.
  * Never more lanes than vec4s in a row.
  */
 export function gemvTiles(C, OC, f16) {
@@ -58,7 +58,13 @@ export function gemvTiles(C, OC, f16) {
   let cap = 8;
   while (cap < 64 && cap * 2 <= q) cap *= 2;
   if (OC >= 8192) return { lanes: Math.min(16, cap), unroll4: q >= 64 };
-  return { lanes: cap, unroll4: false };
+  // few rows (x_proj): more lanes per row, up to a workgroup a row, while there are fewer than 128
+  // workgroups, so that each lane has fewer loads one after the other (2.8b x_proj: 5.1 us with 64
+  // lanes, 4.3 with 128 or 256; 1.4b out_proj, 512 workgroups of 64 lanes, slower with 128:
+  // bench/results.md 2026-12-03 18:40)
+  let lanes = cap;
+  while (lanes < 256 && lanes * 2 <= q && (OC * lanes) / 256 < 128) lanes *= 2;
+  return { lanes, unroll4: false };
 }
 
 /** Token counts up to this run matmul_forward.wgsl's gemv (decode), more its tiled gemm. */
@@ -360,7 +366,9 @@ export class GpuKernels {
   selectiveScan({ y, s, u, delta, bc, A, D, g = null }, { B, L, E, N, bcStride, bcOffset, t0 = 0, nt = L, chunk = 256, softplus = false, gStride = 0, gOffset = 0, dt = null }, enc) {
     if (N > 256) throw new Error(`selective_scan_forward.wgsl holds at most 256 states per channel, got d_state ${N}`);
     const { wgE, tc } = scanTiles(N, this.device.limits.maxComputeWorkgroupStorageSize);
-    const p = this.pipeline('selective_scan_forward', 'main', { WG_E: wgE, N, TC: tc, SOFTPLUS: softplus ? 1 : 0, GATE: g ? 1 : 0, DT: dt ? 1 : 0, DT_F16: dt?.f16 ? 1 : 0 });
+    const c = { WG_E: wgE, N, TC: tc, SOFTPLUS: softplus ? 1 : 0, GATE: g ? 1 : 0 };
+    if (dt) Object.assign(c, { DT: 1, DT_F16: dt.f16 ? 1 : 0, DT_K: Math.ceil(dt.R / N) });
+    const p = this.pipeline('selective_scan_forward', 'main', c);
     for (let c0 = t0; c0 < t0 + nt; c0 += chunk) {
       const n = Math.min(chunk, t0 + nt - c0);
       const dims = this.uniform([B, L, E, bcStride, bcOffset, c0, n, gStride, gOffset, dt ? dt.R : 0, 0, 0]);

@@ -25,6 +25,7 @@ override SOFTPLUS: bool = false;
 override GATE: bool = false;
 override DT: bool = false;
 override DT_F16: bool = false;
+override DT_K: u32 = 16u; // with DT: columns per invocation, at least ceil(R / N)
 
 struct Dims { B: u32, L: u32, E: u32, bc_stride: u32, bc_offset: u32, t0: u32, nt: u32, g_stride: u32, g_offset: u32, R: u32, pad1: u32, pad2: u32 }
 
@@ -85,8 +86,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
         var p = 0.0;
         if (live) {
           let r0 = (b * dims.L + c0 + tt) * dims.bc_stride;
-          for (var r = n; r < dims.R; r += N) {
-            p += wdt(e, r) * bc[r0 + r];
+          // a constant trip count (R <= DT_K * N, checked by the host), so that the loads are
+          // issued together rather than one after the other
+          for (var j = 0u; j < DT_K; j++) {
+            let r = n + j * N;
+            if (r < dims.R) {
+              p += wdt(e, r) * bc[r0 + r];
+            }
           }
         }
         part[tt * WG + li] = p;
